@@ -1,0 +1,299 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// Outbox is the part of the store the dispatcher drives. Implementations must be safe for
+// concurrent use by many workers.
+type Outbox interface {
+	// Claim moves up to max pending jobs of kind whose next_at is at or before now (and whose
+	// dependencies are done) to in_flight, counts the attempt (the returned Job.Attempts includes
+	// it) and returns the jobs with their Body, oldest first. target selects the jobs of one
+	// target; "" selects jobs of any target. A claimed job stays in_flight until Finish; jobs left
+	// in_flight by a crash are pending again after a restart.
+	Claim(ctx context.Context, kind, target string, now time.Time, max int) ([]store.Job, error)
+	// Finish records one attempt of a claimed job, sets its last error to a.Error and moves it
+	// to state: StateDone, StateDead, or StatePending to be claimable again at nextAt. An error
+	// wrapping store.ErrState or store.ErrNotFound means the job is no longer in flight (an
+	// operator dropped or requeued it): retrying is pointless.
+	Finish(ctx context.Context, id, state string, nextAt time.Time, a store.Attempt) error
+	// NextDue returns the earliest next_at of the pending jobs of kind and target ("" = any
+	// target), or ok=false when there is none.
+	NextDue(ctx context.Context, kind, target string) (next time.Time, ok bool, err error)
+	// Wake returns a channel that becomes ready (receives or is closed) after the next commit of
+	// new or re-queued jobs following the call. Several workers wait on it at once, so every one of
+	// them must see it; a worker takes the channel before it claims, so a commit in between is
+	// never missed.
+	Wake() <-chan struct{}
+}
+
+// Options tune a Dispatcher. The zero value is usable.
+type Options struct {
+	// Logger receives one line per delivery outcome; nil discards. The dispatcher adds the key
+	// "webhook" (the endpoint name) and never logs URLs, header values or secrets.
+	Logger *slog.Logger
+	// Version is sent as User-Agent: mailhook/<Version> ("dev" when empty).
+	Version string
+	// Now is the clock for claiming, timestamps, Retry-After dates and retry schedules; nil
+	// means time.Now.
+	Now func() time.Time
+	// Rand returns a uniform number in [0, 1) for backoff jitter and must be safe for concurrent
+	// use; nil means math/rand/v2.Float64.
+	Rand func() float64
+	// Quick is the in-process retry of one claimed job, before it goes back to the outbox.
+	Quick QuickRetry
+}
+
+// QuickRetry bounds the retries made in process, within one claim of a job, for errors that are
+// often momentary (a reset connection, a 503 from a restarting receiver). Timeouts and responses
+// whose Retry-After exceeds WaitMax are not retried in process: they go straight to the durable
+// schedule of the endpoint's RetryPolicy.
+type QuickRetry struct {
+	Max     int           // retries after the first try; 0 means 2, negative means none
+	WaitMin time.Duration // first wait, doubled per retry, with full jitter (default 500ms)
+	WaitMax time.Duration // longest wait (default 4s)
+}
+
+// Dispatcher delivers webhook jobs to their endpoints. Create it with New and start it with Run.
+type Dispatcher struct {
+	out       Outbox
+	endpoints map[string]*endpoint
+	order     []*endpoint // configuration order, for starting workers
+	log       *slog.Logger
+	userAgent string
+	now       func() time.Time
+	rand      func() float64
+	quick     QuickRetry
+}
+
+// New checks the endpoints, fills in defaults and returns a Dispatcher for them. Errors name the
+// endpoint and the field, never the URL or a secret.
+func New(o Outbox, endpoints []Endpoint, opts Options) (*Dispatcher, error) {
+	if o == nil {
+		return nil, errors.New("dispatch: nil outbox")
+	}
+	d := &Dispatcher{
+		out:       o,
+		endpoints: make(map[string]*endpoint, len(endpoints)),
+		log:       opts.Logger,
+		userAgent: "mailhook/" + opts.Version,
+		now:       opts.Now,
+		rand:      opts.Rand,
+		quick:     opts.Quick,
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Version == "" {
+		d.userAgent = "mailhook/dev"
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.rand == nil {
+		d.rand = rand.Float64
+	}
+	switch {
+	case d.quick.Max == 0:
+		d.quick.Max = 2
+	case d.quick.Max < 0:
+		d.quick.Max = 0
+	}
+	if d.quick.WaitMin <= 0 {
+		d.quick.WaitMin = 500 * time.Millisecond
+	}
+	if d.quick.WaitMax <= 0 {
+		d.quick.WaitMax = 4 * time.Second
+	}
+	d.quick.WaitMax = max(d.quick.WaitMax, d.quick.WaitMin)
+
+	for _, e := range endpoints {
+		e, err := e.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := d.endpoints[e.Name]; dup {
+			return nil, fmt.Errorf("webhook %q: configured twice", e.Name)
+		}
+		ep := newEndpoint(e, d.log.With("webhook", e.Name))
+		d.endpoints[e.Name] = ep
+		d.order = append(d.order, ep)
+	}
+	return d, nil
+}
+
+// Run delivers jobs until ctx is done, then returns nil once every worker has stopped; a delivery
+// cut short by the shutdown goes back to the outbox as pending. Each endpoint has its own workers
+// (Endpoint.Concurrency of them), so a slow or failing endpoint never holds up another. One more
+// worker claims jobs of any target: it dead-letters jobs whose endpoint is no longer configured
+// (last error "webhook_removed") and delivers the others within their endpoint's concurrency
+// limit. Workers sleep on Outbox.Wake and on a timer set to the next due job; they do not poll.
+// Run must not be called again before it has returned.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, ep := range d.order {
+		for range ep.Concurrency {
+			wg.Go(func() { d.serve(ctx, ep, ep.Name) })
+		}
+	}
+	wg.Go(func() { d.serve(ctx, nil, "") })
+	wg.Wait()
+	for _, ep := range d.order {
+		ep.client.CloseIdleConnections()
+	}
+	d.log.Debug("dispatcher stopped")
+	return nil
+}
+
+// Worker pacing.
+const (
+	minStoreRetry = time.Second // first wait after a failed Claim or NextDue
+	maxStoreRetry = time.Minute // longest such wait
+	minPastDue    = 50 * time.Millisecond
+	maxPastDue    = 5 * time.Second // re-check of a due job Claim did not return (waiting on dependencies)
+	finishTimeout = 10 * time.Second
+)
+
+// serve claims and handles the jobs of target until ctx is done. A worker of one endpoint (ep
+// non-nil) holds a slot of the endpoint's semaphore from before Claim until the job is finished,
+// so the endpoint's concurrency is never exceeded; the any-target worker (ep nil) takes the slot
+// after claiming, once it knows the job's endpoint.
+func (d *Dispatcher) serve(ctx context.Context, ep *endpoint, target string) {
+	log := d.log
+	if ep != nil {
+		log = ep.log
+	}
+	storeWait, pastDue := time.Duration(0), 0
+	for ctx.Err() == nil {
+		wake := d.out.Wake()
+		if ep != nil && !ep.acquire(ctx) {
+			return
+		}
+		jobs, err := d.out.Claim(ctx, store.KindWebhook, target, d.now(), 1)
+		for _, j := range jobs {
+			if ep != nil {
+				d.deliver(ctx, ep, j)
+			} else {
+				d.route(ctx, j)
+			}
+		}
+		if ep != nil {
+			ep.release()
+		}
+		if err == nil && len(jobs) > 0 {
+			storeWait, pastDue = 0, 0
+			continue
+		}
+
+		var next time.Time
+		ok := false
+		if err == nil {
+			next, ok, err = d.out.NextDue(ctx, store.KindWebhook, target)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			storeWait = min(max(2*storeWait, minStoreRetry), maxStoreRetry)
+			log.Error("outbox unavailable", "err", err, "retry_in", storeWait)
+			sleep(ctx, nil, storeWait)
+			continue
+		}
+		storeWait = 0
+
+		delay := time.Duration(-1) // until woken
+		if ok {
+			if delay = next.Sub(d.now()); delay <= 0 {
+				// Due, yet not claimed: waiting on dependencies, or it became due just now.
+				delay = min(minPastDue<<min(pastDue, 16), maxPastDue)
+				pastDue++
+			} else {
+				pastDue = 0
+			}
+		}
+		sleep(ctx, wake, delay)
+	}
+}
+
+// sleep waits until ctx is done, wake is ready or delay has passed (forever when delay < 0).
+func sleep(ctx context.Context, wake <-chan struct{}, delay time.Duration) {
+	var timer <-chan time.Time
+	if delay >= 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-wake:
+	case <-timer:
+	}
+}
+
+// route handles a job claimed by the any-target worker.
+func (d *Dispatcher) route(ctx context.Context, j store.Job) {
+	ep, ok := d.endpoints[j.Target]
+	if !ok {
+		log := d.log.With("webhook", j.Target, "job", j.ID, "rule", j.Rule)
+		log.Warn("webhook no longer configured; job dead-lettered", "err", "webhook_removed")
+		d.finish(ctx, log, j, store.StateDead, time.Time{},
+			store.Attempt{JobID: j.ID, At: d.now(), Status: "removed", Error: "webhook_removed"})
+		return
+	}
+	if !ep.acquire(ctx) {
+		d.finish(ctx, ep.log.With("job", j.ID), j, store.StatePending, d.now(),
+			store.Attempt{JobID: j.ID, At: d.now(), Status: "canceled", Error: "shut down before sending"})
+		return
+	}
+	defer ep.release()
+	d.deliver(ctx, ep, j)
+}
+
+// finish records the outcome of a job. It goes on while ctx is being cancelled, so a delivery that
+// completed during shutdown is not sent again; it retries a failing store for up to
+// finishTimeout, after which the job stays in_flight until the next start.
+func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, j store.Job, state string, nextAt time.Time, a store.Attempt) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		err := d.out.Finish(ctx, j.ID, state, nextAt, a)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, store.ErrState) || errors.Is(err, store.ErrNotFound) {
+			log.Warn("job changed while it was being delivered; outcome not recorded",
+				"state", state, "err", err)
+			return
+		}
+		if ctx.Err() != nil {
+			log.Error("cannot record delivery outcome; job stays in flight until restart",
+				"state", state, "err", err)
+			return
+		}
+		log.Warn("cannot record delivery outcome; retrying", "state", state, "err", err)
+		sleep(ctx, nil, wait)
+		wait *= 2
+	}
+}
+
+// acquire takes a slot of the endpoint's concurrency limit; false when ctx is done first.
+func (ep *endpoint) acquire(ctx context.Context) bool {
+	select {
+	case ep.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (ep *endpoint) release() { <-ep.sem }

@@ -1,0 +1,23 @@
+// Package dispatch delivers mailhook's webhook jobs from the outbox.
+//
+// The watcher turns a matched message into a Payload (NewPayload, Payload.Marshal) and commits the
+// bytes as the body of an outbox job; the body is stored once and never rebuilt. A Dispatcher runs
+// workers per configured Endpoint that claim due jobs, POST the stored body signed per attempt
+// following the Standard Webhooks specification (webhook-id, webhook-timestamp, webhook-signature),
+// and record the outcome:
+//
+//   - 2xx: done.
+//   - 408, 425, 429, 5xx and network errors: retried, first a couple of times in process, then on a
+//     durable schedule kept in the outbox (exponential backoff with full jitter between
+//     RetryPolicy.MinBackoff and MaxBackoff, never sooner than a Retry-After), until
+//     RetryPolicy.MaxAge after the job was created; then dead.
+//   - 3xx (redirects are never followed) and any other 4xx: dead at once. 410 is reported as
+//     "endpoint gone".
+//
+// Delivery is at least once: a job is marked done only after the receiver answered 2xx, so a crash
+// in between sends it again, with the same webhook-id, which receivers use to deduplicate.
+//
+// Nothing this package logs or records carries an endpoint URL (its path or query may hold a
+// token), a header value or a secret: endpoints are named by Endpoint.Name, and errors from
+// net/http are stripped of the URL.
+package dispatch

@@ -1,0 +1,274 @@
+package dispatch
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mailhook/mailhook/message"
+)
+
+// PayloadVersion is the version of the webhook payload this package produces. Fields may be added
+// within a version (receivers must ignore unknown fields); a field is never removed, renamed or
+// given another meaning without a new version.
+const PayloadVersion = 1
+
+// DefaultMaxBodyBytes is the cap on Payload.Text and Payload.HTML each when NewPayload is given 0.
+const DefaultMaxBodyBytes = 256 << 10
+
+// MaxHeaderBytes bounds Payload.Headers: the header fields are copied in message order until their
+// names and values add up to this many bytes; the rest are left out, and the payload is marked
+// truncated with the defect "headers_truncated".
+const MaxHeaderBytes = 64 << 10
+
+// Defects NewPayload adds to those of the message.
+const (
+	DefectBodyTruncated    = "body_truncated"
+	DefectHeadersTruncated = "headers_truncated"
+)
+
+// BodyMode says which message bodies a webhook ships.
+type BodyMode string
+
+// Body modes. The zero value means BodyText.
+const (
+	BodyNone BodyMode = "none" // neither text nor html
+	BodyText BodyMode = "text" // the text/plain body only (default)
+	BodyHTML BodyMode = "html" // the text/html body only
+	BodyBoth BodyMode = "both" // both bodies
+)
+
+// ParseBodyMode parses a configured body mode; "" gives BodyText.
+func ParseBodyMode(s string) (BodyMode, error) {
+	switch m := BodyMode(s); m {
+	case "":
+		return BodyText, nil
+	case BodyNone, BodyText, BodyHTML, BodyBoth:
+		return m, nil
+	}
+	return "", fmt.Errorf("body mode %q: want none, text, html or both", s)
+}
+
+func (m BodyMode) text() bool { return m == "" || m == BodyText || m == BodyBoth }
+func (m BodyMode) html() bool { return m == BodyHTML || m == BodyBoth }
+
+// Payload is the JSON body of a webhook request, version 1. Every string in it is valid UTF-8
+// without NUL characters (invalid bytes and NULs are replaced by U+FFFD), lists are [] rather than
+// null when empty, and receivers must ignore fields they do not know.
+type Payload struct {
+	// Version is the payload version, PayloadVersion.
+	Version int `json:"version"`
+	// ID identifies the event: the outbox job id ("msg_" + 26 base32 characters), derived from
+	// account, mailbox, uidvalidity, uid, rule and action. It equals the webhook-id and
+	// Idempotency-Key request headers and is the same on every retry and after restarts, so a
+	// receiver deduplicates on it.
+	ID string `json:"id"`
+	// Rule is the name of the rule whose action sent this webhook.
+	Rule string `json:"rule"`
+	// Account is the name of the configured account the message was found in.
+	Account string `json:"account"`
+	// Mailbox is the IMAP mailbox name, e.g. "INBOX".
+	Mailbox string `json:"mailbox"`
+	// UID is the message's IMAP UID in Mailbox (RFC 9051 §2.3.1.1); meaningful only together with
+	// UIDValidity.
+	UID uint32 `json:"uid"`
+	// UIDValidity is the mailbox's UIDVALIDITY when the message was processed.
+	UIDValidity uint32 `json:"uidvalidity"`
+	// MessageID is the Message-ID header with its angle brackets, "" when absent.
+	MessageID string `json:"message_id"`
+	// Date is the Date header in UTC (RFC 3339), null when absent or unparseable (then Defects
+	// holds "bad_date").
+	Date *time.Time `json:"date"`
+	// From is the first address of the From header; both fields are "" when there is none.
+	From Address `json:"from"`
+	// To, Cc and ReplyTo are the addresses of those headers, in order.
+	To      []Address `json:"to"`
+	Cc      []Address `json:"cc"`
+	ReplyTo []Address `json:"reply_to"`
+	// Subject is the decoded Subject header (RFC 2047), "" when absent.
+	Subject string `json:"subject"`
+	// Text is the text/plain body decoded to UTF-8, present only when the webhook's body mode is
+	// "text" (the default) or "both". It is cut at max_body_bytes on a character boundary; then
+	// Truncated is true and Defects holds "body_truncated".
+	Text *string `json:"text,omitempty"`
+	// HTML is the text/html body decoded to UTF-8, present only when the body mode is "html" or
+	// "both"; cut like Text.
+	HTML *string `json:"html,omitempty"`
+	// Size is the size of the whole message in octets (RFC822.SIZE).
+	Size int64 `json:"size"`
+	// Automated is true for mail sent by a machine rather than a person: Auto-Submitted other than
+	// "no" (RFC 3834), Precedence bulk/list/junk, any List-* header (RFC 2369, RFC 2919), a null
+	// Return-Path and similar markers. Receivers that answer mail should not answer these.
+	Automated bool `json:"automated"`
+	// Auth holds the SPF, DKIM and DMARC verdicts of the first Authentication-Results header
+	// (RFC 8601) added by the account's trusted server; "" when there was none.
+	Auth Auth `json:"auth"`
+	// Attachments describes the message's non-body parts, nested message/rfc822 parts included.
+	Attachments []Attachment `json:"attachments"`
+	// Headers maps each lower-case header field name to all its values in message order, decoded
+	// (RFC 2047) and unfolded; bounded by MaxHeaderBytes (see DefectHeadersTruncated).
+	Headers map[string][]string `json:"headers"`
+	// Truncated is true when any size cap cut something the message carried: header section,
+	// parts, a body, or the headers shipped here. Defects says which.
+	Truncated bool `json:"truncated"`
+	// Defects names what was broken in the message or cut on the way, e.g. "bad_date",
+	// "unknown_charset", "body_truncated", "fetch_failed"; sorted and unique.
+	Defects []string `json:"defects"`
+}
+
+// Address is a mailbox: display name (decoded) and address (addr-spec).
+type Address struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// Auth holds authentication verdicts as written in Authentication-Results (RFC 8601 §2.7): "pass",
+// "fail", "softfail", "neutral", "none", "temperror", "permerror", or "" when unknown.
+type Auth struct {
+	SPF   string `json:"spf"`
+	DKIM  string `json:"dkim"`
+	DMARC string `json:"dmarc"`
+}
+
+// Attachment describes one attachment; its content is not part of payload version 1.
+type Attachment struct {
+	// Filename is the filename parameter of Content-Disposition (or name of Content-Type), decoded;
+	// "" when the part has none.
+	Filename string `json:"filename"`
+	// ContentType is the media type, lower case, without parameters, e.g. "application/pdf".
+	ContentType string `json:"content_type"`
+	// Size is the encoded (transfer-encoded) size of the part in octets.
+	Size int64 `json:"size"`
+}
+
+// NewPayload builds the payload version 1 for message m, matched by rule in (account, mailbox)
+// with the given UIDVALIDITY and UID. id is the outbox job id (see Payload.ID). body selects the
+// bodies shipped; maxBodyBytes caps Text and HTML each (0 means DefaultMaxBodyBytes, a negative
+// value means no cap beyond the message's own). An unknown body mode ships what BodyText does;
+// ParseBodyMode validates configuration.
+func NewPayload(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.Message, auth message.Auth, body BodyMode, maxBodyBytes int) *Payload {
+	if maxBodyBytes == 0 {
+		maxBodyBytes = DefaultMaxBodyBytes
+	}
+	if body != BodyNone && body != BodyHTML && body != BodyBoth {
+		body = BodyText
+	}
+	p := &Payload{
+		Version:     PayloadVersion,
+		ID:          clean(id),
+		Rule:        clean(rule),
+		Account:     clean(account),
+		Mailbox:     clean(mailbox),
+		UID:         uid,
+		UIDValidity: uidvalidity,
+		MessageID:   clean(m.MessageID),
+		From:        newAddress(m.From),
+		To:          newAddresses(m.To),
+		Cc:          newAddresses(m.Cc),
+		ReplyTo:     newAddresses(m.ReplyTo),
+		Subject:     clean(m.Subject),
+		Size:        m.Size,
+		Automated:   m.Automated,
+		Auth:        Auth{SPF: clean(auth.SPF), DKIM: clean(auth.DKIM), DMARC: clean(auth.DMARC)},
+		Attachments: make([]Attachment, 0, len(m.Attachments)),
+		Headers:     make(map[string][]string),
+		Truncated:   m.Truncated,
+		Defects:     make([]string, 0, len(m.Defects)+2),
+	}
+	if !m.Date.IsZero() {
+		d := m.Date.UTC()
+		p.Date = &d
+	}
+	for _, a := range m.Attachments {
+		p.Attachments = append(p.Attachments, Attachment{
+			Filename:    clean(a.Filename),
+			ContentType: clean(a.ContentType),
+			Size:        a.Size,
+		})
+	}
+	for _, d := range m.Defects {
+		p.Defects = append(p.Defects, clean(d))
+	}
+
+	cut := false
+	if body.text() {
+		s, c := capUTF8(clean(m.Text), maxBodyBytes)
+		p.Text, cut = &s, c
+	}
+	if body.html() {
+		s, c := capUTF8(clean(m.HTML), maxBodyBytes)
+		p.HTML, cut = &s, cut || c
+	}
+	if cut {
+		p.Truncated = true
+		p.Defects = append(p.Defects, DefectBodyTruncated)
+	}
+
+	used := 0
+	for _, h := range m.Headers {
+		name, value := clean(strings.ToLower(h.Name)), clean(h.Value)
+		if used+len(name)+len(value) > MaxHeaderBytes {
+			p.Truncated = true
+			p.Defects = append(p.Defects, DefectHeadersTruncated)
+			break
+		}
+		used += len(name) + len(value)
+		p.Headers[name] = append(p.Headers[name], value)
+	}
+
+	slices.Sort(p.Defects)
+	p.Defects = slices.Compact(p.Defects)
+	return p
+}
+
+// Marshal returns the JSON encoding of p as it is sent: valid UTF-8, no HTML escaping of <, > and
+// &, no trailing newline. The bytes are what the signature covers; store them once and send them
+// unchanged on every attempt.
+func (p *Payload) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, fmt.Errorf("marshal payload %s: %w", p.ID, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+func newAddress(a message.Address) Address {
+	return Address{Name: clean(a.Name), Address: clean(a.Address)}
+}
+
+func newAddresses(as []message.Address) []Address {
+	out := make([]Address, 0, len(as))
+	for _, a := range as {
+		out = append(out, newAddress(a))
+	}
+	return out
+}
+
+// clean returns s as valid UTF-8 without NUL: invalid byte sequences and NULs become U+FFFD. JSON
+// could escape NUL as \u0000, but many receivers reject it (PostgreSQL jsonb, for one).
+func clean(s string) string {
+	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
+		return s
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// capUTF8 cuts valid UTF-8 s to at most max bytes without splitting a character, and says whether
+// it cut. A negative max means no cap.
+func capUTF8(s string, max int) (string, bool) {
+	if max < 0 || len(s) <= max {
+		return s, false
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i], true
+}

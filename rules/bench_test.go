@@ -1,0 +1,108 @@
+package rules
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+func benchmarkMatch(b *testing.B, when string, env func(i int) *Env) {
+	s, err := Compile([]Spec{{Name: "bench", When: when}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	envs := make([]*Env, 64)
+	for i := range envs {
+		envs[i] = env(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if m, errs := s.Match(envs[i%len(envs)]); len(m) != 1 || len(errs) != 0 {
+			b.Fatalf("matched %v, errors %v", m, errs)
+		}
+	}
+}
+
+func sameEnv(int) *Env { return testEnv() }
+
+func BenchmarkMatchSimple(b *testing.B) {
+	benchmarkMatch(b, `subject contains "failed"`, sameEnv)
+}
+
+func BenchmarkMatchFiveClauses(b *testing.B) {
+	benchmarkMatch(b, `from.address endsWith "@GitHub.com" && auth.dkim == "pass" && subject contains "failed" `+
+		`&& any(attachments, .content_type == "application/pdf") && header("X-GitHub-Reason") == "ci_activity"`, sameEnv)
+}
+
+// BenchmarkMatchDynamicRe builds its pattern from the message: 16 distinct patterns, all cached.
+func BenchmarkMatchDynamicRe(b *testing.B) {
+	benchmarkMatch(b, `re("^\\[" + mailbox + "\\] ", subject)`, func(i int) *Env {
+		env := testEnv()
+		env.Mailbox = fmt.Sprintf("box%d", i%16)
+		env.Subject = "[" + env.Mailbox + "] run failed"
+		return env
+	})
+}
+
+// BenchmarkMatchDynamicMatches is the same rule written with the `matches` operator, which
+// Compile rewrites to the cached re().
+func BenchmarkMatchDynamicMatches(b *testing.B) {
+	benchmarkMatch(b, `subject matches ("^\\[" + mailbox + "\\] ")`, func(i int) *Env {
+		env := testEnv()
+		env.Mailbox = fmt.Sprintf("box%d", i%16)
+		env.Subject = "[" + env.Mailbox + "] run failed"
+		return env
+	})
+}
+
+// BenchmarkVM compares the two ways to give each evaluation its own vm.VM: a sync.Pool (what
+// Match does) and a new VM per call.
+func BenchmarkVM(b *testing.B) {
+	s, err := Compile([]Spec{{Name: "bench", When: `subject contains "failed" && any(to, .address endsWith ".org")`}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, env := s.rules[0], testEnv()
+	b.Run("pool", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				m := s.vms.Get().(*vm.VM)
+				if ok, err := r.eval(m, env); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+				s.vms.Put(m)
+			}
+		})
+	})
+	b.Run("per-call", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if ok, err := r.eval(&vm.VM{MemoryBudget: memoryBudget}, env); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkNewEnv(b *testing.B) {
+	m := testMessage()
+	b.ReportAllocs()
+	for b.Loop() {
+		NewEnv("personal", "INBOX", 4711, m, trusted)
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	specs := []Spec{{Name: "ci", When: `from.address endsWith "@github.com" && auth.dmarc == "pass" && subject contains "failed"`}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Compile(specs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

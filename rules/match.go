@@ -1,0 +1,91 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Match evaluates the rules that apply to env's account and mailbox, in file order, and returns
+// those whose `when` is true, up to and including the first matched rule with Stop set.
+//
+// A rule whose evaluation fails (a run-time error such as an index out of range, a helper's
+// error, or the memory budget exceeded) counts as not matched; its error, naming the rule, is
+// returned in errs for the caller to log, and evaluation goes on with the next rule. Match is
+// safe for concurrent use.
+func (s *Set) Match(env *Env) (matched []*Rule, errs []error) {
+	if env == nil {
+		return nil, nil
+	}
+	m := s.vms.Get().(*vm.VM)
+	defer s.vms.Put(m)
+	for _, r := range s.rules {
+		if !r.appliesTo(env.Account, env.Mailbox) {
+			continue
+		}
+		ok, err := r.eval(m, env)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		matched = append(matched, r)
+		if r.Stop {
+			break
+		}
+	}
+	return matched, errs
+}
+
+// eval runs the rule's program on env with m.
+func (r *Rule) eval(m *vm.VM, env *Env) (bool, error) {
+	out, err := m.Run(r.program, env)
+	if err != nil {
+		return false, fmt.Errorf("rules[%d] %q: when: %w", r.Index, r.Name, err)
+	}
+	ok, isBool := out.(bool)
+	if !isBool {
+		// Unreachable: Compile used expr.AsBool. Kept so a library change cannot turn into a panic.
+		return false, fmt.Errorf("rules[%d] %q: when: result is %T, not bool", r.Index, r.Name, out)
+	}
+	return ok, nil
+}
+
+// appliesTo reports whether the rule's filters admit the mailbox; an empty filter admits any.
+// Mailbox names compare exactly, except INBOX, which is case-insensitive (RFC 3501 §5.1).
+func (r *Rule) appliesTo(account, mailbox string) bool {
+	if r.Account != "" && r.Account != account {
+		return false
+	}
+	return r.Mailbox == "" || r.Mailbox == mailbox ||
+		(strings.EqualFold(r.Mailbox, "INBOX") && strings.EqualFold(mailbox, "INBOX"))
+}
+
+// Reads returns the union of what the rules that apply to this account and mailbox read: the
+// watcher's fetch plan fetches the text or HTML body only when it is true.
+func (s *Set) Reads(account, mailbox string) Reads {
+	var u Reads
+	for _, r := range s.rules {
+		if r.appliesTo(account, mailbox) {
+			u.Text = u.Text || r.Reads.Text
+			u.HTML = u.HTML || r.Reads.HTML
+			u.Attachments = u.Attachments || r.Reads.Attachments
+		}
+	}
+	return u
+}
+
+// Rules returns the compiled rules in file order. The slice is a copy; the rules are shared and
+// must not be modified.
+func (s *Set) Rules() []*Rule {
+	return append([]*Rule(nil), s.rules...)
+}
+
+// Rule returns the rule with the given name.
+func (s *Set) Rule(name string) (*Rule, bool) {
+	r, ok := s.byName[name]
+	return r, ok
+}

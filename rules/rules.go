@@ -1,0 +1,46 @@
+// Package rules compiles the user's rules (expr-lang expressions over a parsed message) once at
+// startup, matches them against messages in file order, and reports which message fields the rules
+// read, so the watcher fetches only the bytes they need.
+//
+// A rule's `when` is evaluated against an Env (see its fields for the names expressions use) and
+// must be boolean. Besides expr's operators and builtins (`contains`, `startsWith`, `matches`,
+// `any`, `filter`, `len`, …) expressions may call domain(addr) and re(pattern, s); a `matches`
+// whose pattern is computed at run time is rewritten to re(), whose compiled patterns are cached
+// per Set. The field `date` shadows expr's date() builtin: compare with methods (`date.Year()`),
+// now() and duration() instead.
+//
+// Evaluation is bounded, since expr cannot be interrupted on a timer: an expression has at most
+// 10,000 nodes, an evaluation a memory budget of 1,000,000 expr units, a run-time pattern at most
+// 4,096 bytes, and the message package caps text and html before they get here. A rule that
+// exceeds a bound or fails at run time does not match, and Match returns its error.
+package rules
+
+// Spec is one rule as configured.
+type Spec struct {
+	Name    string
+	Account string // optional filter: only this account
+	Mailbox string // optional filter: only this mailbox
+	When    string // expression; must be boolean
+	Actions []Action
+	Stop    bool
+}
+
+// Action is one action of a rule; exactly one field is set.
+type Action struct {
+	Webhook  string   // name of a webhooks[] entry
+	Reply    string   // name of a replies[] entry
+	MarkSeen bool     // post-action: add \Seen
+	Flag     []string // post-action: add these flags
+	Move     string   // post-action: move to folder
+	Copy     string   // post-action: copy to folder
+}
+
+// Reads says which costly message fields something reads.
+type Reads struct {
+	Text        bool // the text/plain body
+	HTML        bool // the text/html body
+	Attachments bool // attachment content (metadata is free: it comes with BODYSTRUCTURE)
+}
+
+// The rest of the package: Compile, Set and Rule in compile.go; Set.Match and Set.Reads in
+// match.go; Env and NewEnv in env.go; the re() pattern cache in recache.go.

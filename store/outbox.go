@@ -1,0 +1,398 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// jobColumns are the columns scanJob reads, for a query over jobs aliased j. depends_on comes back
+// as a JSON array in the caller's order.
+const jobColumns = `j.id, j.kind, j.target, j.account, j.mailbox, j.uidvalidity, j.uid, j.rule,
+	(SELECT json_group_array(dep_id) FROM (SELECT dep_id FROM job_deps d WHERE d.job_id = j.id ORDER BY d.pos)),
+	j.state, j.next_at, j.attempts, j.last_error, j.created_at, j.updated_at`
+
+// blocked is true for a job j that depends on a job that is not done (or does not exist).
+const blocked = `EXISTS (SELECT 1 FROM job_deps d LEFT JOIN jobs p ON p.id = d.dep_id
+	WHERE d.job_id = j.id AND p.state IS NOT 'done')`
+
+// scanJob reads jobColumns (and, with body, a trailing body column).
+func scanJob(sc interface{ Scan(...any) error }, body bool) (Job, error) {
+	var (
+		j                          Job
+		v, uid, next, created, upd int64
+		deps                       sql.NullString
+		dest                       = []any{&j.ID, &j.Kind, &j.Target, &j.Account, &j.Mailbox, &v, &uid, &j.Rule, &deps, &j.State, &next, &j.Attempts, &j.LastError, &created, &upd}
+	)
+	if body {
+		dest = append(dest, &j.Body)
+	}
+	if err := sc.Scan(dest...); err != nil {
+		return Job{}, err
+	}
+	j.UIDValidity, j.UID = uint32(v), uint32(uid)
+	j.NextAt, j.CreatedAt, j.UpdatedAt = goTime(next), goTime(created), goTime(upd)
+	if deps.Valid && deps.String != "[]" {
+		if err := json.Unmarshal([]byte(deps.String), &j.DependsOn); err != nil {
+			return Job{}, fmt.Errorf("job %s: depends_on: %w", j.ID, err)
+		}
+	}
+	return j, nil
+}
+
+// where returns the SQL conditions (ANDed, leading " AND ") and arguments of sel over jobs j.
+func (sel Selector) where() (string, []any) {
+	var b strings.Builder
+	var args []any
+	add := func(col, val string) {
+		if val != "" {
+			b.WriteString(" AND j." + col + " = ?")
+			args = append(args, val)
+		}
+	}
+	add("kind", sel.Kind)
+	add("target", sel.Target)
+	add("account", sel.Account)
+	add("mailbox", sel.Mailbox)
+	return b.String(), args
+}
+
+// Claim is ClaimSelected for jobs of one kind and, unless target is "", one target.
+func (s *Store) Claim(ctx context.Context, kind, target string, now time.Time, max int) ([]Job, error) {
+	return s.ClaimSelected(ctx, Selector{Kind: kind, Target: target}, now, max)
+}
+
+// ClaimSelected atomically moves up to max claimable jobs matching sel — pending, next_at ≤ now,
+// every dependency done — to in_flight, oldest first (insertion order), increments their attempts
+// and returns them with Body and DependsOn. Concurrent claimers never receive the same job. A
+// claimed job must be settled with Finish; if the process dies first, the next Open recovers it.
+// It returns no jobs (and no error) when none is claimable.
+func (s *Store) ClaimSelected(ctx context.Context, sel Selector, now time.Time, max int) ([]Job, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	cond, args := sel.where()
+	var jobs []Job
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT j.id FROM jobs j
+WHERE j.state = 'pending' AND j.next_at <= ?`+cond+` AND NOT `+blocked+`
+ORDER BY j.seq LIMIT ?`, append(append([]any{dbTime(now)}, args...), max)...)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE jobs
+SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?`, dbTime(now), id); err != nil {
+				return err
+			}
+			j, err := scanJob(tx.QueryRowContext(ctx,
+				`SELECT `+jobColumns+`, j.body FROM jobs j WHERE j.id = ?`, id), true)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, j)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs (kind %q, target %q): %w", sel.Kind, sel.Target, err)
+	}
+	return jobs, nil
+}
+
+// Finish settles the in-flight job id: it records attempt a (a.JobID is ignored; a zero a.At means
+// the store's clock) and sets the job's state and last_error (= a.Error). state is one of
+// pending (retry at nextAt; zero means now), done, dead, unknown or held; for the latter four a
+// non-zero nextAt is stored too (e.g. when a held job should be retried once released) and a zero
+// one leaves next_at as it was. A job that is not in flight gives an error wrapping ErrState (an
+// operator dropped or requeued it meanwhile, or a bug), a missing one ErrNotFound.
+// Finishing to done or pending fires Wake (dependents may now be claimable; a retry changed NextDue).
+func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, a Attempt) error {
+	switch state {
+	case StatePending, StateDone, StateDead, StateUnknown, StateHeld:
+	default:
+		return fmt.Errorf("finish job %s: invalid state %q", id, state)
+	}
+	now := s.now()
+	at := a.At
+	if at.IsZero() {
+		at = now
+	}
+	if state == StatePending && nextAt.IsZero() {
+		nextAt = now
+	}
+	var next any // NULL keeps next_at
+	if !nextAt.IsZero() {
+		next = dbTime(nextAt)
+	}
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		if err := expectState(ctx, tx, id, StateInFlight); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs
+SET state = ?, next_at = COALESCE(?, next_at), last_error = ?, updated_at = ? WHERE id = ?`,
+			state, next, a.Error, dbTime(now), id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO attempts (job_id, at, status, error) VALUES (?, ?, ?, ?)`,
+			id, dbTime(at), a.Status, a.Error)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("finish job %s as %s: %w", id, state, err)
+	}
+	if state == StateDone || state == StatePending {
+		s.broadcast()
+	}
+	return nil
+}
+
+// expectState fails with ErrNotFound or ErrState unless job id is in one of states.
+func expectState(ctx context.Context, q querier, id string, states ...string) error {
+	var cur string
+	err := q.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, id).Scan(&cur)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	for _, st := range states {
+		if cur == st {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s, want %s", ErrState, cur, strings.Join(states, " or "))
+}
+
+// NextDue is NextDueSelected for jobs of one kind and, unless target is "", one target.
+func (s *Store) NextDue(ctx context.Context, kind, target string) (time.Time, bool, error) {
+	return s.NextDueSelected(ctx, Selector{Kind: kind, Target: target})
+}
+
+// NextDueSelected returns the earliest next_at among pending jobs matching sel whose dependencies
+// are all done — the moment a worker should next call Claim if Wake does not fire first. It may be
+// in the past (a job is due now). ok is false when no such job exists: wait for Wake alone. Jobs
+// held by a dependency are left out, or a worker would spin on them.
+func (s *Store) NextDueSelected(ctx context.Context, sel Selector) (time.Time, bool, error) {
+	cond, args := sel.where()
+	var next sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MIN(j.next_at) FROM jobs j
+WHERE j.state = 'pending'`+cond+` AND NOT `+blocked, args...).Scan(&next)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due job (kind %q, target %q): %w", sel.Kind, sel.Target, err)
+	}
+	if !next.Valid {
+		return time.Time{}, false, nil
+	}
+	return goTime(next.Int64), true, nil
+}
+
+// Jobs lists jobs matching f in insertion order, without Body (use Job for one job's body).
+func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
+	cond, args := f.Selector.where()
+	if f.State != "" {
+		cond += " AND j.state = ?"
+		args = append(args, f.State)
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs j WHERE 1` + cond + ` ORDER BY j.seq`
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var jobs []Job
+	for rows.Next() {
+		j, err := scanJob(rows, false)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// Job returns job id with its Body and its attempts, oldest first, or an error wrapping ErrNotFound.
+func (s *Store) Job(ctx context.Context, id string) (Job, []Attempt, error) {
+	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, j.body FROM jobs j WHERE j.id = ?`, id), true)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Job{}, nil, fmt.Errorf("show job %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT at, status, error FROM attempts WHERE job_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+	}
+	defer rows.Close()
+	var as []Attempt
+	for rows.Next() {
+		a := Attempt{JobID: id}
+		var at int64
+		if err := rows.Scan(&at, &a.Status, &a.Error); err != nil {
+			return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+		}
+		a.At = goTime(at)
+		as = append(as, a)
+	}
+	if err := rows.Err(); err != nil {
+		return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+	}
+	return j, as, nil
+}
+
+// Requeue makes a dead, unknown or held job pending again, due at now, with its attempt count reset
+// to 0 (its attempts history stays). Requeueing an unknown reply may send it twice: that is the
+// operator's call. Other states give an error wrapping ErrState. It fires Wake.
+func (s *Store) Requeue(ctx context.Context, id string, now time.Time) error {
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		if err := expectState(ctx, tx, id, StateDead, StateUnknown, StateHeld); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE jobs
+SET state = 'pending', next_at = ?, attempts = 0, updated_at = ? WHERE id = ?`, dbTime(now), dbTime(now), id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("requeue job %s: %w", id, err)
+	}
+	s.broadcast()
+	return nil
+}
+
+// Release makes every held job matching sel pending again, due at now — for an endpoint that was
+// re-enabled — and returns how many it released. It fires Wake when it released any.
+func (s *Store) Release(ctx context.Context, sel Selector, now time.Time) (int, error) {
+	cond, args := sel.where()
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs AS j
+SET state = 'pending', next_at = ?, updated_at = ? WHERE j.state = 'held'`+cond,
+		append([]any{dbTime(now), dbTime(now)}, args...)...)
+	if err != nil {
+		return 0, fmt.Errorf("release held jobs: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("release held jobs: %w", err)
+	}
+	if n > 0 {
+		s.broadcast()
+	}
+	return int(n), nil
+}
+
+// Drop deletes job id and its attempts. It refuses (ErrState) a job in flight, and (ErrDependents,
+// naming them) a job that jobs not yet done depend on: drop those first, or they would be held
+// forever. A missing job gives ErrNotFound.
+func (s *Store) Drop(ctx context.Context, id string) error {
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		if err := expectState(ctx, tx, id, StatePending, StateDone, StateDead, StateUnknown, StateHeld); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT d.job_id FROM job_deps d JOIN jobs c ON c.id = d.job_id
+WHERE d.dep_id = ? AND c.state <> 'done' ORDER BY c.seq`, id)
+		if err != nil {
+			return err
+		}
+		var deps []string
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				rows.Close()
+				return err
+			}
+			deps = append(deps, d)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if len(deps) > 0 {
+			return fmt.Errorf("%w: %s", ErrDependents, strings.Join(deps, ", "))
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM job_deps WHERE dep_id = ?`, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("drop job %s: %w", id, err)
+	}
+	return nil
+}
+
+// Counts returns the number of jobs in each state, with every state present (0 when empty), for
+// status and metrics (outbox depth = pending + in_flight, dead-letter depth = dead; E93).
+func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
+	counts := map[string]int{
+		StatePending: 0, StateInFlight: 0, StateDone: 0, StateDead: 0, StateUnknown: 0, StateHeld: 0,
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM jobs GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count jobs: %w", err)
+		}
+		counts[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	return counts, nil
+}
+
+// recoverInFlight settles the jobs a crash left in flight (see OpenWith), recording an
+// "interrupted" attempt for each.
+func (s *Store) recoverInFlight(ctx context.Context) error {
+	now := dbTime(s.now())
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (job_id, at, status, error)
+SELECT id, ?, 'interrupted', 'process stopped while the job was in flight' FROM jobs
+WHERE state = 'in_flight' ORDER BY seq`, now); err != nil {
+			return err
+		}
+		// A reply may have been accepted by the SMTP server before the crash: at most once means
+		// unknown, never resent. Webhooks (at least once) and post-actions go again.
+		_, err := tx.ExecContext(ctx, `UPDATE jobs SET
+	state = CASE kind WHEN 'reply' THEN 'unknown' ELSE 'pending' END,
+	last_error = CASE kind WHEN 'reply' THEN 'interrupted: outcome unknown' ELSE last_error END,
+	updated_at = ?
+WHERE state = 'in_flight'`, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("recover in-flight jobs: %w", err)
+	}
+	return nil
+}

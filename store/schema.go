@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations returns the schema history: migration i (0-based) brings the database from
+// PRAGMA user_version i to i+1. Append a new migration to change the schema (the replies ledger and
+// the budget ledger will be versions 2 and 3); never edit one that has shipped.
+//
+// Conventions: times are INTEGER Unix nanoseconds in UTC (0 = unknown), UIDs and UIDVALIDITY are
+// INTEGER (uint32), ids are TEXT.
+func migrations() []string {
+	return []string{
+		// 1: checkpoints, seen keys, outbox.
+		`
+CREATE TABLE checkpoints (
+	account           TEXT    NOT NULL,
+	mailbox           TEXT    NOT NULL,
+	uidvalidity       INTEGER NOT NULL,
+	last_uid          INTEGER NOT NULL,
+	last_internaldate INTEGER NOT NULL,
+	updated_at        INTEGER NOT NULL,
+	PRIMARY KEY (account, mailbox)
+) WITHOUT ROWID;
+
+-- Stable keys (Message-ID or header hash, plus size) of processed messages, so a re-scan after a
+-- UIDVALIDITY change repeats nothing. Kept Options.SeenTTL (30 days).
+CREATE TABLE seen_keys (
+	account TEXT    NOT NULL,
+	mailbox TEXT    NOT NULL,
+	key     TEXT    NOT NULL,
+	seen_at INTEGER NOT NULL,
+	PRIMARY KEY (account, mailbox, key)
+) WITHOUT ROWID;
+CREATE INDEX seen_keys_seen_at ON seen_keys (seen_at);
+
+-- The outbox. seq is the insertion order (FIFO claiming; an INTEGER PRIMARY KEY survives VACUUM,
+-- a bare rowid does not); id is the stable JobID, unique, so replaying a message inserts nothing.
+CREATE TABLE jobs (
+	seq         INTEGER PRIMARY KEY,
+	id          TEXT    NOT NULL UNIQUE,
+	kind        TEXT    NOT NULL CHECK (kind <> ''),
+	target      TEXT    NOT NULL,
+	account     TEXT    NOT NULL,
+	mailbox     TEXT    NOT NULL,
+	uidvalidity INTEGER NOT NULL,
+	uid         INTEGER NOT NULL,
+	rule        TEXT    NOT NULL,
+	state       TEXT    NOT NULL
+		CHECK (state IN ('pending', 'in_flight', 'done', 'dead', 'unknown', 'held')),
+	next_at     INTEGER NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	last_error  TEXT    NOT NULL DEFAULT '',
+	body        BLOB,
+	created_at  INTEGER NOT NULL,
+	updated_at  INTEGER NOT NULL
+);
+-- Claiming and NextDue: only pending jobs, by kind and target, earliest first.
+CREATE INDEX jobs_due ON jobs (kind, target, next_at) WHERE state = 'pending';
+-- Listing and counting by state; pruning done jobs by age.
+CREATE INDEX jobs_state ON jobs (state, updated_at);
+
+-- depends_on, one row per edge, in the caller's order (pos). dep_id carries no foreign key: a
+-- dependency that does not exist holds the job, and Drop decides what may go.
+CREATE TABLE job_deps (
+	job_id TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+	dep_id TEXT    NOT NULL,
+	pos    INTEGER NOT NULL,
+	PRIMARY KEY (job_id, dep_id)
+) WITHOUT ROWID;
+CREATE INDEX job_deps_dep ON job_deps (dep_id);
+
+CREATE TABLE attempts (
+	seq    INTEGER PRIMARY KEY,
+	job_id TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+	at     INTEGER NOT NULL,
+	status TEXT    NOT NULL,
+	error  TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX attempts_job ON attempts (job_id, seq);
+`,
+	}
+}
+
+// migrate brings db to the newest schema this binary knows, one transaction per migration, each
+// setting PRAGMA user_version (transactional in SQLite) with its own changes. A database whose
+// user_version is newer is refused with ErrSchemaTooNew and left untouched.
+func migrate(ctx context.Context, db *sql.DB, path string) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	ms := migrations()
+	if version > len(ms) {
+		return fmt.Errorf("open %s: schema version %d, this binary knows up to %d (upgrade mailhook or restore an older state directory): %w",
+			path, version, len(ms), ErrSchemaTooNew)
+	}
+	if version < 0 {
+		return fmt.Errorf("open %s: invalid schema version %d", path, version)
+	}
+	for v := version; v < len(ms); v++ {
+		if err := migrateOne(ctx, db, ms[v], v+1); err != nil {
+			return fmt.Errorf("migrate %s to schema version %d: %w", path, v+1, err)
+		}
+	}
+	return nil
+}
+
+func migrateOne(ctx context.Context, db *sql.DB, stmts string, to int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+	if _, err := tx.ExecContext(ctx, stmts); err != nil {
+		return err
+	}
+	// PRAGMA takes no bound parameters; to is an int from this package.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", to)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
