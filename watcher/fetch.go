@@ -1,0 +1,399 @@
+package watcher
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailhook/mailhook/internal/failpoint"
+	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/store"
+)
+
+// fetched is what the first pass (and, later, the second) returned for one UID.
+type fetched struct {
+	uid       uint32
+	flags     []string
+	size      int64
+	date      time.Time
+	structure imap.BodyStructure
+	header    []byte
+	parts     map[string][]byte
+}
+
+// catchUp processes every message above the checkpoint, in ascending UID order, one commit per
+// message (DESIGN "Data flow" steps 3–7).
+func (s *session) catchUp(ctx context.Context) error {
+	w := s.w
+	last := s.cp.LastUID
+	s.begin()
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(last + 1), Stop: 0}}}}, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("uid search %d:*: %w", last+1, err)
+	}
+	// RFC 3501 §6.4.8: "n:*" always matches the highest UID, even when it is below n.
+	var uids []uint32
+	for _, u := range data.AllUIDs() {
+		if uint32(u) > last {
+			uids = append(uids, uint32(u))
+		}
+	}
+	slices.Sort(uids)
+	uids = slices.Compact(uids)
+	if len(uids) > 0 {
+		w.log.Debug("catching up", "count", len(uids), "from_uid", uids[0])
+	}
+	for len(uids) > 0 {
+		if w.failures[uids[0]] >= maxFetchFailures {
+			if err := s.degraded(ctx, uids[0]); err != nil {
+				return err
+			}
+			uids = uids[1:]
+			continue
+		}
+		n := 1
+		for n < len(uids) && n < w.cfg.BatchSize && w.failures[uids[n]] < maxFetchFailures {
+			n++
+		}
+		batch := uids[:n]
+		uids = uids[n:]
+		got, err := s.fetchFirstPass(batch)
+		if err != nil {
+			return err
+		}
+		for _, uid := range batch {
+			f, ok := got[uid]
+			if !ok {
+				w.log.Debug("message vanished before fetch", "uid", uid)
+				continue
+			}
+			if err := s.process(ctx, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fetchFirstPass fetches UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE and the first
+// HeaderBytes of the header section for a batch, streaming every literal through a cap.
+func (s *session) fetchFirstPass(batch []uint32) (map[uint32]*fetched, error) {
+	lim := s.w.cfg.Limits
+	opts := &imap.FetchOptions{
+		UID:           true,
+		Flags:         true,
+		RFC822Size:    true,
+		InternalDate:  true,
+		BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
+		BodySection: []*imap.FetchItemBodySection{{
+			Specifier: imap.PartSpecifierHeader,
+			Peek:      true, // RFC 3501 §6.4.5: BODY.PEEK never sets \Seen
+			Partial:   &imap.SectionPartial{Offset: 0, Size: int64(lim.HeaderBytes)},
+		}},
+	}
+	got, lastUID, err := s.fetch(toUIDSet(batch), opts, int64(lim.HeaderBytes))
+	if err != nil {
+		s.blame(batch, lastUID)
+		return nil, fmt.Errorf("uid fetch %s (first pass): %w", toUIDSet(batch), err)
+	}
+	return got, nil
+}
+
+// blame charges a failed fetch to one UID: the message being received when it failed, or the
+// first one not received. A connection that keeps dying on the same message thus reaches
+// maxFetchFailures and is delivered degraded instead of stalling the mailbox.
+func (s *session) blame(batch []uint32, lastUID uint32) {
+	suspect := batch[0]
+	if lastUID != 0 {
+		suspect = lastUID
+	}
+	s.w.failures[suspect]++
+	s.w.log.Debug("fetch failed", "uid", suspect, "failures", s.w.failures[suspect])
+}
+
+// fetch runs one UID FETCH and reads every returned message, keeping at most capBytes of each
+// literal; the rest is drained by the library without being kept. lastUID is the UID of the last
+// message that started arriving (0 when none), for blame.
+func (s *session) fetch(set imap.UIDSet, opts *imap.FetchOptions, capBytes int64) (got map[uint32]*fetched, lastUID uint32, err error) {
+	got = map[uint32]*fetched{}
+	s.begin()
+	cmd := s.c.Fetch(set, opts)
+	var readErr error
+	for {
+		md := cmd.Next()
+		if md == nil {
+			break
+		}
+		f, err := readMessage(md, capBytes)
+		if f.uid != 0 {
+			lastUID = f.uid
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		if f.uid != 0 && set.Contains(imap.UID(f.uid)) {
+			got[f.uid] = f
+		}
+	}
+	err = cmd.Close()
+	if readErr != nil {
+		err = readErr
+	}
+	return got, lastUID, err
+}
+
+// readMessage reads the data items of one FETCH response.
+func readMessage(md *imapclient.FetchMessageData, capBytes int64) (*fetched, error) {
+	f := &fetched{}
+	for {
+		item := md.Next()
+		if item == nil {
+			return f, nil
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataUID:
+			f.uid = uint32(it.UID)
+		case imapclient.FetchItemDataFlags:
+			f.flags = make([]string, len(it.Flags))
+			for i, fl := range it.Flags {
+				f.flags[i] = string(fl)
+			}
+		case imapclient.FetchItemDataRFC822Size:
+			f.size = it.Size
+		case imapclient.FetchItemDataInternalDate:
+			f.date = it.Time
+		case imapclient.FetchItemDataBodyStructure:
+			f.structure = it.BodyStructure
+		case imapclient.FetchItemDataBodySection:
+			if it.Literal == nil || it.Section == nil {
+				continue
+			}
+			b, err := readCapped(it.Literal, capBytes)
+			if err != nil {
+				return f, fmt.Errorf("read body section: %w", err)
+			}
+			if it.Section.Specifier == imap.PartSpecifierHeader && len(it.Section.Part) == 0 {
+				f.header = b
+				continue
+			}
+			if f.parts == nil {
+				f.parts = map[string][]byte{}
+			}
+			f.parts[sectionName(it.Section.Part)] = b
+		}
+	}
+}
+
+// readCapped reads at most capBytes of a literal, never allocating more than that however large
+// the server says the literal is.
+func readCapped(lit imap.LiteralReader, capBytes int64) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, max(min(lit.Size(), capBytes), 0)))
+	if _, err := buf.ReadFrom(io.LimitReader(lit, capBytes)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// process runs the second pass for one message when the Plan asks for body parts, then builds
+// and delivers it.
+func (s *session) process(ctx context.Context, f *fetched) error {
+	w := s.w
+	p := message.Pieces{
+		Header:       f.header,
+		Structure:    f.structure,
+		Size:         f.size,
+		Flags:        f.flags,
+		InternalDate: f.date,
+	}
+	if (w.cfg.Plan.Text || w.cfg.Plan.HTML) && f.structure != nil {
+		if err := s.fetchParts(f, &p); err != nil {
+			w.failures[f.uid]++
+			return err
+		}
+	}
+	return s.deliver(ctx, f.uid, f.date, message.Build(p, w.cfg.Limits))
+}
+
+// fetchParts fetches the text/plain and/or text/html sections the plan needs with BODY.PEEK,
+// each capped at Limits.TextPartBytes of encoded content (all that Build would use); a cut part
+// is listed in PartialParts.
+func (s *session) fetchParts(f *fetched, p *message.Pieces) error {
+	w := s.w
+	text, html := message.BodySections(f.structure)
+	var sections []string
+	if w.cfg.Plan.Text {
+		sections = append(sections, text...)
+	}
+	if w.cfg.Plan.HTML {
+		sections = append(sections, html...)
+	}
+	if len(sections) == 0 {
+		return nil
+	}
+	capBytes := w.cfg.Limits.TextPartBytes()
+	sizes := partSizes(f.structure)
+	opts := &imap.FetchOptions{UID: true}
+	p.PartialParts = map[string]bool{}
+	for _, sec := range slices.Compact(sections) {
+		part, ok := parseSection(sec)
+		if !ok {
+			continue
+		}
+		item := &imap.FetchItemBodySection{Part: part, Peek: true}
+		if size, known := sizes[sec]; !known || size > capBytes {
+			item.Partial = &imap.SectionPartial{Offset: 0, Size: capBytes}
+			if known {
+				p.PartialParts[sec] = true
+			}
+		}
+		opts.BodySection = append(opts.BodySection, item)
+	}
+	if len(opts.BodySection) == 0 {
+		return nil
+	}
+	got, _, err := s.fetch(imap.UIDSetNum(imap.UID(f.uid)), opts, capBytes)
+	if err != nil {
+		return fmt.Errorf("uid fetch %d (body parts): %w", f.uid, err)
+	}
+	g, ok := got[f.uid]
+	if !ok {
+		return nil // expunged meanwhile: deliver what the first pass saw
+	}
+	p.Parts = g.parts
+	for sec, b := range g.parts {
+		if _, known := sizes[sec]; !known && int64(len(b)) >= capBytes {
+			p.PartialParts[sec] = true
+		}
+	}
+	return nil
+}
+
+// degraded delivers a message that failed to fetch maxFetchFailures times in a row from whatever
+// a minimal fetch still returns, with the "fetch_failed" defect, so the mailbox moves on.
+func (s *session) degraded(ctx context.Context, uid uint32) error {
+	w := s.w
+	opts := &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}
+	got, _, fetchErr := s.fetch(imap.UIDSetNum(imap.UID(uid)), opts, 0)
+	f, ok := got[uid]
+	if !ok {
+		if fetchErr == nil {
+			w.log.Debug("message vanished before fetch", "uid", uid)
+			delete(w.failures, uid)
+			return nil
+		}
+		f = &fetched{uid: uid}
+	}
+	w.log.Warn("message failed to fetch; delivering what is known", "uid", uid,
+		"failures", w.failures[uid], "size", f.size)
+	m := message.Build(message.Pieces{Size: f.size, Flags: f.flags, InternalDate: f.date}, w.cfg.Limits)
+	if !slices.Contains(m.Defects, "fetch_failed") {
+		m.Defects = append(m.Defects, "fetch_failed")
+		slices.Sort(m.Defects)
+	}
+	// Without a header there is no stable identity: key on the mailbox position instead, so two
+	// broken messages of equal size are never mistaken for one another.
+	sum := sha256.New()
+	fmt.Fprintf(sum, "fetch_failed\x00%s\x00%s\x00", w.cfg.Account, w.cfg.Mailbox)
+	binary.Write(sum, binary.BigEndian, [2]uint32{s.validity, uid})
+	m.Key = hex.EncodeToString(sum.Sum(nil))
+	if err := s.deliver(ctx, uid, f.date, m); err != nil {
+		return err
+	}
+	if fetchErr != nil {
+		return fmt.Errorf("uid fetch %d (minimal): %w", uid, fetchErr)
+	}
+	return nil
+}
+
+// deliver hands a built message to the Handler, unless its key was already processed, and
+// commits its jobs with the advanced checkpoint in one State transaction.
+func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *message.Message) error {
+	w := s.w
+	cfg := &w.cfg
+	failpoint.Hit("after_fetch")
+	s.dog.set(dogOff) // nothing is owed by the server while we handle and commit
+	seen, err := w.st.Seen(ctx, cfg.Account, cfg.Mailbox, m.Key)
+	if err != nil {
+		return fmt.Errorf("seen uid %d: %w", uid, err)
+	}
+	var jobs []store.Job
+	if seen {
+		w.log.Info("message already processed; skipping", "uid", uid, "message_id", m.MessageID)
+	} else {
+		ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m}
+		if jobs, err = w.h.Handle(ctx, ev); err != nil {
+			return fmt.Errorf("handle uid %d: %w", uid, err)
+		}
+	}
+	cp := store.Checkpoint{UIDValidity: s.validity, LastUID: uid, LastInternalDate: date}
+	if date.IsZero() {
+		cp.LastInternalDate = s.cp.LastInternalDate
+	}
+	if err := w.st.Commit(ctx, cfg.Account, cfg.Mailbox, cp, m.Key, jobs); err != nil {
+		return fmt.Errorf("commit uid %d: %w", uid, err)
+	}
+	failpoint.Hit("after_commit")
+	s.cp = cp
+	s.progressed = true
+	delete(w.failures, uid)
+	w.update(func(st *Status) { st.LastUID = uid })
+	w.log.Debug("message committed", "uid", uid, "jobs", len(jobs), "seen", seen)
+	return nil
+}
+
+func toUIDSet(uids []uint32) imap.UIDSet {
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return set
+}
+
+// sectionName renders an IMAP part path as "1.2".
+func sectionName(part []int) string {
+	var b strings.Builder
+	for i, n := range part {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strconv.Itoa(n))
+	}
+	return b.String()
+}
+
+// parseSection parses "1.2" into a part path.
+func parseSection(sec string) ([]int, bool) {
+	var part []int
+	for f := range strings.SplitSeq(sec, ".") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, false
+		}
+		part = append(part, n)
+	}
+	return part, len(part) > 0
+}
+
+// partSizes maps each single-part section of a BODYSTRUCTURE to its encoded size.
+func partSizes(bs imap.BodyStructure) map[string]int64 {
+	sizes := map[string]int64{}
+	bs.Walk(func(path []int, part imap.BodyStructure) bool {
+		if sp, ok := part.(*imap.BodyStructureSinglePart); ok {
+			sizes[sectionName(path)] = int64(sp.Size)
+		}
+		return true
+	})
+	return sizes
+}

@@ -1,0 +1,248 @@
+package watcher_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/watcher"
+)
+
+// waitTimeout bounds every wait in these tests.
+const waitTimeout = 20 * time.Second
+
+// eventually polls cond every 5 ms until it holds or waitTimeout passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// fakeState is an in-memory watcher.State that checks the checkpoint invariants (A4) and can
+// fail commits on demand.
+type fakeState struct {
+	mu          sync.Mutex
+	cps         map[string]store.Checkpoint
+	seen        map[string]bool
+	commits     []commitRecord
+	resets      []store.Checkpoint
+	violations  []string
+	failCommits map[uint32]int // uid → how many more commits of it fail
+}
+
+type commitRecord struct {
+	validity, uid uint32
+	key           string
+	jobs          int
+}
+
+var _ watcher.State = (*fakeState)(nil)
+
+func newFakeState() *fakeState {
+	return &fakeState{cps: map[string]store.Checkpoint{}, seen: map[string]bool{}, failCommits: map[uint32]int{}}
+}
+
+func (f *fakeState) Checkpoint(_ context.Context, account, mailbox string) (store.Checkpoint, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cp, ok := f.cps[account+"/"+mailbox]
+	return cp, ok, nil
+}
+
+func (f *fakeState) ResetCheckpoint(_ context.Context, account, mailbox string, cp store.Checkpoint) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cps[account+"/"+mailbox] = cp
+	f.resets = append(f.resets, cp)
+	return nil
+}
+
+func (f *fakeState) Commit(_ context.Context, account, mailbox string, cp store.Checkpoint, key string, jobs []store.Job) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failCommits[cp.LastUID] > 0 {
+		f.failCommits[cp.LastUID]--
+		return fmt.Errorf("injected commit failure for uid %d", cp.LastUID)
+	}
+	old, ok := f.cps[account+"/"+mailbox]
+	if ok && old.UIDValidity == cp.UIDValidity && cp.LastUID <= old.LastUID {
+		f.violations = append(f.violations, fmt.Sprintf("checkpoint %d after %d", cp.LastUID, old.LastUID))
+	}
+	f.cps[account+"/"+mailbox] = cp
+	f.seen[key] = true
+	f.commits = append(f.commits, commitRecord{cp.UIDValidity, cp.LastUID, key, len(jobs)})
+	return nil
+}
+
+func (f *fakeState) Seen(_ context.Context, _, _, key string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[key], nil
+}
+
+func (f *fakeState) committedUIDs() []uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var uids []uint32
+	for _, c := range f.commits {
+		uids = append(uids, c.uid)
+	}
+	return uids
+}
+
+func (f *fakeState) checkInvariants(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.violations {
+		t.Errorf("checkpoint invariant violated: %s", v)
+	}
+}
+
+// recorder is a Handler that records events and returns one job per message.
+type recorder struct {
+	mu     sync.Mutex
+	events []*watcher.Event
+	calls  map[uint32]int
+	hook   func(ev *watcher.Event) // runs inside Handle, before recording
+}
+
+func newRecorder() *recorder { return &recorder{calls: map[uint32]int{}} }
+
+func (r *recorder) Handle(_ context.Context, ev *watcher.Event) ([]store.Job, error) {
+	if r.hook != nil {
+		r.hook(ev)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+	r.calls[ev.UID]++
+	return []store.Job{{ID: fmt.Sprintf("job-%d-%d", ev.UIDValidity, ev.UID), Kind: store.KindWebhook}}, nil
+}
+
+// uids returns the UIDs handled so far, in order.
+func (r *recorder) uids() []uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var uids []uint32
+	for _, ev := range r.events {
+		uids = append(uids, ev.UID)
+	}
+	return uids
+}
+
+func (r *recorder) subjects() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s []string
+	for _, ev := range r.events {
+		s = append(s, ev.Message.Subject)
+	}
+	return s
+}
+
+func (r *recorder) waitUIDs(t *testing.T, want ...uint32) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("handled UIDs %v", want), func() bool { return len(r.uids()) >= len(want) })
+	if got := r.uids(); !slices.Equal(got, want) {
+		t.Fatalf("handled UIDs %v, want %v", got, want)
+	}
+}
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// baseConfig is a plain-text loopback config with test-sized timers.
+func baseConfig(addr, user, password string, logs *syncBuffer) watcher.Config {
+	return watcher.Config{
+		Account:        "acct",
+		Mailbox:        "INBOX",
+		Addr:           addr,
+		Security:       watcher.SecurityPlain,
+		Username:       user,
+		Password:       password,
+		Start:          watcher.StartNew,
+		IdleRefresh:    time.Minute,
+		PollInterval:   time.Minute,
+		CommandTimeout: 10 * time.Second,
+		WatchdogSlack:  5 * time.Second,
+		Backoff:        watcher.Backoff{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond, AuthMin: 300 * time.Millisecond, QuotaMin: time.Second},
+		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+// runWatcher starts w.Run and stops it (and checks it returned nil) when the test ends.
+func runWatcher(t *testing.T, w *watcher.Watcher, logs *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Errorf("Run did not return within %v of cancel", waitTimeout)
+		}
+		if st := w.Status(); st.State != watcher.StateStopped {
+			t.Errorf("state after Run = %q", st.State)
+		}
+		if t.Failed() {
+			t.Logf("watcher log:\n%s", logs.String())
+		}
+	})
+}
+
+// waitState waits until the watcher reports state.
+func waitState(t *testing.T, w *watcher.Watcher, state string) {
+	t.Helper()
+	eventually(t, "state "+state, func() bool { return w.Status().State == state })
+}
+
+func mustNew(t *testing.T, cfg watcher.Config, st watcher.State, h watcher.Handler) *watcher.Watcher {
+	t.Helper()
+	w, err := watcher.New(cfg, st, h)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return w
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,445 @@
+package watcher
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// session is one IMAP connection: created by Watcher.session, used only by the Run goroutine.
+type session struct {
+	w    *Watcher
+	c    *imapclient.Client
+	dog  *watchdog
+	wake chan struct{} // EXISTS seen; buffered(1), filled without blocking by the reader goroutine
+
+	validity   uint32
+	cp         store.Checkpoint
+	progressed bool // something was committed in this session
+
+	mu       sync.Mutex
+	untagged *imap.Error // last untagged BYE or [ALERT] the sniffer saw
+}
+
+// serverStatus receives untagged BYE and [ALERT] responses from the sniffer, on the reader
+// goroutine.
+func (s *session) serverStatus(e *imap.Error) {
+	s.mu.Lock()
+	s.untagged = e
+	s.mu.Unlock()
+	if e.Code == imap.ResponseCodeAlert {
+		s.w.alert(e.Text)
+	}
+}
+
+// session runs one connection until it fails or ctx is done. progressed reports whether any
+// message was committed, so the caller can reset its backoff.
+func (w *Watcher) session(ctx context.Context) (progressed bool, err error) {
+	w.update(func(s *Status) { s.Connects++ })
+	s := &session{w: w, wake: make(chan struct{}, 1)}
+
+	dial := w.cfg.Dial
+	if dial == nil {
+		dial = dialTCP
+	}
+	raw, err := dial(ctx, "tcp", w.cfg.Addr)
+	if err != nil {
+		return false, fmt.Errorf("dial %s: %w", w.cfg.Addr, err)
+	}
+	var cc *countingConn
+	s.dog = newWatchdog(&w.cfg, func() { cc.Close() })
+	cc = &countingConn{Conn: raw, onRead: func(n int, at time.Time) {
+		w.bytesRead.Add(int64(n))
+		w.lastRead.Store(at.UnixNano())
+		s.dog.read(at)
+	}}
+	defer cc.Close()
+	s.dog.set(dogCommand)
+	stopDog := s.dog.start()
+	defer stopDog()
+	// Every blocking Wait below ends when ctx is done: closing the conn fails all commands.
+	stopAfter := context.AfterFunc(ctx, func() { cc.Close() })
+	defer stopAfter()
+
+	err = s.run(ctx, cc)
+	if s.c != nil {
+		s.c.Close()
+	}
+	if err == nil {
+		return s.progressed, nil
+	}
+	s.mu.Lock()
+	ue := s.untagged
+	s.mu.Unlock()
+	if ue != nil { // the reason the server gave for closing, or its last alert
+		err = fmt.Errorf("%w (server: %w)", err, ue)
+	}
+	if why := s.dog.reason(); why != "" {
+		err = fmt.Errorf("watchdog closed the connection (%s): %w", why, err)
+	}
+	return s.progressed, err
+}
+
+func (s *session) run(ctx context.Context, conn net.Conn) error {
+	w := s.w
+	if err := s.connect(ctx, conn); err != nil {
+		return err
+	}
+	if err := s.login(ctx); err != nil {
+		return err
+	}
+	caps := s.c.Caps()
+	if caps.Has(imap.CapID) {
+		s.begin()
+		_, err := s.c.ID(&imap.IDData{Name: "mailhook", Version: w.cfg.Version, SupportURL: w.cfg.Contact}).Wait()
+		if err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) {
+				return fmt.Errorf("id: %w", err)
+			}
+			w.log.Debug("server refused ID", "err", err) // RFC 2971 §3.1: never fatal
+		}
+	}
+	s.begin()
+	sel, err := s.c.Select(w.cfg.Mailbox, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("select %q: %w", w.cfg.Mailbox, err)
+	}
+	if err := s.reconcile(ctx, sel); err != nil {
+		return err
+	}
+	idle := caps.Has(imap.CapIdle) || caps.Has(imap.CapIMAP4rev2)
+	w.log.Info("session ready", "uidvalidity", s.validity, "last_uid", s.cp.LastUID, "idle", idle)
+	w.update(func(st *Status) {
+		if w.lastAlert == "" {
+			st.Reason = ""
+		}
+	})
+
+	for {
+		drain(s.wake)
+		w.setState(StateFetching)
+		if err := s.catchUp(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-s.wake: // EXISTS arrived during the catch-up (A12): search again before waiting
+			continue
+		default:
+		}
+		refreshed := true
+		if idle {
+			refreshed, err = s.idle(ctx)
+		} else {
+			err = s.poll(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if refreshed {
+			if err := s.checkValidity(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// checkValidity selects the mailbox again and, when its UIDVALIDITY changed, reconciles the
+// checkpoint as at the start of a session. A server need not tell a session that its mailbox was
+// deleted and re-created: Dovecot goes on answering UID SEARCH, and even STATUS, from the old view.
+// Run on every IDLE refresh and poll, this bounds that blind spot to one refresh interval, for
+// the price of one SELECT.
+func (s *session) checkValidity(ctx context.Context) error {
+	w := s.w
+	s.begin()
+	sel, err := s.c.Select(w.cfg.Mailbox, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("select %q again: %w", w.cfg.Mailbox, err)
+	}
+	if sel.UIDValidity == s.validity {
+		return nil
+	}
+	w.log.Warn("uidvalidity changed while selected", "old_uidvalidity", s.validity, "uidvalidity", sel.UIDValidity)
+	return s.reconcile(ctx, sel)
+}
+
+func drain(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+// begin marks that a command is about to be sent: the server now owes us bytes.
+func (s *session) begin() { s.dog.set(dogCommand) }
+
+// connect wraps conn in TLS as configured and waits for the server greeting.
+func (s *session) connect(ctx context.Context, conn net.Conn) error {
+	cfg := &s.w.cfg
+	opts := &imapclient.Options{
+		WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader},
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			// Runs on the reader goroutine: never issue a command here, only wake the loop.
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					select {
+					case s.wake <- struct{}{}:
+					default:
+					}
+				}
+			},
+		},
+	}
+	sniff := &responseSniffer{onStatus: s.serverStatus}
+	switch cfg.Security {
+	case SecurityTLS:
+		tc := tls.Client(conn, s.tlsConfig([]string{"imap"}))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("tls handshake with %s: %w", cfg.Addr, err)
+		}
+		s.c = imapclient.New(&sniffConn{Conn: tc, s: sniff}, opts)
+	case SecurityStartTLS:
+		// The library upgrades the connection itself, below any wrapper of ours: no sniffer,
+		// so only tagged [ALERT]s are seen.
+		opts.TLSConfig = s.tlsConfig(nil)
+		c, err := imapclient.NewStartTLS(conn, opts)
+		if err != nil {
+			return fmt.Errorf("starttls with %s: %w", cfg.Addr, err)
+		}
+		s.c = c
+	default:
+		s.c = imapclient.New(&sniffConn{Conn: conn, s: sniff}, opts)
+	}
+	if err := s.c.WaitGreeting(); err != nil {
+		return fmt.Errorf("greeting from %s: %w", cfg.Addr, err)
+	}
+	return nil
+}
+
+func (s *session) tlsConfig(alpn []string) *tls.Config {
+	var tc *tls.Config
+	if s.w.cfg.TLS != nil {
+		tc = s.w.cfg.TLS.Clone()
+	} else {
+		tc = &tls.Config{}
+	}
+	if tc.ServerName == "" {
+		host, _, _ := net.SplitHostPort(s.w.cfg.Addr)
+		tc.ServerName = host
+	}
+	if tc.NextProtos == nil {
+		tc.NextProtos = alpn
+	}
+	return tc
+}
+
+// login authenticates: Config.SASL when set, else LOGIN, else AUTHENTICATE PLAIN when the
+// server advertises LOGINDISABLED (RFC 3501 §6.2.3). Errors never contain the password.
+func (s *session) login(ctx context.Context) error {
+	cfg := &s.w.cfg
+	if s.c.State() == imap.ConnStateAuthenticated { // PREAUTH
+		return nil
+	}
+	s.begin()
+	caps := s.c.Caps()
+	if caps == nil {
+		return errors.New("capability: no answer")
+	}
+	switch {
+	case cfg.SASL != nil:
+		sc, err := cfg.SASL(ctx)
+		if err != nil {
+			return fmt.Errorf("authenticate as %q: %w", cfg.Username, err)
+		}
+		if err := s.c.Authenticate(sc); err != nil {
+			return fmt.Errorf("authenticate as %q: %w", cfg.Username, err)
+		}
+	case caps.Has(imap.CapLoginDisabled):
+		if !caps.Has(imap.Cap("AUTH=PLAIN")) {
+			return fmt.Errorf("login as %q: server has LOGINDISABLED and no AUTH=PLAIN", cfg.Username)
+		}
+		if err := s.c.Authenticate(sasl.NewPlainClient("", cfg.Username, cfg.Password)); err != nil {
+			return fmt.Errorf("authenticate plain as %q: %w", cfg.Username, err)
+		}
+	default:
+		if err := s.c.Login(cfg.Username, cfg.Password).Wait(); err != nil {
+			return fmt.Errorf("login as %q: %w", cfg.Username, err)
+		}
+	}
+	s.begin()
+	if s.c.Caps() == nil { // LOGIN invalidates the capability list; ask again
+		return errors.New("capability after login: no answer")
+	}
+	return nil
+}
+
+// reconcile establishes the checkpoint for this session (DESIGN "Data flow" step 2). With none
+// stored, Config.Start decides. With a different UIDVALIDITY (RFC 3501 §2.3.1.1), all stored UID
+// state is dropped before anything is fetched: the new checkpoint sits just below the oldest
+// message of UID SEARCH SINCE (last internal date − 1 day), and the Seen check keeps the rescan
+// from repeating what was already processed.
+func (s *session) reconcile(ctx context.Context, sel *imap.SelectData) error {
+	w := s.w
+	cfg := &w.cfg
+	s.validity = sel.UIDValidity
+	cp, ok, err := w.st.Checkpoint(ctx, cfg.Account, cfg.Mailbox)
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	switch {
+	case ok && cp.UIDValidity == s.validity:
+		s.cp = cp
+	case ok:
+		var since time.Time
+		if !cp.LastInternalDate.IsZero() {
+			since = cp.LastInternalDate.Add(-24 * time.Hour)
+		}
+		last, err := s.lastBefore(since, sel)
+		if err != nil {
+			return err
+		}
+		w.log.Warn("uidvalidity changed; rescanning", "old_uidvalidity", cp.UIDValidity,
+			"uidvalidity", s.validity, "since", since.Format(time.DateOnly), "last_uid", last)
+		s.cp = store.Checkpoint{UIDValidity: s.validity, LastUID: last, LastInternalDate: cp.LastInternalDate}
+		if err := w.st.ResetCheckpoint(ctx, cfg.Account, cfg.Mailbox, s.cp); err != nil {
+			return fmt.Errorf("reset checkpoint: %w", err)
+		}
+	default:
+		cp := store.Checkpoint{UIDValidity: s.validity}
+		switch cfg.Start {
+		case StartAll:
+		case StartNew:
+			next, err := s.uidNext(sel)
+			if err != nil {
+				return err
+			}
+			cp.LastUID = next - 1
+			// Everything up to now counts as covered, which bounds a later UIDVALIDITY rescan.
+			cp.LastInternalDate = time.Now()
+		default:
+			if cp.LastUID, err = s.lastBefore(w.date, sel); err != nil {
+				return err
+			}
+			cp.LastInternalDate = w.date
+		}
+		w.log.Info("first run; checkpoint created", "start", cfg.Start, "uidvalidity", s.validity, "last_uid", cp.LastUID)
+		if err := w.st.ResetCheckpoint(ctx, cfg.Account, cfg.Mailbox, cp); err != nil {
+			return fmt.Errorf("create checkpoint: %w", err)
+		}
+		s.cp = cp
+	}
+	if w.failValidity != s.validity {
+		clear(w.failures)
+		w.failValidity = s.validity
+	}
+	w.update(func(st *Status) { st.UIDValidity, st.LastUID = s.validity, s.cp.LastUID })
+	return nil
+}
+
+// lastBefore returns the UID just below the oldest message with INTERNALDATE on or after since
+// (the whole mailbox when since is zero), or UIDNEXT−1 when there is none.
+func (s *session) lastBefore(since time.Time, sel *imap.SelectData) (uint32, error) {
+	if since.IsZero() {
+		return 0, nil
+	}
+	s.begin()
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{Since: since}, nil).Wait()
+	if err != nil {
+		return 0, fmt.Errorf("uid search since %s: %w", since.Format(time.DateOnly), err)
+	}
+	uids := data.AllUIDs()
+	if len(uids) == 0 {
+		next, err := s.uidNext(sel)
+		return next - 1, err
+	}
+	return uint32(slices.Min(uids)) - 1, nil
+}
+
+// uidNext returns UIDNEXT from SELECT, or asks for the highest UID when the server left it out.
+func (s *session) uidNext(sel *imap.SelectData) (uint32, error) {
+	if sel.UIDNext != 0 {
+		return uint32(sel.UIDNext), nil
+	}
+	s.begin()
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 0, Stop: 0}}}}, nil).Wait()
+	if err != nil {
+		return 0, fmt.Errorf("uid search *: %w", err)
+	}
+	uids := data.AllUIDs()
+	if len(uids) == 0 {
+		return 1, nil
+	}
+	return uint32(slices.Max(uids)) + 1, nil
+}
+
+// idle waits in IDLE (RFC 2177) until an EXISTS push, the refresh interval or ctx, then ends it
+// with DONE. refreshed reports that the refresh interval ran out. The caller always re-runs the
+// catch-up afterwards.
+func (s *session) idle(ctx context.Context) (refreshed bool, err error) {
+	w := s.w
+	w.setState(StateIdle)
+	s.begin()
+	cmd, err := s.c.Idle()
+	if err != nil {
+		return false, fmt.Errorf("idle: %w", err)
+	}
+	w.update(func(st *Status) { st.Idles++ })
+	s.dog.set(dogIdle)
+	t := time.NewTimer(w.cfg.IdleRefresh)
+	why := "refresh"
+	select {
+	case <-s.wake:
+		why = "exists"
+	case <-t.C:
+	case <-ctx.Done():
+		why = "stop"
+	case <-s.c.Closed():
+		why = "closed"
+	}
+	t.Stop()
+	w.log.Debug("leaving idle", "why", why)
+	s.dog.endIdle()
+	if err := cmd.Close(); err != nil {
+		return false, fmt.Errorf("idle done: %w", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return false, fmt.Errorf("idle: %w", err)
+	}
+	return why == "refresh", ctx.Err()
+}
+
+// poll waits PollInterval (or an EXISTS, or ctx), then sends NOOP, for servers without IDLE.
+func (s *session) poll(ctx context.Context) error {
+	w := s.w
+	w.setState(StatePolling)
+	s.dog.set(dogOff)
+	t := time.NewTimer(w.cfg.PollInterval)
+	select {
+	case <-s.wake:
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.c.Closed():
+	}
+	t.Stop()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.begin()
+	if err := s.c.Noop().Wait(); err != nil {
+		return fmt.Errorf("noop: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,433 @@
+// Package watcher runs one IMAP session per (account, mailbox): connect, authenticate, select,
+// catch up from the stored checkpoint, then wait for new mail with IDLE (or NOOP polling), fetching
+// each new message in two passes (header section + BODYSTRUCTURE, then only the body parts the
+// rules need, always BODY.PEEK) and handing it to a Handler whose jobs commit together with the
+// checkpoint. It reconnects with full-jitter backoff and closes connections that fall silent, since
+// go-imap has no read deadlines.
+//
+// Guarantees, given a State that commits jobs and checkpoint in one transaction:
+//
+//   - Messages are handed to the Handler in strictly ascending UID order, one commit per message;
+//     the checkpoint never moves past a message whose commit failed.
+//   - A message whose stable key (message.Message.Key) the State has already seen is committed with
+//     no jobs and never reaches the Handler, so a rescan after a UIDVALIDITY change (RFC 3501 §2.3.1.1)
+//     repeats nothing.
+//   - Body sections are always fetched with BODY.PEEK, so \Seen is never set by the watcher.
+//   - An EXISTS push only wakes the loop; every wake-up re-runs the UID SEARCH, so a lost push costs
+//     latency, never mail.
+//   - A message that fails to fetch three times in a row is delivered from whatever was fetched with
+//     the "fetch_failed" defect, so one bad message never stalls a mailbox.
+//   - Every IDLE refresh (or poll) selects the mailbox again, so a mailbox deleted and re-created
+//     under a live session (new UIDVALIDITY) is noticed within one refresh interval.
+//   - One connection per Watcher; a silent connection is closed by a watchdog (CommandTimeout while
+//     a command is outstanding, IdleRefresh + WatchdogSlack or the learned keepalive rhythm while
+//     idling), and every error leads to a reconnect after full-jitter backoff.
+//   - [ALERT] texts (tagged, and untagged ones on tls and plain connections) are logged at warning
+//     level and shown as Status.Reason.
+package watcher
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/store"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultIdleRefresh    = 10 * time.Minute
+	DefaultPollInterval   = 10 * time.Minute
+	DefaultCommandTimeout = 2 * time.Minute
+	DefaultWatchdogSlack  = 60 * time.Second
+	DefaultStableAfter    = time.Minute
+	DefaultBatchSize      = 100
+	DefaultContact        = "https://github.com/mailhook/mailhook"
+
+	// maxFetchFailures is how many consecutive failed fetches of one UID make the watcher deliver
+	// it degraded (DESIGN "Fetch plan").
+	maxFetchFailures = 3
+	// batchHeaderBudget bounds the header bytes one first-pass batch may hold in memory.
+	batchHeaderBudget = 16 << 20
+)
+
+// Security modes of Config.Security.
+const (
+	SecurityTLS      = "tls"      // implicit TLS (port 993)
+	SecurityStartTLS = "starttls" // RFC 3501 §6.2.1 STARTTLS; the session fails if the server refuses it
+	SecurityPlain    = "plain"    // no encryption; callers restrict it to loopback
+)
+
+// Start policies of Config.Start (besides a date "2006-01-02").
+const (
+	StartNew = "new" // first run records UIDNEXT-1 and processes nothing old
+	StartAll = "all" // first run processes the whole mailbox
+)
+
+// Backoff configures reconnection delays (DESIGN "Reconnect"). Zero fields take the defaults
+// {Min 1s, Max 5m, AuthMin 1m, QuotaMin 1h}.
+type Backoff struct {
+	Min, Max time.Duration // full jitter in [0, min(Max, Min·2^n)]
+	AuthMin  time.Duration // floor after AUTHENTICATIONFAILED or an [ALERT]
+	QuotaMin time.Duration // floor after an over-quota / bandwidth refusal
+}
+
+// Plan says which body parts the second fetch pass downloads. The zero Plan fetches only the
+// header section, BODYSTRUCTURE, size, flags and internal date.
+type Plan struct {
+	Text bool // text/plain parts
+	HTML bool // text/html parts
+}
+
+// Config configures one Watcher. Account, Mailbox, Addr and Username are required.
+type Config struct {
+	Account, Mailbox string
+	Addr             string      // host:port
+	Security         string      // SecurityTLS (default) | SecurityStartTLS | SecurityPlain
+	TLS              *tls.Config // nil: system roots, ServerName from Addr
+	Username         string
+	Password         string
+	// SASL, when set, replaces LOGIN: it returns a fresh SASL client per connection (XOAUTH2).
+	SASL func(ctx context.Context) (sasl.Client, error)
+
+	Start        string        // StartNew (default) | StartAll | "2006-01-02"
+	IdleRefresh  time.Duration // re-issue IDLE this often (default 10m, RFC 2177 §3 asks < 29m)
+	PollInterval time.Duration // NOOP poll interval when the server lacks IDLE (default 10m)
+	Backoff      Backoff
+	Plan         Plan
+	Limits       message.Limits
+	Logger       *slog.Logger // nil discards
+
+	// Version and Contact are sent in the RFC 2971 ID command (name "mailhook"); Contact goes in
+	// the "support-url" field. Defaults: "dev" and DefaultContact.
+	Version, Contact string
+
+	// Dial replaces the TCP dialer (tests). The default dials with TCP keepalive every 30 s.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// The knobs below exist so tests can shrink time; production leaves them zero.
+
+	// CommandTimeout is how long a command may wait with no byte read before the watchdog closes
+	// the connection (default 2m).
+	CommandTimeout time.Duration
+	// WatchdogSlack is added to IdleRefresh, or to the server's learned keepalive rhythm, to get
+	// the longest silence tolerated during IDLE (default 60s).
+	WatchdogSlack time.Duration
+	// StableAfter is how long a session must live for the backoff to reset (default 1m).
+	StableAfter time.Duration
+	// BatchSize caps UIDs per first-pass UID FETCH (default 100, lowered to fit 16 MiB of headers).
+	BatchSize int
+	// Rand returns a uniform value in [0, n) for backoff jitter (default math/rand/v2).
+	Rand func(n int64) int64
+}
+
+// State is the durable progress the watcher reads and advances. *store.Store implements it.
+// Commit must store the jobs, the seen key and the checkpoint in one transaction.
+type State interface {
+	Checkpoint(ctx context.Context, account, mailbox string) (store.Checkpoint, bool, error)
+	ResetCheckpoint(ctx context.Context, account, mailbox string, cp store.Checkpoint) error
+	Commit(ctx context.Context, account, mailbox string, cp store.Checkpoint, key string, jobs []store.Job) error
+	Seen(ctx context.Context, account, mailbox, key string) (bool, error)
+}
+
+// Event is one new message handed to the Handler.
+type Event struct {
+	Account, Mailbox string
+	UIDValidity, UID uint32
+	Message          *message.Message
+}
+
+// Handler turns a new message into outbox jobs. It must not keep ev after returning. An error
+// aborts the session before anything is committed; the message is offered again after reconnecting.
+type Handler interface {
+	Handle(ctx context.Context, ev *Event) ([]store.Job, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, ev *Event) ([]store.Job, error)
+
+// Handle calls f(ctx, ev).
+func (f HandlerFunc) Handle(ctx context.Context, ev *Event) ([]store.Job, error) { return f(ctx, ev) }
+
+// States reported in Status.State.
+const (
+	StateConnecting = "connecting" // dialing, authenticating, selecting
+	StateFetching   = "fetching"   // catching up: searching, fetching, handling
+	StateIdle       = "idle"       // waiting in IDLE
+	StatePolling    = "polling"    // waiting between NOOP polls
+	StateBackoff    = "backoff"    // waiting before reconnecting
+	StateStopped    = "stopped"    // Run returned
+)
+
+// Status is a snapshot of a Watcher for health endpoints and the status verb.
+type Status struct {
+	State        string
+	Since        time.Time // when State was entered
+	Reason       string    // last error or [ALERT] text; "" when healthy
+	LastActivity time.Time // last byte read from the server
+	BytesRead    int64     // bytes read from the server over all sessions, TLS overhead included
+	UIDValidity  uint32
+	LastUID      uint32    // last UID committed
+	NextAttempt  time.Time // in StateBackoff: when the next connection attempt starts
+	Connects     int       // sessions started
+	Idles        int       // IDLE commands issued
+}
+
+// Watcher watches one mailbox. Create it with New; Run it once.
+type Watcher struct {
+	cfg  Config
+	st   State
+	h    Handler
+	log  *slog.Logger
+	rand func(n int64) int64
+	date time.Time // parsed Config.Start when it is a date
+
+	// failures counts consecutive failed fetches per UID (within the current UIDVALIDITY);
+	// touched only by the Run goroutine.
+	failures     map[uint32]int
+	failValidity uint32
+
+	bytesRead atomic.Int64 // Status.BytesRead
+	lastRead  atomic.Int64 // Status.LastActivity, Unix nanoseconds
+
+	mu        sync.Mutex
+	status    Status
+	lastAlert string // last [ALERT] text of the current session, to log each once
+}
+
+// alert logs an [ALERT] text at warning level (once per session) and makes it the status reason
+// (RFC 3501 §7.1: the client MUST present it to the user).
+func (w *Watcher) alert(text string) {
+	w.mu.Lock()
+	dup := w.lastAlert == text
+	w.lastAlert = text
+	w.status.Reason = "alert: " + text
+	w.mu.Unlock()
+	if !dup {
+		w.log.Warn("server alert", "alert", text)
+	}
+}
+
+// New checks cfg, fills defaults and returns a Watcher. It does no I/O.
+func New(cfg Config, st State, h Handler) (*Watcher, error) {
+	if st == nil || h == nil {
+		return nil, errors.New("watcher: nil State or Handler")
+	}
+	if cfg.Account == "" || cfg.Mailbox == "" {
+		return nil, errors.New("watcher: account and mailbox are required")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("watcher %s/%s: addr %q: %w", cfg.Account, cfg.Mailbox, cfg.Addr, err)
+	}
+	if cfg.Username == "" && cfg.SASL == nil {
+		return nil, fmt.Errorf("watcher %s/%s: username is required", cfg.Account, cfg.Mailbox)
+	}
+	switch cfg.Security {
+	case "":
+		cfg.Security = SecurityTLS
+	case SecurityTLS, SecurityStartTLS, SecurityPlain:
+	default:
+		return nil, fmt.Errorf("watcher %s/%s: security %q: want tls, starttls or plain", cfg.Account, cfg.Mailbox, cfg.Security)
+	}
+	w := &Watcher{cfg: cfg, st: st, h: h, failures: map[uint32]int{}}
+	switch cfg.Start {
+	case "":
+		w.cfg.Start = StartNew
+	case StartNew, StartAll:
+	default:
+		d, err := time.Parse(time.DateOnly, cfg.Start)
+		if err != nil {
+			return nil, fmt.Errorf("watcher %s/%s: start %q: want new, all or YYYY-MM-DD", cfg.Account, cfg.Mailbox, cfg.Start)
+		}
+		w.date = d
+	}
+	c := &w.cfg
+	setDefault(&c.IdleRefresh, DefaultIdleRefresh)
+	setDefault(&c.PollInterval, DefaultPollInterval)
+	setDefault(&c.CommandTimeout, DefaultCommandTimeout)
+	setDefault(&c.WatchdogSlack, DefaultWatchdogSlack)
+	setDefault(&c.StableAfter, DefaultStableAfter)
+	setDefault(&c.Backoff.Min, time.Second)
+	setDefault(&c.Backoff.Max, 5*time.Minute)
+	setDefault(&c.Backoff.AuthMin, time.Minute)
+	setDefault(&c.Backoff.QuotaMin, time.Hour)
+	if c.Backoff.Max < c.Backoff.Min {
+		return nil, fmt.Errorf("watcher %s/%s: backoff max %v below min %v", cfg.Account, cfg.Mailbox, c.Backoff.Max, c.Backoff.Min)
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Contact == "" {
+		c.Contact = DefaultContact
+	}
+	if c.Limits.HeaderBytes <= 0 { // Build applies the other defaults itself
+		c.Limits.HeaderBytes = message.DefaultLimits().HeaderBytes
+	}
+	if n := batchHeaderBudget / c.Limits.HeaderBytes; n < c.BatchSize {
+		c.BatchSize = max(n, 1)
+	}
+	w.log = c.Logger
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	w.log = w.log.With("account", cfg.Account, "mailbox", cfg.Mailbox)
+	w.rand = c.Rand
+	if w.rand == nil {
+		w.rand = rand.Int64N
+	}
+	w.status = Status{State: StateConnecting, Since: time.Now()}
+	return w, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// Status returns a snapshot of the watcher's state. It is safe for concurrent use.
+func (w *Watcher) Status() Status {
+	w.mu.Lock()
+	st := w.status
+	w.mu.Unlock()
+	st.BytesRead = w.bytesRead.Load()
+	if ns := w.lastRead.Load(); ns != 0 {
+		st.LastActivity = time.Unix(0, ns)
+	}
+	return st
+}
+
+func (w *Watcher) setState(state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.status.State != state {
+		w.status.State = state
+		w.status.Since = time.Now()
+	}
+}
+
+func (w *Watcher) update(f func(s *Status)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f(&w.status)
+}
+
+// Run watches the mailbox until ctx is done, reconnecting after every error with full-jitter
+// backoff. It returns nil when ctx is done; it never returns early on an IMAP or State error.
+// Run must be called at most once.
+func (w *Watcher) Run(ctx context.Context) error {
+	defer w.setState(StateStopped)
+	attempt := 0
+	for {
+		w.setState(StateConnecting)
+		start := time.Now()
+		progressed, err := w.session(ctx)
+		if ctx.Err() != nil {
+			w.log.Debug("watcher stopped", "err", err)
+			return nil
+		}
+		if err == nil { // unreachable: a session ends only with an error or ctx
+			err = errors.New("session ended")
+		}
+		if progressed || time.Since(start) >= w.cfg.StableAfter {
+			attempt = 0
+		}
+		kind := classify(err)
+		reason := err.Error()
+		if text, ok := alertText(err); ok {
+			w.alert(text)
+			reason = "alert: " + text
+		}
+		w.mu.Lock()
+		w.lastAlert = ""
+		w.mu.Unlock()
+		delay := w.cfg.Backoff.delay(attempt, kind, w.rand)
+		attempt++
+		w.log.Warn("session ended; reconnecting", "err", err, "delay", delay.Round(time.Millisecond))
+		now := time.Now()
+		w.update(func(s *Status) {
+			s.Reason = reason
+			s.State, s.Since, s.NextAttempt = StateBackoff, now, now.Add(delay)
+		})
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// errKind is how a session error bends the backoff.
+type errKind int
+
+const (
+	errOther errKind = iota
+	errAuth          // AUTHENTICATIONFAILED, AUTHORIZATIONFAILED or [ALERT]: wait at least AuthMin
+	errQuota         // over quota / bandwidth: wait at least QuotaMin
+)
+
+// delay returns the wait before reconnect attempt n (0-based): full jitter, a uniform value in
+// [0, min(Max, Min·2^n)], raised to AuthMin or QuotaMin for those kinds. randN(k) must return a
+// uniform value in [0, k).
+func (b Backoff) delay(n int, kind errKind, randN func(int64) int64) time.Duration {
+	ceil := b.Min
+	for i := 0; i < n && ceil < b.Max; i++ {
+		ceil *= 2
+	}
+	ceil = min(ceil, b.Max)
+	d := time.Duration(0)
+	if ceil > 0 {
+		d = time.Duration(randN(int64(ceil) + 1))
+	}
+	switch kind {
+	case errAuth:
+		d = max(d, b.AuthMin)
+	case errQuota:
+		d = max(d, b.QuotaMin)
+	}
+	return d
+}
+
+// classify reads the IMAP response code and text of a session error (RFC 5530 codes).
+func classify(err error) errKind {
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		return errOther
+	}
+	text := strings.ToLower(ie.Text)
+	switch {
+	case ie.Code == "OVERQUOTA" || strings.Contains(text, "bandwidth") ||
+		strings.Contains(text, "quota") || (strings.Contains(text, "exceeded") && strings.Contains(text, "limit")):
+		return errQuota
+	case ie.Code == "AUTHENTICATIONFAILED" || ie.Code == "AUTHORIZATIONFAILED" || ie.Code == "ALERT" ||
+		ie.Code == "EXPIRED" || ie.Code == "PRIVACYREQUIRED":
+		return errAuth
+	}
+	return errOther
+}
+
+// alertText returns the text of an [ALERT] response (RFC 3501 §7.1: must be shown to the user).
+func alertText(err error) (string, bool) {
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlert {
+		return ie.Text, true
+	}
+	return "", false
+}
