@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every verb that reads a config exits 2 on a bad one, naming the field.
+func TestConfigErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("state_dir: x\naccounts:\n  - name: a\n    imap: {host: mail.example.com, hostname: typo}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"run", "check"} {
+		var out, errb bytes.Buffer
+		code := cli(context.Background(), []string{verb, "--config", bad}, &out, &errb)
+		if code != exitConfig {
+			t.Errorf("%s: exit %d, want %d; stderr:\n%s", verb, code, exitConfig, errb.String())
+		}
+		if !strings.Contains(errb.String(), "hostname") {
+			t.Errorf("%s: error does not name the unknown key:\n%s", verb, errb.String())
+		}
+	}
+	for _, args := range [][]string{{"run"}, {"check", "-c"}, {"nonsense"}, {}} {
+		var out, errb bytes.Buffer
+		if code := cli(context.Background(), args, &out, &errb); code != exitConfig {
+			t.Errorf("%q: exit %d, want %d", args, code, exitConfig)
+		}
+	}
+}
+
+// A rule that does not compile is refused by check with the rule's name and the position.
+func TestCheckNamesRule(t *testing.T) {
+	dir := t.TempDir()
+	path, env := writeConfig(t, dir, "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook", nil)
+	raw, _ := os.ReadFile(path)
+	raw = bytes.Replace(raw, []byte(`subject contains "failed"'`), []byte(`subject contains 42'`), 1)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	if code := cli(context.Background(), []string{"check", "-c", path}, &out, &errb); code != exitConfig {
+		t.Fatalf("exit %d, want 2; stderr:\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "ci-failures") {
+		t.Errorf("error does not name the rule:\n%s", errb.String())
+	}
+}
+
+func TestCheckReportsCost(t *testing.T) {
+	dir := t.TempDir()
+	path, env := writeConfig(t, dir, "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook", nil)
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	if code := cli(context.Background(), []string{"check", "-c", path}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
+	}
+	for _, want := range []string{`rule "ci-failures" reads headers and structure only`, "test/INBOX fetches header + BODYSTRUCTURE, then the text/plain part"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// The README's first command: the demo delivers its samples and exits with --once.
+func TestDemoOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := cli(ctx, []string{"demo", "--once"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+	}
+	got := out.String()
+	for _, want := range []string{"rule=ci-failures", "rule=invoices", "signature verified", "all 2 sample deliveries received"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "NOT verified") {
+		t.Errorf("a demo signature failed:\n%s", got)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := cli(context.Background(), []string{"version"}, &out, &errb); code != exitOK || !strings.HasPrefix(out.String(), "mailhook ") {
+		t.Fatalf("version: exit %d, %q", code, out.String())
+	}
+}
+
+// The documented example passes `check` as a whole (strict load, validation, rule compilation).
+func TestCheckExampleConfig(t *testing.T) {
+	t.Setenv("GMAIL_APP_PASSWORD", "app-password")
+	t.Setenv("CI_WEBHOOK_SECRET", testSecret)
+	t.Setenv("CI_TOKEN", "token")
+	var out, errb bytes.Buffer
+	if code := cli(context.Background(), []string{"check", "-c", "../../config.example.yaml"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
+	}
+}
+
+// Actions this version does not run are refused at load time, never silently skipped.
+func TestUnsupportedActionsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path, env := writeConfig(t, dir, "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook", nil)
+	raw, _ := os.ReadFile(path)
+	raw = bytes.Replace(raw, []byte("      - webhook: receiver\n"), []byte("      - webhook: receiver\n      - mark_seen: true\n"), 1)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	if code := cli(context.Background(), []string{"check", "-c", path}, &out, &errb); code != exitConfig {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errb.String(), `rules[0] "ci-failures".actions[1].mark_seen: not supported yet`) {
+		t.Errorf("error does not name the action:\n%s", errb.String())
+	}
+}

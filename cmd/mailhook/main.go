@@ -1,0 +1,82 @@
+// Command mailhook watches IMAP mailboxes and turns new mail into signed webhooks.
+//
+// Verbs: run, check, demo, version. Every verb exits 2 on a configuration error. main only turns
+// SIGINT/SIGTERM into context cancellation; everything else lives in functions the tests call.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	_ "github.com/emersion/go-message/charset" // registers every charset for go-message and our decoders
+)
+
+// Exit statuses shared by every verb.
+const (
+	exitOK     = 0
+	exitFail   = 1 // runtime failure (state directory locked, unreadable input, …)
+	exitConfig = 2 // bad configuration or usage
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `mailhook watches IMAP mailboxes and turns new mail into signed webhooks.
+
+Usage:
+  mailhook run   --config FILE     watch the configured mailboxes and deliver (until SIGTERM)
+  mailhook check --config FILE     load the config, compile every rule, print what each rule reads
+  mailhook demo  [--once]          run the whole pipeline on an in-process IMAP server and webhook receiver
+  mailhook version                 print the version
+
+-c is short for --config. Configuration errors exit with status 2.
+`
+
+// cli runs one verb and returns the process exit status.
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	verb, rest := args[0], args[1:]
+	switch verb {
+	case "run":
+		return runVerb(ctx, rest, stdout, stderr)
+	case "check":
+		return checkVerb(rest, stdout, stderr)
+	case "demo":
+		return demoVerb(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "mailhook %s\n", version())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "mailhook: unknown verb %q\n\n%s", verb, usage)
+		return exitConfig
+	}
+}
+
+// buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".
+var buildVersion string
+
+// version reports the link-time version, else the module version, else "dev".
+func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

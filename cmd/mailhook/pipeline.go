@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/rules"
+	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/watcher"
+)
+
+// pipeline is the watcher.Handler that turns a fetched message into outbox jobs: it matches the
+// rules and renders each webhook's request body once, at commit time, so a retry after a restart
+// sends the very same bytes under the same webhook-id.
+type pipeline struct {
+	rules    *rules.Set
+	webhooks map[string]Webhook
+	authserv map[string]string // account name → trusted authserv-id
+	logger   *slog.Logger
+}
+
+var _ watcher.Handler = (*pipeline)(nil)
+
+func newPipeline(l *loaded, logger *slog.Logger) *pipeline {
+	p := &pipeline{rules: l.rules, webhooks: map[string]Webhook{}, authserv: map[string]string{}, logger: logger}
+	for _, w := range l.cfg.Webhooks {
+		p.webhooks[w.Name] = w
+	}
+	for _, a := range l.cfg.Accounts {
+		p.authserv[a.Name] = a.IMAP.TrustedAuthservID
+	}
+	return p
+}
+
+// Handle matches ev against the rules and returns one job per webhook action of every matched rule.
+func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
+	trusted := p.authserv[ev.Account]
+	env := rules.NewEnv(ev.Account, ev.Mailbox, ev.UID, ev.Message, trusted)
+	matched, errs := p.rules.Match(env)
+	for _, err := range errs {
+		p.logger.Warn("rule evaluation failed; treated as no match", "account", ev.Account, "mailbox", ev.Mailbox, "uid", ev.UID, "err", err)
+	}
+	var jobs []store.Job
+	for _, r := range matched {
+		for i, a := range r.Spec.Actions {
+			if a.Webhook == "" {
+				continue
+			}
+			wh := p.webhooks[a.Webhook]
+			id := store.JobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, r.Spec.Name, i)
+			pl := dispatch.NewPayload(id, r.Spec.Name, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
+				ev.Message.Auth(trusted), dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes))
+			body, err := pl.Marshal()
+			if err != nil {
+				return nil, fmt.Errorf("uid %d rule %q: payload: %w", ev.UID, r.Spec.Name, err)
+			}
+			jobs = append(jobs, store.Job{
+				ID: id, Kind: store.KindWebhook, Target: wh.Name, Account: ev.Account, Mailbox: ev.Mailbox,
+				UIDValidity: ev.UIDValidity, UID: ev.UID, Rule: r.Spec.Name, Body: body,
+			})
+		}
+		p.logger.Info("rule matched", "account", ev.Account, "mailbox", ev.Mailbox, "uid", ev.UID, "rule", r.Spec.Name)
+	}
+	return jobs, nil
+}
+
+// unsupported refuses the actions the configuration schema knows but this version does not run
+// yet (replies and mailbox post-actions): a rule that silently skipped its reply or its move
+// would be worse than a config that does not load.
+func unsupported(cfg *Config) error {
+	var errs []error
+	for i, r := range cfg.Rules {
+		for j, a := range r.Actions {
+			if k := a.Kind(); k != ActionWebhook {
+				errs = append(errs, fmt.Errorf("rules[%d] %q.actions[%d].%s: not supported yet: this version runs webhook actions only", i, r.Name, j, k))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ruleSpecs converts the rules: section for rules.Compile.
+func ruleSpecs(cfg *Config) []rules.Spec {
+	specs := make([]rules.Spec, 0, len(cfg.Rules))
+	for _, r := range cfg.Rules {
+		s := rules.Spec{Name: r.Name, Account: r.Account, Mailbox: r.Mailbox, When: r.When, Stop: r.Stop}
+		for _, a := range r.Actions {
+			s.Actions = append(s.Actions, rules.Action{Webhook: a.Webhook, Reply: a.Reply, MarkSeen: a.MarkSeen,
+				Flag: a.Flag, Move: a.Move, Copy: a.Copy})
+		}
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// endpoints converts the webhooks: section for the dispatcher.
+func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
+	eps := make([]dispatch.Endpoint, 0, len(cfg.Webhooks))
+	for i, w := range cfg.Webhooks {
+		ep := dispatch.Endpoint{
+			Name: w.Name, URL: w.URL, Timeout: w.Timeout, Concurrency: w.Concurrency, AllowLinkLocal: w.AllowLinkLocal,
+			Retry: dispatch.RetryPolicy{MaxAge: w.Retry.MaxAge, MinBackoff: w.Retry.MinBackoff, MaxBackoff: w.Retry.MaxBackoff},
+		}
+		for _, s := range w.Secrets {
+			key, err := dispatch.ParseSecret(s)
+			if err != nil {
+				return nil, fmt.Errorf("webhooks[%d] %q.secrets: %w", i, w.Name, err)
+			}
+			ep.Secrets = append(ep.Secrets, key)
+		}
+		for _, h := range w.Headers {
+			ep.Headers = append(ep.Headers, dispatch.Header{Name: h.Name, Value: h.Value})
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
+
+// plan says which body parts the watcher of (account, mailbox) must fetch: those the rules read,
+// and those a webhook of an applicable rule ships (body: text|html|both).
+func plan(l *loaded, account, mailbox string) watcher.Plan {
+	reads := l.rules.Reads(account, mailbox)
+	pl := watcher.Plan{Text: reads.Text, HTML: reads.HTML}
+	for _, r := range l.cfg.Rules {
+		if (r.Account != "" && r.Account != account) || (r.Mailbox != "" && r.Mailbox != mailbox) {
+			continue
+		}
+		for _, a := range r.Actions {
+			if a.Webhook == "" {
+				continue
+			}
+			for _, w := range l.cfg.Webhooks {
+				if w.Name != a.Webhook {
+					continue
+				}
+				pl.Text = pl.Text || w.Body == "text" || w.Body == "both"
+				pl.HTML = pl.HTML || w.Body == "html" || w.Body == "both"
+			}
+		}
+	}
+	return pl
+}
+
+// watcherConfig builds the watcher configuration of one (account, mailbox).
+func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (watcher.Config, error) {
+	im := a.IMAP
+	wc := watcher.Config{
+		Account: a.Name, Mailbox: mailbox,
+		Addr:     im.Addr(),
+		Security: im.Security, Username: im.Username, Password: im.Password,
+		Start: im.Start, IdleRefresh: im.IdleRefresh, PollInterval: im.PollInterval, CommandTimeout: im.CommandTimeout,
+		Backoff: watcher.Backoff{Min: im.Backoff.Min, Max: im.Backoff.Max, AuthMin: im.Backoff.AuthMin, QuotaMin: im.Backoff.QuotaMin},
+		Plan:    plan(l, a.Name, mailbox),
+		Logger:  logger,
+	}
+	if im.Security != SecurityPlain {
+		tc, err := im.TLS.ClientConfig(im.Host)
+		if err != nil {
+			return wc, fmt.Errorf("accounts %q imap.tls: %w", a.Name, err)
+		}
+		wc.TLS = tc
+	}
+	return wc, nil
+}
+
+// cost describes a fetch plan in the words `check` prints.
+func cost(p watcher.Plan) string {
+	switch {
+	case p.Text && p.HTML:
+		return "header + BODYSTRUCTURE, then the text/plain and text/html parts"
+	case p.Text:
+		return "header + BODYSTRUCTURE, then the text/plain part"
+	case p.HTML:
+		return "header + BODYSTRUCTURE, then the text/html part"
+	default:
+		return "header + BODYSTRUCTURE only (no body bytes)"
+	}
+}

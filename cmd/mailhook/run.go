@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/rules"
+	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/watcher"
+)
+
+// configFlag registers --config and its short form -c on fs.
+func configFlag(fs *flag.FlagSet) *string {
+	p := new(string)
+	fs.StringVar(p, "config", "", "configuration `file` (YAML)")
+	fs.StringVar(p, "c", "", "short for --config")
+	return p
+}
+
+// parseFlags parses args for a verb that needs --config; it prints usage errors itself.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok bool) {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mailhook %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+// loaded is a configuration that passed validation, with its rules compiled.
+type loaded struct {
+	cfg   *Config
+	rules *rules.Set
+}
+
+// load reads, validates and compiles a configuration. Every problem is printed to stderr; the
+// returned status is exitOK or exitConfig.
+func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*loaded, int) {
+	if path == "" {
+		fmt.Fprintln(stderr, "mailhook: --config FILE is required")
+		return nil, exitConfig
+	}
+	cfg, warnings, err := LoadConfig(path, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
+		return nil, exitConfig
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "mailhook: warning: %s\n", w)
+	}
+	if err := unsupported(cfg); err != nil {
+		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
+		return nil, exitConfig
+	}
+	set, err := rules.Compile(ruleSpecs(cfg))
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
+		return nil, exitConfig
+	}
+	return &loaded{cfg: cfg, rules: set}, exitOK
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+func runVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := configFlag(fs)
+	if !parseFlags(fs, args, stderr) {
+		return exitConfig
+	}
+	l, code := load(*path, lookupEnv, stderr)
+	if code != exitOK {
+		return code
+	}
+	logger := newLogger(l.cfg.Log, stderr)
+	if err := serve(ctx, l, logger); err != nil {
+		logger.Error("mailhook stopped", "err", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// newLogger builds the process logger from the log: section.
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated at load time
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// app is a running mailhook: the state store, the dispatcher and one watcher per mailbox.
+type app struct {
+	store    *store.Store
+	dispatch *dispatch.Dispatcher
+	watchers []*watcher.Watcher
+	logger   *slog.Logger
+	cfg      *Config
+}
+
+// newApp takes the state directory lock and builds every component; it opens no IMAP connection,
+// so a second instance on the same directory fails here, before touching any server.
+func newApp(l *loaded, logger *slog.Logger) (*app, error) {
+	st, err := store.Open(l.cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	a := &app{store: st, logger: logger, cfg: l.cfg}
+	eps, err := endpoints(l.cfg)
+	if err == nil {
+		a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version()})
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
+	p := newPipeline(l, logger)
+	for _, acct := range l.cfg.Accounts {
+		for _, mb := range acct.IMAP.Mailboxes {
+			wc, err := watcherConfig(l, acct, mb, logger)
+			if err == nil {
+				var w *watcher.Watcher
+				if w, err = watcher.New(wc, st, p); err == nil {
+					a.watchers = append(a.watchers, w)
+					continue
+				}
+			}
+			st.Close()
+			return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
+		}
+	}
+	return a, nil
+}
+
+// Run runs the watchers and the dispatcher until ctx is cancelled, then closes the store.
+func (a *app) Run(ctx context.Context) error {
+	defer a.store.Close()
+	a.logger.Info("mailhook started", "version", version(), "mailboxes", len(a.watchers),
+		"webhooks", len(a.cfg.Webhooks), "rules", len(a.cfg.Rules))
+	var wg sync.WaitGroup
+	errc := make(chan error, len(a.watchers)+1)
+	wg.Go(func() {
+		if err := a.dispatch.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("dispatch: %w", err)
+		}
+	})
+	for _, w := range a.watchers {
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	a.logger.Info("mailhook stopped")
+	return errors.Join(collect(errc)...)
+}
+
+// serve builds the app and runs it until ctx is cancelled.
+func serve(ctx context.Context, l *loaded, logger *slog.Logger) error {
+	a, err := newApp(l, logger)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func collect(c <-chan error) []error {
+	var errs []error
+	for err := range c {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// lookupEnv is the process environment, the source of ${NAME} expansion for run and check.
+func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }
