@@ -161,6 +161,9 @@ const (
 	minPastDue    = 50 * time.Millisecond
 	maxPastDue    = 5 * time.Second // re-check of a due job Claim did not return (waiting on dependencies)
 	finishTimeout = 10 * time.Second
+	// recheck bounds every idle wait: an operator tool (`mailhook outbox retry`) may change the
+	// outbox from another process, whose writes do not reach this process's Wake.
+	recheck = 30 * time.Second
 )
 
 // serve claims and handles the jobs of target until ctx is done. A worker of one endpoint (ep
@@ -210,7 +213,7 @@ func (d *Dispatcher) serve(ctx context.Context, ep *endpoint, target string) {
 		}
 		storeWait = 0
 
-		delay := time.Duration(-1) // until woken
+		delay := recheck // or until woken
 		if ok {
 			if delay = next.Sub(d.now()); delay <= 0 {
 				// Due, yet not claimed: waiting on dependencies, or it became due just now.
@@ -218,6 +221,7 @@ func (d *Dispatcher) serve(ctx context.Context, ep *endpoint, target string) {
 				pastDue++
 			} else {
 				pastDue = 0
+				delay = min(delay, recheck)
 			}
 		}
 		sleep(ctx, wake, delay)

@@ -109,6 +109,19 @@ func migrate(ctx context.Context, db *sql.DB, path string) error {
 	return nil
 }
 
+// sameSchema refuses a database whose schema version is not exactly this binary's: a tool beside a
+// running daemon must neither migrate under it nor misread a schema it does not know.
+func sameSchema(ctx context.Context, db *sql.DB, path string) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	if want := len(migrations()); version != want {
+		return fmt.Errorf("open %s beside the running daemon: schema version %d, this binary uses %d (run the same mailhook version as the daemon)", path, version, want)
+	}
+	return nil
+}
+
 func migrateOne(ctx context.Context, db *sql.DB, stmts string, to int) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

@@ -68,11 +68,15 @@ func OpenWith(dir string, opts Options) (_ *Store, err error) {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	lock, err := lockDir(dir)
-	if err != nil {
+	beside := false // a tool opening the state beside a running daemon
+	switch {
+	case err != nil && opts.Shared && errors.Is(err, ErrLocked):
+		beside = true
+	case err != nil:
 		return nil, err
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && lock != nil {
 			unlockDir(lock)
 		}
 	}()
@@ -113,7 +117,11 @@ func OpenWith(dir string, opts Options) (_ *Store, err error) {
 	if !strings.EqualFold(mode, "wal") {
 		return nil, fmt.Errorf("open %s: journal mode is %q, want wal", path, mode)
 	}
-	if err := migrate(ctx, db, path); err != nil {
+	if beside {
+		if err := sameSchema(ctx, db, path); err != nil {
+			return nil, err
+		}
+	} else if err := migrate(ctx, db, path); err != nil {
 		return nil, err
 	}
 
@@ -134,6 +142,9 @@ func OpenWith(dir string, opts Options) (_ *Store, err error) {
 	}
 	if s.doneRetention <= 0 {
 		s.doneRetention = DefaultDoneRetention
+	}
+	if beside {
+		return s, nil
 	}
 	if err := s.recoverInFlight(ctx); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -166,8 +177,10 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	err := s.db.Close()
-	if uerr := unlockDir(s.lock); uerr != nil && err == nil {
-		err = uerr
+	if s.lock != nil {
+		if uerr := unlockDir(s.lock); uerr != nil && err == nil {
+			err = uerr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("close state %s: %w", s.dir, err)

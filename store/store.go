@@ -119,6 +119,13 @@ type Options struct {
 	// DoneRetention is how long a done job (and its attempts and body) is kept before pruning.
 	// Default 7 days. Dead, unknown and held jobs are dead letters and are never pruned.
 	DoneRetention time.Duration
+	// Shared opens the state for an operator tool (status, outbox) that may run beside a daemon.
+	// When no daemon holds the directory lock, Shared behaves like a normal open. When one does,
+	// the database is opened without the lock (SQLite's WAL admits concurrent processes), nothing
+	// is migrated or recovered (that is the daemon's business), and a schema version other than
+	// this binary's is refused. Wake then fires only for this process's own writes: the daemon
+	// notices a tool's changes within its own periodic re-check.
+	Shared bool
 }
 
 // Defaults of [Options].

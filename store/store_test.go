@@ -145,6 +145,54 @@ func TestOpenLock(t *testing.T) {
 	s2.Close()
 }
 
+// A tool opens the state beside a running daemon without taking its lock, sees its data, and its
+// writes are visible to the daemon; it neither migrates nor recovers in-flight jobs.
+func TestOpenSharedBesideDaemon(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "state")
+	daemon, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer daemon.Close()
+	now := time.Now()
+	job := Job{ID: "msg_a", Kind: KindWebhook, Target: "ci", Account: "a", Mailbox: "INBOX", UIDValidity: 1, UID: 1}
+	if err := daemon.Commit(ctx, "a", "INBOX", Checkpoint{UIDValidity: 1, LastUID: 1}, "k", []Job{job}); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := daemon.Claim(ctx, KindWebhook, "ci", now.Add(time.Minute), 1); err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %d jobs, %v", len(claimed), err)
+	}
+
+	tool, err := OpenWith(dir, Options{Shared: true})
+	if err != nil {
+		t.Fatalf("shared open beside the daemon: %v", err)
+	}
+	got, _, err := tool.Job(ctx, "msg_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateInFlight {
+		t.Errorf("tool recovered the daemon's in-flight job: state %s", got.State)
+	}
+	if err := tool.Finish(ctx, "msg_a", StateDead, time.Time{}, Attempt{At: now, Status: "http 400"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tool.Requeue(ctx, "msg_a", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := tool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err = daemon.Job(ctx, "msg_a")
+	if err != nil || got.State != StatePending {
+		t.Errorf("daemon sees %v, %v; want the tool's requeue", got.State, err)
+	}
+	if _, err := Open(dir); !errors.Is(err, ErrLocked) {
+		t.Errorf("closing the tool released the daemon's lock: %v", err)
+	}
+}
+
 func TestOpenPermissions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "state")
 	open(t, dir, newClock())
