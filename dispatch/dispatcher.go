@@ -51,6 +51,10 @@ type Options struct {
 	Rand func() float64
 	// Quick is the in-process retry of one claimed job, before it goes back to the outbox.
 	Quick QuickRetry
+	// Observe, when set, is called once per settled attempt (delivered, retry, dead letter,
+	// interrupted), from the worker goroutines, just before the outcome is recorded; it must be
+	// quick and safe for concurrent use. Metrics hang here.
+	Observe func(Event)
 }
 
 // QuickRetry bounds the retries made in process, within one claim of a job, for errors that are
@@ -73,6 +77,8 @@ type Dispatcher struct {
 	now       func() time.Time
 	rand      func() float64
 	quick     QuickRetry
+	observer  func(Event)
+	beats     beats // worker loop heartbeats, for Heartbeat
 }
 
 // New checks the endpoints, fills in defaults and returns a Dispatcher for them. Errors name the
@@ -89,6 +95,7 @@ func New(o Outbox, endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 		now:       opts.Now,
 		rand:      opts.Rand,
 		quick:     opts.Quick,
+		observer:  opts.Observe,
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -176,7 +183,10 @@ func (d *Dispatcher) serve(ctx context.Context, ep *endpoint, target string) {
 		log = ep.log
 	}
 	storeWait, pastDue := time.Duration(0), 0
+	hb := d.beats.join()
+	defer d.beats.leave(hb)
 	for ctx.Err() == nil {
+		hb.beat()
 		wake := d.out.Wake()
 		if ep != nil && !ep.acquire(ctx) {
 			return
@@ -266,6 +276,7 @@ func (d *Dispatcher) route(ctx context.Context, j store.Job) {
 // completed during shutdown is not sent again; it retries a failing store for up to
 // finishTimeout, after which the job stays in_flight until the next start.
 func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, j store.Job, state string, nextAt time.Time, a store.Attempt) {
+	d.observe(j, state, a)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	wait := 100 * time.Millisecond

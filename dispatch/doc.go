@@ -17,6 +17,11 @@
 // Delivery is at least once: a job is marked done only after the receiver answered 2xx, so a crash
 // in between sends it again, with the same webhook-id, which receivers use to deduplicate.
 //
+// Replies are the other kind of outbox job: a ReplyDispatcher sends them through each account's
+// Sender (SMTPSender, go-smtp), at most once per sender and period (see ReplyDispatcher).
+// CheckReply holds the RFC 3834 loop guards, ParseReplyTemplate the templates and ReplyJob the
+// reply as rendered at commit time; Compose writes it as an RFC 5322 message.
+//
 // Nothing this package logs or records carries an endpoint URL (its path or query may hold a
 // token), a header value or a secret: endpoints are named by Endpoint.Name, and errors from
 // net/http are stripped of the URL.

@@ -33,6 +33,7 @@ type Rule struct {
 	Reads Reads
 
 	program *vm.Program
+	explain explainer // top-level clauses, compiled on first use by Explain
 }
 
 // Set is a compiled rule list. It is safe for concurrent use.
@@ -188,7 +189,7 @@ func readsOf(root ast.Node) Reads {
 	v := &readsVisitor{}
 	ast.Walk(&root, v)
 	if v.envUses > v.envFieldUses {
-		v.reads.Text, v.reads.HTML = true, true
+		v.reads.Text, v.reads.HTML, v.reads.AttachmentList = true, true, true
 	}
 	return v.reads
 }
@@ -205,6 +206,8 @@ func (v *readsVisitor) field(name string) {
 		v.reads.Text = true
 	case "html":
 		v.reads.HTML = true
+	case "attachments":
+		v.reads.AttachmentList = true
 	}
 }
 

@@ -161,9 +161,10 @@ func TestRuleReads(t *testing.T) {
 		{`text contains "x"`, Reads{Text: true}},
 		{`len(html) > 0`, Reads{HTML: true}},
 		{`text contains "x" || html contains "x"`, Reads{Text: true, HTML: true}},
-		{`any(attachments, {.filename endsWith ".pdf"}) || text contains "x"`, Reads{Text: true}},
-		{`any(attachments, {.filename endsWith ".pdf" && text contains .filename})`, Reads{Text: true}},
-		{`any(attachments, .size > 1000 && .content_type == "application/pdf")`, Reads{}},
+		{`any(attachments, {.filename endsWith ".pdf"}) || text contains "x"`, Reads{Text: true, AttachmentList: true}},
+		{`any(attachments, {.filename endsWith ".pdf" && text contains .filename})`, Reads{Text: true, AttachmentList: true}},
+		{`any(attachments, .size > 1000 && .content_type == "application/pdf")`, Reads{AttachmentList: true}},
+		{`$env.attachments == nil`, Reads{AttachmentList: true}},
 		{`let body = html; body != ""`, Reads{HTML: true}},
 		{`subject != "" ? false : text == ""`, Reads{Text: true}},
 		{`re(text, "x")`, Reads{Text: true}},
@@ -173,8 +174,8 @@ func TestRuleReads(t *testing.T) {
 		{`$env["html"] == ""`, Reads{HTML: true}},
 		{`$env.subject == ""`, Reads{}},
 		// $env used whole could read anything.
-		{`toJSON($env) contains "x"`, Reads{Text: true, HTML: true}},
-		{`$env[subject] == ""`, Reads{Text: true, HTML: true}},
+		{`toJSON($env) contains "x"`, Reads{Text: true, HTML: true, AttachmentList: true}},
+		{`$env[subject] == ""`, Reads{Text: true, HTML: true, AttachmentList: true}},
 	}
 	for _, tc := range tests {
 		s, err := Compile([]Spec{{Name: "r", When: tc.when}})

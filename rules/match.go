@@ -32,6 +32,9 @@ func (s *Set) Match(env *Env) (matched []*Rule, errs []error) {
 		if !ok {
 			continue
 		}
+		if matched == nil {
+			matched = make([]*Rule, 0, min(len(s.rules), 8)) // one allocation for the usual few matches
+		}
 		matched = append(matched, r)
 		if r.Stop {
 			break
@@ -73,6 +76,7 @@ func (s *Set) Reads(account, mailbox string) Reads {
 			u.Text = u.Text || r.Reads.Text
 			u.HTML = u.HTML || r.Reads.HTML
 			u.Attachments = u.Attachments || r.Reads.Attachments
+			u.AttachmentList = u.AttachmentList || r.Reads.AttachmentList
 		}
 	}
 	return u

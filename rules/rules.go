@@ -40,7 +40,11 @@ type Reads struct {
 	Text        bool // the text/plain body
 	HTML        bool // the text/html body
 	Attachments bool // attachment content (metadata is free: it comes with BODYSTRUCTURE)
+	// AttachmentList: the rule reads `attachments` (filename, content_type, size), which costs no
+	// extra bytes: the metadata comes with BODYSTRUCTURE. Reported by `mailhook check`.
+	AttachmentList bool
 }
 
 // The rest of the package: Compile, Set and Rule in compile.go; Set.Match and Set.Reads in
-// match.go; Env and NewEnv in env.go; the re() pattern cache in recache.go.
+// match.go; Set.Explain (per-rule match and the false top-level clause, for `mailhook test`) in
+// explain.go; Env and NewEnv in env.go; the re() pattern cache in recache.go.

@@ -82,6 +82,50 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_job ON attempts (job_id, seq);
 `,
+		// 2: reply ledger (once per (account, sender, reply) per once_per), the record of sent replies
+		// (rolling 24 h cap, our own Message-IDs) and per-account sending pauses; see replies.go.
+		`
+CREATE TABLE reply_ledger (
+	account    TEXT    NOT NULL,
+	sender     TEXT    NOT NULL, -- lower-cased recipient of the reply
+	reply      TEXT    NOT NULL,
+	sent_at    INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL,
+	message_id TEXT    NOT NULL,
+	PRIMARY KEY (account, sender, reply)
+) WITHOUT ROWID;
+CREATE INDEX reply_ledger_expires ON reply_ledger (expires_at);
+
+CREATE TABLE reply_sends (
+	message_id TEXT    NOT NULL PRIMARY KEY, -- with angle brackets, as in the header
+	account    TEXT    NOT NULL,
+	sent_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX reply_sends_account ON reply_sends (account, sent_at);
+
+CREATE TABLE reply_pauses (
+	account TEXT    NOT NULL PRIMARY KEY,
+	until   INTEGER NOT NULL,
+	reason  TEXT    NOT NULL
+) WITHOUT ROWID;
+`,
+		// Budget ledger: IMAP bytes downloaded per account in time buckets (the rolling 24 h
+		// download budget survives a restart) and each account's last throttle decision; see budget.go.
+		`
+CREATE TABLE budget_buckets (
+	account TEXT    NOT NULL,
+	start   INTEGER NOT NULL, -- bucket start, Unix nanoseconds
+	bytes   INTEGER NOT NULL CHECK (bytes >= 0),
+	PRIMARY KEY (account, start)
+) WITHOUT ROWID;
+
+CREATE TABLE budget_state (
+	account         TEXT    NOT NULL PRIMARY KEY,
+	throttled_until INTEGER NOT NULL, -- 0 = not throttled
+	reason          TEXT    NOT NULL,
+	updated_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -66,9 +67,13 @@ func (s *session) catchUp(ctx context.Context) error {
 		for n < len(uids) && n < w.cfg.BatchSize && w.failures[uids[n]] < maxFetchFailures {
 			n++
 		}
+		if n, err = s.admitFirstPass(ctx, n); n == 0 || err != nil {
+			return err // n == 0: throttled, s.throttle says until when
+		}
 		batch := uids[:n]
 		uids = uids[n:]
 		got, err := s.fetchFirstPass(batch)
+		s.endFetch()
 		if err != nil {
 			return err
 		}
@@ -79,6 +84,9 @@ func (s *session) catchUp(ctx context.Context) error {
 				continue
 			}
 			if err := s.process(ctx, f); err != nil {
+				if errors.Is(err, errThrottled) {
+					return nil // paused after the previous message; s.throttle says until when
+				}
 				return err
 			}
 		}
@@ -147,6 +155,9 @@ func (s *session) fetch(set imap.UIDSet, opts *imap.FetchOptions, capBytes int64
 			got[f.uid] = f
 		}
 	}
+	if errors.Is(readErr, errLiteralTooLarge) {
+		s.conn.Close() // or cmd.Close would read the whole literal to drain it
+	}
 	err = cmd.Close()
 	if readErr != nil {
 		err = readErr
@@ -199,6 +210,10 @@ func readMessage(md *imapclient.FetchMessageData, capBytes int64) (*fetched, err
 // readCapped reads at most capBytes of a literal, never allocating more than that however large
 // the server says the literal is.
 func readCapped(lit imap.LiteralReader, capBytes int64) ([]byte, error) {
+	if lit.Size() > capBytes {
+		// A partial fetch (RFC 3501 §6.4.5) never returns more than asked: refuse to read it.
+		return nil, fmt.Errorf("%w: %d bytes, asked for at most %d", errLiteralTooLarge, lit.Size(), capBytes)
+	}
 	buf := bytes.NewBuffer(make([]byte, 0, max(min(lit.Size(), capBytes), 0)))
 	if _, err := buf.ReadFrom(io.LimitReader(lit, capBytes)); err != nil {
 		return nil, err
@@ -209,6 +224,16 @@ func readCapped(lit imap.LiteralReader, capBytes int64) ([]byte, error) {
 // process runs the second pass for one message when the Plan asks for body parts, then builds
 // and delivers it.
 func (s *session) process(ctx context.Context, f *fetched) error {
+	m, err := s.build(ctx, f)
+	if err != nil {
+		return err
+	}
+	return s.deliver(ctx, f.uid, f.date, m)
+}
+
+// build runs the second pass for one message when the Plan asks for body parts, and builds the
+// Message (also used by the one-shot fetch of FetchMessages).
+func (s *session) build(ctx context.Context, f *fetched) (*message.Message, error) {
 	w := s.w
 	p := message.Pieces{
 		Header:       f.header,
@@ -218,18 +243,25 @@ func (s *session) process(ctx context.Context, f *fetched) error {
 		InternalDate: f.date,
 	}
 	if (w.cfg.Plan.Text || w.cfg.Plan.HTML) && f.structure != nil {
-		if err := s.fetchParts(f, &p); err != nil {
-			w.failures[f.uid]++
-			return err
+		if err := s.fetchParts(ctx, f, &p); err != nil {
+			if !errors.Is(err, errThrottled) {
+				w.failures[f.uid]++
+			}
+			return nil, err
 		}
 	}
-	return s.deliver(ctx, f.uid, f.date, message.Build(p, w.cfg.Limits))
+	m := message.Build(p, w.cfg.Limits)
+	w.markTooLarge(m, f.size)
+	return m, nil
 }
 
 // fetchParts fetches the text/plain and/or text/html sections the plan needs with BODY.PEEK,
 // each capped at Limits.TextPartBytes of encoded content (all that Build would use); a cut part
 // is listed in PartialParts.
-func (s *session) fetchParts(f *fetched, p *message.Pieces) error {
+//
+// The sections together read at most MaxMessageSize minus the header (REQUIREMENTS A24), and the
+// fetch is sent only when the budget grants its cost; otherwise it returns errThrottled.
+func (s *session) fetchParts(ctx context.Context, f *fetched, p *message.Pieces) error {
 	w := s.w
 	text, html := message.BodySections(f.structure)
 	var sections []string
@@ -243,27 +275,40 @@ func (s *session) fetchParts(f *fetched, p *message.Pieces) error {
 		return nil
 	}
 	capBytes := w.cfg.Limits.TextPartBytes()
+	left := w.cfg.MaxMessageSize - int64(len(f.header)) // what the size cap leaves for the parts
 	sizes := partSizes(f.structure)
 	opts := &imap.FetchOptions{UID: true}
 	p.PartialParts = map[string]bool{}
 	for _, sec := range slices.Compact(sections) {
 		part, ok := parseSection(sec)
-		if !ok {
+		if !ok || left <= 0 {
 			continue
 		}
 		item := &imap.FetchItemBodySection{Part: part, Peek: true}
-		if size, known := sizes[sec]; !known || size > capBytes {
-			item.Partial = &imap.SectionPartial{Offset: 0, Size: capBytes}
+		partCap := min(capBytes, left)
+		size, known := sizes[sec]
+		if !known || size > partCap {
+			item.Partial = &imap.SectionPartial{Offset: 0, Size: partCap}
 			if known {
 				p.PartialParts[sec] = true
 			}
+			left -= partCap
+		} else {
+			left -= size
 		}
 		opts.BodySection = append(opts.BodySection, item)
 	}
 	if len(opts.BodySection) == 0 {
 		return nil
 	}
+	if ok, err := s.admit(ctx, partsCost(opts.BodySection, sizes)); !ok || err != nil {
+		if err == nil {
+			err = errThrottled
+		}
+		return err
+	}
 	got, _, err := s.fetch(imap.UIDSetNum(imap.UID(f.uid)), opts, capBytes)
+	s.endFetch()
 	if err != nil {
 		return fmt.Errorf("uid fetch %d (body parts): %w", f.uid, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -30,6 +31,11 @@ type session struct {
 	cp         store.Checkpoint
 	progressed bool // something was committed in this session
 
+	conn     net.Conn             // the counting connection below TLS, for closing it from anywhere
+	hold     atomic.Pointer[Hold] // budget reservation of the FETCH in flight; fed by the reader
+	throttle Throttle             // why the budget refused the last fetch; set when catchUp stopped for it
+	oversize atomic.Int64         // size of an oversized literal the sniffer refused, 0 if none
+
 	mu       sync.Mutex
 	untagged *imap.Error // last untagged BYE or [ALERT] the sniffer saw
 }
@@ -45,9 +51,19 @@ func (s *session) serverStatus(e *imap.Error) {
 	}
 }
 
+// shutdownGrace is how long a session may take, once ctx is done, to end IDLE with DONE and
+// LOGOUT before its connection is closed under it.
+const shutdownGrace = 2 * time.Second
+
 // session runs one connection until it fails or ctx is done. progressed reports whether any
 // message was committed, so the caller can reset its backoff.
 func (w *Watcher) session(ctx context.Context) (progressed bool, err error) {
+	return w.sessionWith(ctx, (*session).run)
+}
+
+// sessionWith dials and sets up one connection (counting, budget, watchdog, ctx) and runs body on
+// it: the watch loop (session.run) or a one-shot fetch (FetchMessages).
+func (w *Watcher) sessionWith(ctx context.Context, body func(s *session, ctx context.Context, conn net.Conn) error) (progressed bool, err error) {
 	w.update(func(s *Status) { s.Connects++ })
 	s := &session{w: w, wake: make(chan struct{}, 1)}
 
@@ -64,20 +80,42 @@ func (w *Watcher) session(ctx context.Context) (progressed bool, err error) {
 	cc = &countingConn{Conn: raw, onRead: func(n int, at time.Time) {
 		w.bytesRead.Add(int64(n))
 		w.lastRead.Store(at.UnixNano())
+		if w.cfg.Budget != nil {
+			w.cfg.Budget.Charge(int64(n))
+		}
+		s.hold.Load().Read(int64(n))
 		s.dog.read(at)
 	}}
 	defer cc.Close()
 	s.dog.set(dogCommand)
 	stopDog := s.dog.start()
 	defer stopDog()
-	// Every blocking Wait below ends when ctx is done: closing the conn fails all commands.
-	stopAfter := context.AfterFunc(ctx, func() { cc.Close() })
+	// Every blocking Wait below ends when ctx is done: closing the conn fails all commands. The
+	// close waits shutdownGrace, so a loop that notices ctx itself ends IDLE with DONE and logs
+	// out first (REQUIREMENTS E89); a command that hangs is cut off when the grace runs out.
+	graceOver := make(chan struct{})
+	defer close(graceOver)
+	stopAfter := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(shutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cc.Close()
+		case <-graceOver:
+		}
+	})
 	defer stopAfter()
 
-	err = s.run(ctx, cc)
+	s.conn = cc
+	err = body(s, ctx, cc)
 	if s.c != nil {
+		if ctx.Err() != nil && s.c.State() != imap.ConnStateLogout {
+			s.begin()
+			_ = s.c.Logout().Wait() // RFC 3501 §6.1.3; bounded by shutdownGrace
+		}
 		s.c.Close()
 	}
+	s.endFetch()
 	if err == nil {
 		return s.progressed, nil
 	}
@@ -90,7 +128,7 @@ func (w *Watcher) session(ctx context.Context) (progressed bool, err error) {
 	if why := s.dog.reason(); why != "" {
 		err = fmt.Errorf("watchdog closed the connection (%s): %w", why, err)
 	}
-	return s.progressed, err
+	return s.progressed, s.oversizeErr(err)
 }
 
 func (s *session) run(ctx context.Context, conn net.Conn) error {
@@ -134,6 +172,15 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 		w.setState(StateFetching)
 		if err := s.catchUp(ctx); err != nil {
 			return err
+		}
+		if err := s.runPostActions(ctx); err != nil { // DESIGN step 10, between IDLE cycles
+			return err
+		}
+		if !s.throttle.Until.IsZero() { // the budget refused a fetch: wait for the window, then go on
+			if err := s.waitBudget(ctx); err != nil {
+				return err
+			}
+			continue
 		}
 		select {
 		case <-s.wake: // EXISTS arrived during the catch-up (A12): search again before waiting
@@ -203,7 +250,7 @@ func (s *session) connect(ctx context.Context, conn net.Conn) error {
 			},
 		},
 	}
-	sniff := &responseSniffer{onStatus: s.serverStatus}
+	sniff := &responseSniffer{onStatus: s.serverStatus, maxLiteral: cfg.MaxMessageSize, onOversize: s.oversized}
 	switch cfg.Security {
 	case SecurityTLS:
 		tc := tls.Client(conn, s.tlsConfig([]string{"imap"}))
@@ -265,7 +312,7 @@ func (s *session) login(ctx context.Context) error {
 			return fmt.Errorf("authenticate as %q: %w", cfg.Username, err)
 		}
 		if err := s.c.Authenticate(sc); err != nil {
-			return fmt.Errorf("authenticate as %q: %w", cfg.Username, err)
+			return fmt.Errorf("authenticate as %q: %w", cfg.Username, markRefused(err))
 		}
 	case caps.Has(imap.CapLoginDisabled):
 		if !caps.Has(imap.Cap("AUTH=PLAIN")) {
@@ -399,10 +446,14 @@ func (s *session) idle(ctx context.Context) (refreshed bool, err error) {
 	w.update(func(st *Status) { st.Idles++ })
 	s.dog.set(dogIdle)
 	t := time.NewTimer(w.cfg.IdleRefresh)
+	pa, stopPA := s.postActionsDue(ctx)
+	defer stopPA()
 	why := "refresh"
 	select {
 	case <-s.wake:
 		why = "exists"
+	case <-pa:
+		why = "post_actions"
 	case <-t.C:
 	case <-ctx.Done():
 		why = "stop"
@@ -427,8 +478,11 @@ func (s *session) poll(ctx context.Context) error {
 	w.setState(StatePolling)
 	s.dog.set(dogOff)
 	t := time.NewTimer(w.cfg.PollInterval)
+	pa, stopPA := s.postActionsDue(ctx)
+	defer stopPA()
 	select {
 	case <-s.wake:
+	case <-pa:
 	case <-t.C:
 	case <-ctx.Done():
 	case <-s.c.Closed():

@@ -17,6 +17,12 @@ import (
 type responseSniffer struct {
 	// onStatus receives every untagged status response with an ALERT code and every BYE.
 	onStatus func(*imap.Error)
+	// onOversize, when maxLiteral > 0, receives the size of the first literal announced larger
+	// than maxLiteral, before any of its bytes reach the IMAP library (REQUIREMENTS A25: go-imap
+	// buffers literals outside body sections whole, so the guard must sit below it). The callback
+	// is expected to close the connection; the sniffer skips the literal either way.
+	onOversize func(n int64)
+	maxLiteral int64
 
 	literal int64    // bytes of literal still to skip
 	midLine bool     // the current line continues a response after a literal: not a response start
@@ -67,6 +73,9 @@ func (s *responseSniffer) endLine() {
 	start := !s.midLine
 	s.line, s.tailLen = s.line[:0], 0
 	if n, ok := literalSize(tail); ok {
+		if s.maxLiteral > 0 && n > s.maxLiteral && s.onOversize != nil {
+			s.onOversize(n)
+		}
 		s.literal = n
 		s.midLine = true
 		return

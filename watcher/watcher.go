@@ -24,6 +24,11 @@
 //     idling), and every error leads to a reconnect after full-jitter backoff.
 //   - [ALERT] texts (tagged, and untagged ones on tls and plain connections) are logged at warning
 //     level and shown as Status.Reason.
+//   - With a Config.Budget, every byte read is charged to the account's rolling download budget
+//     and no FETCH is sent that the budget refuses: the watcher pauses after the current message
+//     (StateThrottled, the checkpoint where it was) and resumes when the window allows, skipping
+//     nothing. Nothing of a message beyond Config.MaxMessageSize is fetched, and a server literal
+//     larger than that drops the connection (budget.go, throttle.go).
 package watcher
 
 import (
@@ -101,6 +106,9 @@ type Config struct {
 	Password         string
 	// SASL, when set, replaces LOGIN: it returns a fresh SASL client per connection (XOAUTH2).
 	SASL func(ctx context.Context) (sasl.Client, error)
+	// OnAuthFailure, when set, is called when a session ends because authentication failed,
+	// before the backoff, so an OAuth2 token source can drop the access token the server refused.
+	OnAuthFailure func()
 
 	Start        string        // StartNew (default) | StartAll | "2006-01-02"
 	IdleRefresh  time.Duration // re-issue IDLE this often (default 10m, RFC 2177 §3 asks < 29m)
@@ -108,7 +116,19 @@ type Config struct {
 	Backoff      Backoff
 	Plan         Plan
 	Limits       message.Limits
-	Logger       *slog.Logger // nil discards
+	// Budget, when set, is the account's rolling download budget, shared by the Watchers of its
+	// mailboxes: every byte read is charged to it, and a FETCH it refuses is not sent; the
+	// watcher pauses (StateThrottled) until the window allows it. nil means no budget.
+	Budget Budget
+	// MaxMessageSize caps what is fetched of one message (default DefaultMaxMessageSize): a
+	// larger message is delivered with Truncated and the "too_large" defect, never fetched in
+	// full, and a server literal larger than this drops the connection (REQUIREMENTS A24, A25).
+	MaxMessageSize int64
+	// PostActions, when set, is the outbox of the mailbox's post-action jobs (mark_seen, flag,
+	// move, copy), which the watcher runs between IDLE cycles on its own connection; see
+	// postaction.go. nil means the watcher runs none.
+	PostActions PostActions
+	Logger      *slog.Logger // nil discards
 
 	// Version and Contact are sent in the RFC 2971 ID command (name "mailhook"); Contact goes in
 	// the "support-url" field. Defaults: "dev" and DefaultContact.
@@ -131,6 +151,10 @@ type Config struct {
 	BatchSize int
 	// Rand returns a uniform value in [0, n) for backoff jitter (default math/rand/v2).
 	Rand func(n int64) int64
+	// Now is the clock of budget decisions; give the Budget the same one (default time.Now).
+	Now func() time.Time
+	// ThrottleCheck is how often a throttled watcher looks at Now again (default 1m).
+	ThrottleCheck time.Duration
 }
 
 // State is the durable progress the watcher reads and advances. *store.Store implements it.
@@ -168,6 +192,7 @@ const (
 	StateIdle       = "idle"       // waiting in IDLE
 	StatePolling    = "polling"    // waiting between NOOP polls
 	StateBackoff    = "backoff"    // waiting before reconnecting
+	StateThrottled  = "throttled"  // download budget exhausted: connected, waiting for the window
 	StateStopped    = "stopped"    // Run returned
 )
 
@@ -183,6 +208,16 @@ type Status struct {
 	NextAttempt  time.Time // in StateBackoff: when the next connection attempt starts
 	Connects     int       // sessions started
 	Idles        int       // IDLE commands issued
+	// ThrottledUntil is, in StateThrottled, when the download budget allows the next fetch
+	// (Reason says why).
+	ThrottledUntil time.Time
+	// Budget is the account's download budget (shared with its other mailboxes); zero without one.
+	Budget BudgetUsage
+	// Heartbeat is when the Run loop last showed progress: a state change, a new IDLE or poll
+	// cycle, a committed message, a reconnect. It goes stale only when the loop is stuck; the
+	// longest healthy gap is one IdleRefresh (or PollInterval), one backoff delay, or one command
+	// bounded by CommandTimeout.
+	Heartbeat time.Time
 }
 
 // Watcher watches one mailbox. Create it with New; Run it once.
@@ -198,6 +233,7 @@ type Watcher struct {
 	// touched only by the Run goroutine.
 	failures     map[uint32]int
 	failValidity uint32
+	throttled    bool // paused by the budget and not yet resumed; guarded by mu
 
 	bytesRead atomic.Int64 // Status.BytesRead
 	lastRead  atomic.Int64 // Status.LastActivity, Unix nanoseconds
@@ -278,6 +314,14 @@ func New(cfg Config, st State, h Handler) (*Watcher, error) {
 	if c.Limits.HeaderBytes <= 0 { // Build applies the other defaults itself
 		c.Limits.HeaderBytes = message.DefaultLimits().HeaderBytes
 	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	c.Limits.HeaderBytes = int(min(int64(c.Limits.HeaderBytes), c.MaxMessageSize))
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	setDefault(&c.ThrottleCheck, DefaultThrottleCheck)
 	if n := batchHeaderBudget / c.Limits.HeaderBytes; n < c.BatchSize {
 		c.BatchSize = max(n, 1)
 	}
@@ -290,7 +334,8 @@ func New(cfg Config, st State, h Handler) (*Watcher, error) {
 	if w.rand == nil {
 		w.rand = rand.Int64N
 	}
-	w.status = Status{State: StateConnecting, Since: time.Now()}
+	now := time.Now()
+	w.status = Status{State: StateConnecting, Since: now, Heartbeat: now}
 	return w, nil
 }
 
@@ -306,6 +351,9 @@ func (w *Watcher) Status() Status {
 	st := w.status
 	w.mu.Unlock()
 	st.BytesRead = w.bytesRead.Load()
+	if w.cfg.Budget != nil {
+		st.Budget = w.cfg.Budget.Usage()
+	}
 	if ns := w.lastRead.Load(); ns != 0 {
 		st.LastActivity = time.Unix(0, ns)
 	}
@@ -315,6 +363,7 @@ func (w *Watcher) Status() Status {
 func (w *Watcher) setState(state string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.status.Heartbeat = time.Now()
 	if w.status.State != state {
 		w.status.State = state
 		w.status.Since = time.Now()
@@ -324,6 +373,7 @@ func (w *Watcher) setState(state string) {
 func (w *Watcher) update(f func(s *Status)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.status.Heartbeat = time.Now()
 	f(&w.status)
 }
 
@@ -357,6 +407,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.lastAlert = ""
 		w.mu.Unlock()
 		delay := w.cfg.Backoff.delay(attempt, kind, w.rand)
+		if d, ok := retryAfter(err); ok {
+			delay = max(delay, d) // e.g. an OAuth2 refresh refused with invalid_grant
+		}
+		if kind == errAuth && w.cfg.OnAuthFailure != nil {
+			w.cfg.OnAuthFailure()
+		}
 		attempt++
 		w.log.Warn("session ended; reconnecting", "err", err, "delay", delay.Round(time.Millisecond))
 		now := time.Now()
@@ -407,6 +463,9 @@ func (b Backoff) delay(n int, kind errKind, randN func(int64) int64) time.Durati
 
 // classify reads the IMAP response code and text of a session error (RFC 5530 codes).
 func classify(err error) errKind {
+	if isAuthFailure(err) {
+		return errAuth
+	}
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
 		return errOther

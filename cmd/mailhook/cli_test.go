@@ -112,25 +112,3 @@ func TestCheckExampleConfig(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
 	}
 }
-
-// Actions this version does not run are refused at load time, never silently skipped.
-func TestUnsupportedActionsRefused(t *testing.T) {
-	dir := t.TempDir()
-	path, env := writeConfig(t, dir, "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook", nil)
-	raw, _ := os.ReadFile(path)
-	raw = bytes.Replace(raw, []byte("      - webhook: receiver\n"), []byte("      - webhook: receiver\n      - mark_seen: true\n"), 1)
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range env {
-		k, v, _ := strings.Cut(e, "=")
-		t.Setenv(k, v)
-	}
-	var out, errb bytes.Buffer
-	if code := cli(context.Background(), []string{"check", "-c", path}, &out, &errb); code != exitConfig {
-		t.Fatalf("exit %d, want 2", code)
-	}
-	if !strings.Contains(errb.String(), `rules[0] "ci-failures".actions[1].mark_seen: not supported yet`) {
-		t.Errorf("error does not name the action:\n%s", errb.String())
-	}
-}

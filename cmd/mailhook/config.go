@@ -78,6 +78,8 @@ type IMAPConfig struct {
 	Username     string `mapstructure:"username"`
 	Password     string `mapstructure:"password"`
 	PasswordFile string `mapstructure:"password_file"` // read into Password by LoadConfig
+	// OAuth2 signs in with XOAUTH2 (or OAUTHBEARER) instead of a password; see OAuth2Config.
+	OAuth2 *OAuth2Config `mapstructure:"oauth2"`
 	// Mailboxes to watch, one IMAP session each. Default [INBOX].
 	Mailboxes []string `mapstructure:"mailboxes"`
 	// Start says what to do on the first run of a mailbox: StartNew (the default) processes only
@@ -122,11 +124,51 @@ type SMTPConfig struct {
 	Username     string    `mapstructure:"username"`
 	Password     string    `mapstructure:"password"`
 	PasswordFile string    `mapstructure:"password_file"` // read into Password by LoadConfig
-	From         string    `mapstructure:"from"`          // header From; default the username
+	// OAuth2 signs in with XOAUTH2 instead of a password. When it equals imap.oauth2, both share
+	// one token (and one rotation state).
+	OAuth2 *OAuth2Config `mapstructure:"oauth2"`
+	From   string        `mapstructure:"from"` // header From; default the username
 	// EnvelopeFrom is the SMTP MAIL FROM. "" is the null sender <> that RFC 3834 §3.3 recommends;
 	// Gmail binds the envelope sender to the account, so set the account address there.
 	EnvelopeFrom string `mapstructure:"envelope_from"`
+	// HelloName is the EHLO name (RFC 5321 §4.1.1.1); default the domain of From.
+	HelloName string `mapstructure:"hello_name"`
+	// Timeout bounds the connection and each SMTP command; default 30s, allowed 1s–5m.
+	Timeout time.Duration `mapstructure:"timeout"`
 }
+
+// OAuth2Config is how an account signs in with OAuth 2.0 bearer tokens (Gmail, Microsoft 365).
+// mailhook refreshes the access token itself; the refresh token comes from `mailhook auth`.
+type OAuth2Config struct {
+	Provider         string `mapstructure:"provider"` // google | microsoft | custom
+	ClientID         string `mapstructure:"client_id"`
+	ClientSecret     string `mapstructure:"client_secret"`
+	ClientSecretFile string `mapstructure:"client_secret_file"` // read into ClientSecret by LoadConfig
+	RefreshToken     string `mapstructure:"refresh_token"`
+	// RefreshTokenFile is read into RefreshToken by LoadConfig, and read again after the provider
+	// refused the token (invalid_grant), so re-running `mailhook auth --out FILE` recovers.
+	RefreshTokenFile string `mapstructure:"refresh_token_file"`
+	// TokenURL is the token endpoint; required for custom, not allowed otherwise.
+	TokenURL string `mapstructure:"token_url"`
+	// Scopes the refresh token was granted, used by interactive flows; required for custom,
+	// default the provider's mail scopes.
+	Scopes []string `mapstructure:"scopes"`
+	// Tenant is the Microsoft Entra tenant (ID or domain) of a single-tenant app; default common.
+	Tenant string `mapstructure:"tenant"`
+	// Mechanism is the SASL mechanism: xoauth2 (default; Gmail, Microsoft 365, Dovecot) or
+	// oauthbearer (RFC 7628).
+	Mechanism string `mapstructure:"mechanism"`
+}
+
+// Values of oauth2.provider and oauth2.mechanism.
+const (
+	ProviderGoogle    = "google"
+	ProviderMicrosoft = "microsoft"
+	ProviderCustom    = "custom"
+
+	MechanismXOAuth2     = "xoauth2"
+	MechanismOAuthBearer = "oauthbearer"
+)
 
 // Configured reports whether the account has an SMTP server for reply actions.
 func (s SMTPConfig) Configured() bool { return s.Host != "" }
@@ -197,8 +239,15 @@ type Reply struct {
 	Body    string        `mapstructure:"body"`     // text/template over the message
 	OncePer time.Duration `mapstructure:"once_per"` // one reply per (account, sender, reply); default 168h, ≥ 24h
 	// OwnAddresses are the addresses that count as "us" (RFC 3834 §2); empty means the account's
-	// username and smtp.from, which the caller fills in per account.
+	// username and smtp.from, which the caller fills in per account. smtp.from always counts.
 	OwnAddresses []string `mapstructure:"own_addresses"`
+	// HTML is an optional text/template for an HTML alternative of the body.
+	HTML string `mapstructure:"html"`
+	// Suppress adds sender patterns ('*' wildcards, case-insensitive, whole address) to the
+	// built-in ones never answered: MAILER-DAEMON*, LISTSERV*, majordomo*, *-request@*, owner-*.
+	Suppress []string `mapstructure:"suppress"`
+	// MaxReceived: a message with more Received headers is never answered (a loop); default 30.
+	MaxReceived int `mapstructure:"max_received"`
 }
 
 // Rule runs its actions for every message its When expression matches.
@@ -331,8 +380,12 @@ const (
 	defaultConcurrency        = 4
 	maxConcurrency            = 64
 
-	defaultOncePer = 7 * 24 * time.Hour
-	minOncePer     = 24 * time.Hour // REQUIREMENTS B52
+	defaultOncePer     = 7 * 24 * time.Hour
+	defaultMaxReceived = 30 // REQUIREMENTS C62
+	defaultSMTPTimeout = 30 * time.Second
+	minSMTPTimeout     = time.Second
+	maxSMTPTimeout     = 5 * time.Minute
+	minOncePer         = 24 * time.Hour // REQUIREMENTS B52
 
 	maxSecretFileSize = 64 << 10
 )
@@ -718,6 +771,10 @@ func walkStrings(v reflect.Value, path string, fn func(field string, v reflect.V
 	switch v.Kind() {
 	case reflect.String:
 		fn(path, v)
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkStrings(v.Elem(), path, fn)
+		}
 	case reflect.Struct:
 		t := v.Type()
 		for i := range t.NumField() {
@@ -761,6 +818,15 @@ func (c *Config) readFiles() error {
 		path := itemPath("accounts", i, a.Name)
 		readSecretFile(&p, path+".imap", "password", &a.IMAP.Password, a.IMAP.PasswordFile)
 		readSecretFile(&p, path+".smtp", "password", &a.SMTP.Password, a.SMTP.PasswordFile)
+		for _, o := range []struct {
+			path string
+			cfg  *OAuth2Config
+		}{{path + ".imap.oauth2", a.IMAP.OAuth2}, {path + ".smtp.oauth2", a.SMTP.OAuth2}} {
+			if o.cfg != nil {
+				readSecretFile(&p, o.path, "client_secret", &o.cfg.ClientSecret, o.cfg.ClientSecretFile)
+				readSecretFile(&p, o.path, "refresh_token", &o.cfg.RefreshToken, o.cfg.RefreshTokenFile)
+			}
+		}
 		if a.IMAP.TLS.CAFile != "" {
 			if _, err := a.IMAP.TLS.ClientConfig(a.IMAP.Host); err != nil {
 				p.add(path+".imap.tls.ca_file", "%s", err)
@@ -896,6 +962,9 @@ func (c *Config) ApplyDefaults() (warnings []string) {
 		if c.Replies[i].OncePer == 0 {
 			c.Replies[i].OncePer = defaultOncePer
 		}
+		if c.Replies[i].MaxReceived == 0 {
+			c.Replies[i].MaxReceived = defaultMaxReceived
+		}
 	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
@@ -961,6 +1030,7 @@ func (a *Account) applyDefaults(path string, warnings *[]string) {
 	if m.Backoff.QuotaMin == 0 {
 		m.Backoff.QuotaMin = defaultBackoffQuota
 	}
+	m.OAuth2.applyDefaults()
 	if m.Security == SecurityPlain && m.Insecure && m.Host != "" && !isLoopback(m.Host) {
 		*warnings = append(*warnings, fmt.Sprintf("%s.imap: plaintext IMAP to %s (insecure: true): the password and mail travel unencrypted",
 			path, m.Host))
@@ -981,8 +1051,17 @@ func (a *Account) applyDefaults(path string, warnings *[]string) {
 				s.Port = 25
 			}
 		}
+		s.OAuth2.applyDefaults()
 		if s.From == "" && strings.Contains(s.Username, "@") {
 			s.From = s.Username
+		}
+		if s.HelloName == "" {
+			if addr, err := netmail.ParseAddress(s.From); err == nil {
+				s.HelloName = addr.Address[strings.LastIndexByte(addr.Address, '@')+1:]
+			}
+		}
+		if s.Timeout == 0 {
+			s.Timeout = defaultSMTPTimeout
 		}
 		if s.Security == SecurityPlain && s.Insecure && !isLoopback(s.Host) {
 			*warnings = append(*warnings, fmt.Sprintf("%s.smtp: plaintext SMTP to %s (insecure: true): the password and replies travel unencrypted",
@@ -1204,8 +1283,14 @@ func (a *Account) validate(p *problems, path string) {
 	if m.Username == "" {
 		p.add(ip+".username", "required")
 	}
-	if m.Password == "" {
-		p.add(ip+".password", "required (or password_file)")
+	switch {
+	case m.OAuth2 != nil:
+		if m.Password != "" {
+			p.add(ip+".password", "set both password and oauth2; use one")
+		}
+		m.OAuth2.validate(p, ip+".oauth2")
+	case m.Password == "":
+		p.add(ip+".password", "required (or password_file, or oauth2)")
 	}
 	seen := map[string]bool{}
 	for j, mb := range m.Mailboxes {
@@ -1258,13 +1343,27 @@ func (a *Account) validate(p *problems, path string) {
 		if s.Password != "" && s.Username == "" {
 			p.add(sp+".username", "required with a password")
 		}
-		if s.Username != "" && s.Password == "" {
-			p.add(sp+".password", "required with a username (or password_file)")
+		if s.OAuth2 != nil {
+			if s.Password != "" {
+				p.add(sp+".password", "set both password and oauth2; use one")
+			}
+			if s.Username == "" {
+				p.add(sp+".username", "required with oauth2")
+			}
+			s.OAuth2.validate(p, sp+".oauth2")
+		} else if s.Username != "" && s.Password == "" {
+			p.add(sp+".password", "required with a username (or password_file, or oauth2)")
 		}
 		if s.From == "" {
 			p.add(sp+".from", "required (no default: username is not an address)")
 		} else if _, err := netmail.ParseAddress(s.From); err != nil {
 			p.add(sp+".from", "not an email address: %v", err)
+		}
+		if s.Timeout < minSMTPTimeout || s.Timeout > maxSMTPTimeout {
+			p.add(sp+".timeout", "%s is outside %s–%s", s.Timeout, minSMTPTimeout, maxSMTPTimeout)
+		}
+		if s.HelloName == "" || strings.ContainsFunc(s.HelloName, isSpaceOrControl) {
+			p.add(sp+".hello_name", "want a host name (default: the domain of from)")
 		}
 		if s.EnvelopeFrom != "" {
 			if addr, err := netmail.ParseAddress(s.EnvelopeFrom); err != nil || addr.Address != s.EnvelopeFrom {
@@ -1465,6 +1564,14 @@ func (r *Reply) validate(p *problems, path string) {
 		if _, err := netmail.ParseAddress(a); err != nil {
 			p.add(fmt.Sprintf("%s.own_addresses[%d]", path, j), "not an email address: %v", err)
 		}
+	}
+	for j, pat := range r.Suppress {
+		if strings.TrimSpace(pat) == "" || strings.ContainsFunc(pat, isSpaceOrControl) {
+			p.add(fmt.Sprintf("%s.suppress[%d]", path, j), "want an address pattern such as *-bounces@*")
+		}
+	}
+	if r.MaxReceived < 1 {
+		p.add(path+".max_received", "must be at least 1")
 	}
 }
 

@@ -88,8 +88,21 @@ func TestLoadConfigExample(t *testing.T) {
 	if w.MaxBodyBytes != 256*KiB || w.Timeout != 15*time.Second || w.Retry.MaxAge != 72*time.Hour {
 		t.Errorf("webhook = %+v", w)
 	}
-	if got := cfg.Rules[0].Actions; len(got) != 1 || got[0].Kind() != ActionWebhook {
-		t.Errorf("actions = %+v", got)
+	var kinds []string
+	for _, a := range cfg.Rules[0].Actions {
+		kinds = append(kinds, a.Kind())
+	}
+	if want := []string{ActionWebhook, ActionReply, ActionMarkSeen, ActionFlag, ActionCopy, ActionMove}; !slices.Equal(kinds, want) {
+		t.Errorf("action kinds = %v, want %v", kinds, want)
+	}
+	if got := cfg.Rules[0].Actions[3].Flag; !slices.Equal(got, []string{`\Flagged`, "$CI"}) {
+		t.Errorf("flag = %q (keywords must survive ${} expansion)", got)
+	}
+	if s := a.SMTP; s.HelloName != "gmail.com" || s.Timeout != 30*time.Second {
+		t.Errorf("smtp hello_name %q, timeout %s", s.HelloName, s.Timeout)
+	}
+	if r := cfg.Replies[0]; r.MaxReceived != 30 || r.HTML != "" || len(r.Suppress) != 0 {
+		t.Errorf("reply = %+v", r)
 	}
 	if cfg.Replies[0].OncePer != 168*time.Hour {
 		t.Errorf("once_per = %s", cfg.Replies[0].OncePer)
@@ -195,7 +208,7 @@ func TestLoadConfigUnknownKeys(t *testing.T) {
 		{"nested struct in webhook", strings.Replace(cfgMinimalYAML, "    url:", "    retry: {maxage: 1h}\n    url:", 1),
 			[]string{"webhooks[0].retry.maxage: unknown key"}},
 		{"action", strings.Replace(cfgMinimalYAML, "- webhook: hook", "- mark_unseen: true", 1), []string{"rules[0].actions[0].mark_unseen: unknown key"}},
-		{"oauth2 not yet", strings.Replace(cfgMinimalYAML, "password: hunter2", "oauth2: {client_id: x}", 1), []string{"accounts[0].imap.oauth2: unknown key"}},
+		{"nested in oauth2", strings.Replace(cfgMinimalYAML, "password: hunter2", "oauth2: {client_id: x, refresh: y}", 1), []string{"accounts[0].imap.oauth2.refresh: unknown key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -689,7 +702,8 @@ func TestValidatePermits(t *testing.T) {
 		{"webhook and reply after move", func(c *Config) { c.Rules[0].Actions = append(c.Rules[0].Actions, Action{Webhook: "local"}) }},
 		{"attachments none, body both", func(c *Config) { c.Webhooks[0].Attachments = AttachmentsNone; c.Webhooks[0].Body = BodyBoth }},
 		{"smtp on loopback without auth", func(c *Config) {
-			c.Accounts[1].SMTP = SMTPConfig{Host: "localhost", Security: SecurityPlain, Port: 25, From: "bot@example.com"}
+			c.Accounts[1].SMTP = SMTPConfig{Host: "localhost", Security: SecurityPlain, Port: 25, From: "bot@example.com",
+				HelloName: "example.com", Timeout: 30 * time.Second}
 		}},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,6 @@
 // Command mailhook watches IMAP mailboxes and turns new mail into signed webhooks.
 //
-// Verbs: run, check, demo, version. Every verb exits 2 on a configuration error. main only turns
+// Verbs: run, check, demo, auth, version. Every verb exits 2 on a configuration error. main only turns
 // SIGINT/SIGTERM into context cancellation; everything else lives in functions the tests call.
 package main
 
@@ -35,7 +35,20 @@ const usage = `mailhook watches IMAP mailboxes and turns new mail into signed we
 Usage:
   mailhook run   --config FILE     watch the configured mailboxes and deliver (until SIGTERM)
   mailhook check --config FILE     load the config, compile every rule, print what each rule reads
+  mailhook check --online -c FILE  also log in to every IMAP/SMTP server and check every mailbox and folder
+  mailhook healthcheck [-c FILE]   GET /healthz of a running mailhook (--ready: /readyz); for HEALTHCHECK
+  mailhook test  --config FILE MSG.eml… | -
+                                   explain every rule on each message, offline: match or the false clause,
+                                   the actions and the exact webhook bodies (--json: one object per message)
+  mailhook test  --config FILE --account A [--mailbox M] --last N | --uid N
+                                   the same for mail fetched from the server (read-only, PEEK)
+  mailhook replay --config FILE --account A [--mailbox M] --since 72h | --uid 100:120 [--rule R] [--dry-run]
+                                   re-run the rules on processed mail and queue the jobs under new ids
+  mailhook status --config FILE    per account and mailbox: download budget, throttling, checkpoint,
+                                   last activity, outbox depth, dead letters (works beside run)
   mailhook demo  [--once]          run the whole pipeline on an in-process IMAP server and webhook receiver
+  mailhook auth  google|microsoft --client-id ID [--client-secret S] --out FILE
+                                   get an OAuth2 refresh token for Gmail or Microsoft 365
   mailhook version                 print the version
 
 -c is short for --config. Configuration errors exit with status 2.
@@ -52,9 +65,19 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return runVerb(ctx, rest, stdout, stderr)
 	case "check":
-		return checkVerb(rest, stdout, stderr)
+		return checkVerb(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		return healthcheckVerb(ctx, rest, stdout, stderr)
+	case "test":
+		return testVerb(ctx, rest, os.Stdin, stdout, stderr)
+	case "replay":
+		return replayVerb(ctx, rest, stdout, stderr)
 	case "demo":
 		return demoVerb(ctx, rest, stdout, stderr)
+	case "status":
+		return statusVerb(ctx, rest, stdout, stderr)
+	case "auth":
+		return authVerb(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "mailhook %s\n", version())
 		return exitOK

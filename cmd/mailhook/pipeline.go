@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -20,12 +19,17 @@ type pipeline struct {
 	webhooks map[string]Webhook
 	authserv map[string]string // account name → trusted authserv-id
 	logger   *slog.Logger
+	// jobID derives every job id (store.JobID; replay.go substitutes replay ids).
+	jobID func(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string
+	// replyCfg holds the reply templates, loop-guard settings and ledger (replies.go).
+	replyCfg *replySetup
 }
 
 var _ watcher.Handler = (*pipeline)(nil)
 
 func newPipeline(l *loaded, logger *slog.Logger) *pipeline {
-	p := &pipeline{rules: l.rules, webhooks: map[string]Webhook{}, authserv: map[string]string{}, logger: logger}
+	p := &pipeline{rules: l.rules, webhooks: map[string]Webhook{}, authserv: map[string]string{}, logger: logger,
+		jobID: store.JobID, replyCfg: newReplySetup(l)}
 	for _, w := range l.cfg.Webhooks {
 		p.webhooks[w.Name] = w
 	}
@@ -35,8 +39,13 @@ func newPipeline(l *loaded, logger *slog.Logger) *pipeline {
 	return p
 }
 
-// Handle matches ev against the rules and returns one job per webhook action of every matched rule.
+// Handle matches ev against the rules and returns the jobs of every matched rule: one per webhook
+// action, one per reply action whose loop guards pass, and one per post-action, depending on the
+// rule's webhook and reply jobs. A reply mailhook sent itself matches nothing (REQUIREMENTS C61).
 func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
+	if own, err := p.ownMessage(ctx, ev); own || err != nil {
+		return nil, err
+	}
 	trusted := p.authserv[ev.Account]
 	env := rules.NewEnv(ev.Account, ev.Mailbox, ev.UID, ev.Message, trusted)
 	matched, errs := p.rules.Match(env)
@@ -45,12 +54,26 @@ func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 	}
 	var jobs []store.Job
 	for _, r := range matched {
+		var deps []string // this rule's webhook and reply jobs, which its post-actions wait for
+		var post []int    // indexes of its post-actions
 		for i, a := range r.Spec.Actions {
+			if a.Reply != "" {
+				job, err := p.replyJob(ctx, ev, r.Spec.Name, i, a.Reply)
+				if err != nil {
+					return nil, err
+				}
+				if job != nil { // nil: a loop guard said no; that counts as done for post-actions
+					jobs = append(jobs, *job)
+					deps = append(deps, job.ID)
+				}
+				continue
+			}
 			if a.Webhook == "" {
+				post = append(post, i)
 				continue
 			}
 			wh := p.webhooks[a.Webhook]
-			id := store.JobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, r.Spec.Name, i)
+			id := p.jobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, r.Spec.Name, i)
 			pl := dispatch.NewPayload(id, r.Spec.Name, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
 				ev.Message.Auth(trusted), dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes))
 			body, err := pl.Marshal()
@@ -61,25 +84,16 @@ func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 				ID: id, Kind: store.KindWebhook, Target: wh.Name, Account: ev.Account, Mailbox: ev.Mailbox,
 				UIDValidity: ev.UIDValidity, UID: ev.UID, Rule: r.Spec.Name, Body: body,
 			})
+			deps = append(deps, id)
 		}
+		pa, err := p.postActionJobs(ev, r.Spec, post, deps)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, pa...)
 		p.logger.Info("rule matched", "account", ev.Account, "mailbox", ev.Mailbox, "uid", ev.UID, "rule", r.Spec.Name)
 	}
 	return jobs, nil
-}
-
-// unsupported refuses the actions the configuration schema knows but this version does not run
-// yet (replies and mailbox post-actions): a rule that silently skipped its reply or its move
-// would be worse than a config that does not load.
-func unsupported(cfg *Config) error {
-	var errs []error
-	for i, r := range cfg.Rules {
-		for j, a := range r.Actions {
-			if k := a.Kind(); k != ActionWebhook {
-				errs = append(errs, fmt.Errorf("rules[%d] %q.actions[%d].%s: not supported yet: this version runs webhook actions only", i, r.Name, j, k))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // ruleSpecs converts the rules: section for rules.Compile.
@@ -155,6 +169,8 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 		Backoff: watcher.Backoff{Min: im.Backoff.Min, Max: im.Backoff.Max, AuthMin: im.Backoff.AuthMin, QuotaMin: im.Backoff.QuotaMin},
 		Plan:    plan(l, a.Name, mailbox),
 		Logger:  logger,
+
+		MaxMessageSize: int64(a.Limits.MaxMessageSize),
 	}
 	if im.Security != SecurityPlain {
 		tc, err := im.TLS.ClientConfig(im.Host)
@@ -162,6 +178,11 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 			return wc, fmt.Errorf("accounts %q imap.tls: %w", a.Name, err)
 		}
 		wc.TLS = tc
+	}
+	if im.OAuth2 != nil {
+		if err := l.useOAuth2(&wc, a, logger); err != nil {
+			return wc, err
+		}
 	}
 	return wc, nil
 }

@@ -131,7 +131,7 @@ func (d *daemon) terminate() {
 // testConfig is the YAML the process tests run with.
 var testConfig = template.Must(template.New("cfg").Parse(`state_dir: {{.StateDir}}
 log: {level: debug, format: text}
-http: {listen: ""}
+http: {listen: "{{.HTTPListen}}"}
 accounts:
   - name: test
     imap:
@@ -170,6 +170,7 @@ const testSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 // cfgParams fill testConfig.
 type cfgParams struct {
 	StateDir, Host, Port, User, URL, Mailbox, Start, IdleRefresh, CommandTimeout string
+	HTTPListen                                                                   string // "" disables; "127.0.0.1:0" picks a port (see adminAddr)
 }
 
 // writeConfig writes a config for the IMAP server at addr and the receiver at url; it returns the

@@ -42,6 +42,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok bool) {
 type loaded struct {
 	cfg   *Config
 	rules *rules.Set
+	oauth *oauthSources // token sources of oauth2 accounts, created on first use (oauth2.go)
+	// replies are the parsed templates of the replies: section, by name (replies.go).
+	replies map[string]*dispatch.ReplyTemplate
 }
 
 // load reads, validates and compiles a configuration. Every problem is printed to stderr; the
@@ -59,7 +62,8 @@ func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*l
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "mailhook: warning: %s\n", w)
 	}
-	if err := unsupported(cfg); err != nil {
+	replies, err := compileReplies(cfg)
+	if err != nil {
 		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
 		return nil, exitConfig
 	}
@@ -68,7 +72,7 @@ func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*l
 		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
 		return nil, exitConfig
 	}
-	return &loaded{cfg: cfg, rules: set}, exitOK
+	return &loaded{cfg: cfg, rules: set, replies: replies}, exitOK
 }
 
 func indent(s string) string {
@@ -109,8 +113,11 @@ type app struct {
 	store    *store.Store
 	dispatch *dispatch.Dispatcher
 	watchers []*watcher.Watcher
+	budgets  []*watcher.ByteBudget // one per account, shared by its mailboxes' watchers (status.go)
 	logger   *slog.Logger
 	cfg      *Config
+	ops      *ops                      // health checks, metrics and the http.listen listener (admin.go)
+	replies  *dispatch.ReplyDispatcher // reply workers of the accounts with smtp (replies.go)
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
@@ -120,23 +127,46 @@ func newApp(l *loaded, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
-	a := &app{store: st, logger: logger, cfg: l.cfg}
+	a := &app{store: st, logger: logger, cfg: l.cfg, ops: newOps(version(), logger)}
+	a.ops.outbox, a.ops.replies = st, st
 	eps, err := endpoints(l.cfg)
 	if err == nil {
-		a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version()})
+		a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version(),
+			Observe: a.ops.metrics.delivered})
+		a.ops.addLoop("dispatch", a.dispatch)
 	}
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	p := newPipeline(l, logger)
+	senders, err := replyAccounts(l, logger)
+	if err == nil {
+		a.replies, err = dispatch.NewReplyDispatcher(st, senders, dispatch.ReplyOptions{Logger: logger,
+			OnOutcome: a.ops.metrics.replyOutcome})
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("replies: %w", err)
+	}
+	pl := newPipeline(l, logger).withLedger(st)
+	pl.replyCfg.onSkip = func(account, _, reason string) { a.ops.metrics.replySkipped(account, reason) }
+	p := a.ops.metrics.counting(pl)
 	for _, acct := range l.cfg.Accounts {
+		budget, err := newBudget(st, acct, logger)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		a.budgets = append(a.budgets, budget)
 		for _, mb := range acct.IMAP.Mailboxes {
 			wc, err := watcherConfig(l, acct, mb, logger)
+			wc.Budget = budget
+			wc.PostActions = st // mark_seen, flag, move, copy of this mailbox
 			if err == nil {
 				var w *watcher.Watcher
 				if w, err = watcher.New(wc, st, p); err == nil {
 					a.watchers = append(a.watchers, w)
+					a.ops.watch(acct, mb, w)
 					continue
 				}
 			}
@@ -144,12 +174,18 @@ func newApp(l *loaded, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 		}
 	}
+	if err := a.ops.listen(l.cfg.HTTP.Listen); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
 // Run runs the watchers and the dispatcher until ctx is cancelled, then closes the store.
 func (a *app) Run(ctx context.Context) error {
 	defer a.store.Close()
+	stopOps := a.ops.serve(ctx)
+	defer stopOps()
 	a.logger.Info("mailhook started", "version", version(), "mailboxes", len(a.watchers),
 		"webhooks", len(a.cfg.Webhooks), "rules", len(a.cfg.Rules))
 	var wg sync.WaitGroup
@@ -159,6 +195,14 @@ func (a *app) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("dispatch: %w", err)
 		}
 	})
+	wg.Go(func() { _ = a.replies.Run(ctx) }) // returns nil once ctx is done
+
+	var budgets sync.WaitGroup // written behind until the watchers stop, then flushed once more
+	budgetCtx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))
+	for _, b := range a.budgets {
+		budgets.Go(func() { b.Run(budgetCtx) })
+	}
+	defer func() { stopBudgets(); budgets.Wait() }() // before the store closes
 	for _, w := range a.watchers {
 		wg.Go(func() {
 			if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mailhook/mailhook/watcher"
+)
+
+// This file is the operations listener (http.listen): /healthz, /readyz and /metrics.
+//
+// Liveness (/healthz) answers "is the process stuck?", never "is Gmail up?": it fails only when a
+// loop — a mailbox watcher or a dispatcher worker — has not gone round for 2 × idle_refresh + 60 s
+// (longer while a loop sleeps on purpose: a reconnect backoff or a throttle, until its planned
+// wake-up + 60 s). An upstream outage keeps the watchers going round their backoff loop, so
+// liveness stays OK and a restart, which would not help, is never triggered (REQUIREMENTS E91).
+//
+// Readiness (/readyz) answers "is every mailbox being watched right now?": each watcher must be
+// connected — waiting in IDLE, polling or fetching — with IMAP activity within the interval its
+// state implies. Otherwise it answers 503 with a JSON body naming each failing mailbox and why
+// (auth_failed, alert, over_quota, throttled, reconnecting, connecting, stale, stopped).
+
+// Health-check constants.
+const (
+	// livenessSlack is added to twice the longest planned wait of a loop.
+	livenessSlack = 60 * time.Second
+	// minDispatchLimit is the dispatcher's shortest liveness limit, so that a test-sized
+	// idle_refresh does not flag a worker busy with a slow receiver (30 s timeout × 3 tries).
+	minDispatchLimit = 5 * time.Minute
+	// opsShutdownTimeout bounds how long the listener waits for running requests at exit.
+	opsShutdownTimeout = 5 * time.Second
+)
+
+// Readiness reasons, in the JSON body of /readyz.
+const (
+	reasonAuthFailed   = "auth_failed"  // the server refused the credentials
+	reasonAlert        = "alert"        // the server sent an [ALERT] (RFC 3501 §7.1); detail has its text
+	reasonOverQuota    = "over_quota"   // the server refused for quota or bandwidth
+	reasonThrottled    = "throttled"    // mailhook paused itself (download budget); until says when it resumes
+	reasonReconnecting = "reconnecting" // any other session error; until is the next attempt
+	reasonConnecting   = "connecting"   // dialing, authenticating, selecting
+	reasonStale        = "stale"        // connected, but no IMAP activity within the expected interval
+	reasonStopped      = "stopped"      // the watcher's loop has ended
+)
+
+// heartbeater is a worker pool as the liveness check sees it: the oldest last iteration of its
+// running loops, zero when not running. *dispatch.Dispatcher implements it.
+type heartbeater interface{ Heartbeat() time.Time }
+
+// workerLoop is a named heartbeater, such as the webhook dispatcher.
+type workerLoop struct {
+	name string
+	hb   heartbeater
+}
+
+// watchedMailbox is one watcher with the intervals that say what fresh means for it.
+type watchedMailbox struct {
+	account, mailbox string
+	idleRefresh      time.Duration
+	pollInterval     time.Duration
+	commandTimeout   time.Duration
+	status           func() watcher.Status
+}
+
+// ops is the operations side of a running mailhook: metrics, health checks and the listener
+// serving them. The fields are set while the app is built and read-only afterwards.
+type ops struct {
+	metrics   *metrics
+	mailboxes []*watchedMailbox
+	loops     []workerLoop // worker pools whose heartbeats /healthz checks (addLoop)
+	outbox    outboxCounter
+	replies   replyCounter // nil: no mailhook_replies_sent_24h
+
+	now      func() time.Time
+	started  time.Time
+	stopping atomic.Bool // set when shutdown begins: readiness fails, liveness does not
+	log      *slog.Logger
+	ln       net.Listener // nil when http.listen is ""
+}
+
+// newOps creates the metrics registry and the health checks; watch adds mailboxes, listen binds.
+func newOps(version string, logger *slog.Logger) *ops {
+	o := &ops{metrics: newMetrics(version), now: time.Now, log: logger}
+	o.started = o.now()
+	o.metrics.reg.MustRegister(&stateCollector{ops: o})
+	return o
+}
+
+// watch adds the watcher of one (account, mailbox) to the health checks and metrics.
+func (o *ops) watch(a Account, mailbox string, w *watcher.Watcher) {
+	o.mailboxes = append(o.mailboxes, &watchedMailbox{
+		account: a.Name, mailbox: mailbox,
+		idleRefresh:    cmpDuration(a.IMAP.IdleRefresh, watcher.DefaultIdleRefresh),
+		pollInterval:   cmpDuration(a.IMAP.PollInterval, watcher.DefaultPollInterval),
+		commandTimeout: cmpDuration(a.IMAP.CommandTimeout, watcher.DefaultCommandTimeout),
+		status:         w.Status,
+	})
+}
+
+// addLoop adds a worker pool (the webhook dispatcher, the reply dispatcher) to the liveness check.
+func (o *ops) addLoop(name string, hb heartbeater) {
+	o.loops = append(o.loops, workerLoop{name: name, hb: hb})
+}
+
+func cmpDuration(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// mailboxHealth is one mailbox in the /readyz body.
+type mailboxHealth struct {
+	Account      string     `json:"account"`
+	Mailbox      string     `json:"mailbox"`
+	Ready        bool       `json:"ready"`
+	State        string     `json:"state"`
+	Since        time.Time  `json:"since"`
+	Reason       string     `json:"reason,omitempty"` // one of the reason* constants
+	Detail       string     `json:"detail,omitempty"` // the watcher's last error or [ALERT] text
+	Until        *time.Time `json:"until,omitempty"`  // next connection attempt, or end of throttling
+	LastActivity *time.Time `json:"last_activity,omitempty"`
+}
+
+// readiness judges one mailbox from its status at now.
+func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) mailboxHealth {
+	h := mailboxHealth{Account: m.account, Mailbox: m.mailbox, State: st.State, Since: st.Since.UTC(), Detail: st.Reason}
+	if !st.LastActivity.IsZero() {
+		t := st.LastActivity.UTC()
+		h.LastActivity = &t
+	}
+	if until := plannedWake(st); until.After(now) {
+		t := until.UTC()
+		h.Until = &t
+	}
+	var window time.Duration
+	switch st.State {
+	case watcher.StateIdle:
+		window = m.idleRefresh + livenessSlack // the watchdog's own limit (DESIGN step 8)
+	case watcher.StatePolling:
+		window = m.pollInterval + livenessSlack
+	case watcher.StateFetching:
+		window = m.commandTimeout + livenessSlack
+	case watcher.StateConnecting:
+		h.Reason = reasonConnecting
+		return h
+	case watcher.StateBackoff:
+		h.Reason = backoffReason(st.Reason)
+		return h
+	case watcher.StateThrottled:
+		h.Reason = reasonThrottled
+		return h
+	case watcher.StateStopped:
+		h.Reason = reasonStopped
+		return h
+	default: // a state added later
+		h.Reason = st.State
+		return h
+	}
+	last := st.Since
+	if st.LastActivity.After(last) {
+		last = st.LastActivity
+	}
+	if quiet := now.Sub(last); quiet > window {
+		h.Reason = reasonStale
+		h.Detail = fmt.Sprintf("no IMAP activity for %v in state %s (expected within %v)",
+			quiet.Round(time.Second), st.State, window)
+		return h
+	}
+	h.Ready = true // Detail may still carry an [ALERT] of the current session
+	return h
+}
+
+// backoffReason classifies the error a watcher is backing off from, by the RFC 5530 response code
+// or the watcher's "alert: " prefix.
+func backoffReason(reason string) string {
+	upper := strings.ToUpper(reason)
+	switch {
+	case strings.HasPrefix(reason, "alert: "):
+		return reasonAlert
+	case strings.Contains(upper, "[AUTHENTICATIONFAILED]"), strings.Contains(upper, "[AUTHORIZATIONFAILED]"),
+		strings.Contains(upper, "[EXPIRED]"), strings.HasPrefix(reason, "login as"),
+		strings.HasPrefix(reason, "authenticate"):
+		return reasonAuthFailed
+	case strings.Contains(upper, "[OVERQUOTA]"), strings.Contains(upper, "QUOTA"), strings.Contains(upper, "BANDWIDTH"):
+		return reasonOverQuota
+	}
+	return reasonReconnecting
+}
+
+// readyReport is the /readyz body.
+type readyReport struct {
+	Ready     bool            `json:"ready"`
+	Stopping  bool            `json:"stopping,omitempty"`
+	Mailboxes []mailboxHealth `json:"mailboxes"`
+}
+
+// readiness judges every mailbox; the process is ready when all are and it is not stopping.
+func (o *ops) readiness(now time.Time) readyReport {
+	r := readyReport{Ready: true, Stopping: o.stopping.Load(), Mailboxes: []mailboxHealth{}}
+	for _, mb := range o.mailboxes {
+		h := mb.readiness(mb.status(), now)
+		r.Ready = r.Ready && h.Ready
+		r.Mailboxes = append(r.Mailboxes, h)
+	}
+	r.Ready = r.Ready && !r.Stopping
+	return r
+}
+
+// stalledLoop is one loop in the /healthz body that has not gone round in time.
+type stalledLoop struct {
+	Loop          string    `json:"loop"` // "watcher", or the name of a worker pool ("dispatch")
+	Account       string    `json:"account,omitempty"`
+	Mailbox       string    `json:"mailbox,omitempty"`
+	LastIteration time.Time `json:"last_iteration"`
+	Limit         string    `json:"limit"`
+}
+
+// liveReport is the /healthz body.
+type liveReport struct {
+	Live    bool          `json:"live"`
+	Stalled []stalledLoop `json:"stalled,omitempty"`
+}
+
+// liveness checks that every loop went round recently enough.
+func (o *ops) liveness(now time.Time) liveReport {
+	r := liveReport{Live: true}
+	stopping := o.stopping.Load()
+	maxRefresh := time.Duration(0)
+	for _, mb := range o.mailboxes {
+		maxRefresh = max(maxRefresh, mb.idleRefresh)
+		st := mb.status()
+		if st.State == watcher.StateStopped && stopping {
+			continue
+		}
+		if last, limit, stalled := mb.stalled(st, now); stalled {
+			r.Stalled = append(r.Stalled, stalledLoop{Loop: "watcher", Account: mb.account, Mailbox: mb.mailbox,
+				LastIteration: last.UTC(), Limit: limit.String()})
+		}
+	}
+	for _, l := range o.loops {
+		if stopping {
+			break
+		}
+		limit := max(2*maxRefresh+livenessSlack, minDispatchLimit)
+		last := l.hb.Heartbeat()
+		if last.IsZero() || last.Before(o.started) { // not started yet, or Run ended
+			last = o.started
+		}
+		if now.Sub(last) > limit {
+			r.Stalled = append(r.Stalled, stalledLoop{Loop: l.name, LastIteration: last.UTC(), Limit: limit.String()})
+		}
+	}
+	r.Live = len(r.Stalled) == 0
+	return r
+}
+
+// stalled reports whether the watcher's loop has made no iteration for longer than its limit:
+// 2 × its planned wait (idle_refresh, or poll_interval while polling) + 60 s from the last
+// heartbeat, or, while it sleeps until a planned time (backoff, throttling), 60 s past that time.
+// While it talks to the server (connecting, fetching) bytes read count as progress too.
+func (m *watchedMailbox) stalled(st watcher.Status, now time.Time) (last time.Time, limit time.Duration, stalled bool) {
+	if st.State == watcher.StateStopped {
+		return st.Since, 0, true
+	}
+	wait := m.idleRefresh
+	if st.State == watcher.StatePolling {
+		wait = max(wait, m.pollInterval)
+	}
+	limit = 2*wait + livenessSlack
+	last = st.Heartbeat
+	switch st.State {
+	case watcher.StateConnecting, watcher.StateFetching, watcher.StateThrottled:
+		if st.LastActivity.After(last) {
+			last = st.LastActivity
+		}
+	}
+	deadline := last.Add(limit)
+	if wake := plannedWake(st); !wake.IsZero() && wake.Add(livenessSlack).After(deadline) {
+		deadline = wake.Add(livenessSlack)
+	}
+	return last, limit, now.After(deadline)
+}
+
+// plannedWake is when a watcher that sleeps on purpose plans to go on: the next connection attempt
+// in backoff, the end of the pause when throttled; zero in the other states.
+func plannedWake(st watcher.Status) time.Time {
+	switch st.State {
+	case watcher.StateBackoff:
+		return st.NextAttempt
+	case watcher.StateThrottled:
+		return st.ThrottledUntil
+	}
+	return time.Time{}
+}
+
+// handler serves /healthz, /readyz and /metrics.
+func (o *ops) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		r := o.liveness(o.now())
+		writeJSON(w, r.Live, r)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := o.readiness(o.now())
+		writeJSON(w, r.Ready, r)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.reg, promhttp.HandlerOpts{
+		ErrorLog:      promLogger{o.log},
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      o.metrics.reg, // promhttp_metric_handler_errors_total
+	}))
+	return mux
+}
+
+// writeJSON answers 200 when ok, else 503, with v as an indented JSON body.
+func writeJSON(w http.ResponseWriter, ok bool, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil { // cannot happen with these types
+		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if ok {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// promLogger passes promhttp's error lines to slog.
+type promLogger struct{ log *slog.Logger }
+
+func (l promLogger) Println(v ...any) {
+	l.log.Warn("metrics scrape problem", "err", strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// listen binds http.listen ("" leaves the listener off). It runs after the state directory lock
+// is taken, so a second instance fails on the lock, not on the port.
+func (o *ops) listen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", addr, err)
+	}
+	o.ln = ln
+	return nil
+}
+
+// serve serves the listener until the returned stop is called. When ctx is done, readiness starts
+// failing (stopping), so a load balancer drains this instance while the loops wind down; stop
+// then closes the listener, letting running requests finish for a few seconds.
+func (o *ops) serve(ctx context.Context) (stop func()) {
+	unhook := context.AfterFunc(ctx, func() { o.stopping.Store(true) })
+	if o.ln == nil {
+		return func() { unhook() }
+	}
+	srv := &http.Server{
+		Handler:           o.handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(o.log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan struct{})
+	o.log.Info("http listening", "addr", o.ln.Addr().String(), "paths", "/healthz /readyz /metrics")
+	go func() {
+		defer close(done)
+		if err := srv.Serve(o.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error("http listener failed; health and metrics are unavailable", "err", err)
+		}
+	}()
+	return func() {
+		unhook()
+		ctx, cancel := context.WithTimeout(context.Background(), opsShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+		<-done
+	}
+}

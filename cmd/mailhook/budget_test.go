@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/watcher"
+)
+
+// statusOutput runs `mailhook status -c cfg` (the built binary) and returns its output.
+func statusOutput(t *testing.T, cfg string, env []string) string {
+	t.Helper()
+	cmd := exec.Command(binPath, "status", "-c", cfg)
+	cmd.Env = append(cmd.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mailhook status: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+var budgetUsedRE = regexp.MustCompile(`download budget ([0-9.]+)(MB|kB|B) used of 2000\.0MB`)
+
+// budgetUsed parses the bytes used from a status report (to the precision it prints).
+func budgetUsed(t *testing.T, out string) float64 {
+	t.Helper()
+	m := budgetUsedRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no budget line in status output:\n%s", out)
+	}
+	n, _ := strconv.ParseFloat(m[1], 64)
+	return n * map[string]float64{"MB": 1e6, "kB": 1e3, "B": 1}[m[2]]
+}
+
+// TestDovecotStatusBesideRun: `mailhook status` reads the state while `run` runs (checkpoint,
+// outbox, budget), and the download budget survives a restart of the daemon.
+func TestDovecotStatusBesideRun(t *testing.T) {
+	dc, led, cfg, env := startStack(t, testmail.DovecotOptions{}, testmail.ReceiverOptions{}, nil)
+	d := startDaemon(t, cfg, env...)
+	waitReady(t, d)
+	m := newMail()
+	m.add(t, dc.Append, 6)
+	led.waitDelivered(t, 30*time.Second, m.want())
+
+	var out string
+	eventually(t, 20*time.Second, "status to show the bytes downloaded", func() bool {
+		out = statusOutput(t, cfg, env)
+		return budgetUsed(t, out) > 0 // written behind every 5 s
+	})
+	for _, want := range []string{"account test: download budget", "not throttled", "INBOX: uidvalidity",
+		"last uid 6", "outbox 0", "dead letters 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	d.terminate()
+	before := budgetUsed(t, statusOutput(t, cfg, env))
+
+	d = startDaemon(t, cfg, env...)
+	waitReady(t, d)
+	if after := budgetUsed(t, statusOutput(t, cfg, env)); after < before {
+		t.Errorf("budget used %v bytes before the restart, %v after", before, after)
+	}
+	d.terminate()
+}
+
+// TestConnectionCap covers A13 in the whole program: three watched mailboxes hold exactly three
+// IMAP connections, as counted by the server, through IDLE cycles and forced reconnects.
+func TestConnectionCap(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{Mailboxes: []string{"Work", "Archive"}})
+	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret})
+	cfg, env := writeConfig(t, t.TempDir(), srv.Addr(), srv.User(), srv.Password(), recv.URL()+"/hook", func(p *cfgParams) {
+		p.Mailbox, p.IdleRefresh = "INBOX, Work, Archive", "1s"
+	})
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	var stderr bytes.Buffer
+	l, code := load(cfg, func(k string) (string, bool) { v, ok := vars[k]; return v, ok }, &stderr)
+	if code != exitOK {
+		t.Fatalf("load: %s", stderr.String())
+	}
+	if got := l.cfg.Accounts[0].Limits.MaxConnections; got != 4 {
+		t.Fatalf("max_connections = %d, want the default 4", got)
+	}
+	a, err := newApp(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("app did not stop")
+		}
+	})
+	idles := func(n int) bool {
+		for _, w := range a.watchers {
+			if w.Status().Idles < n {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, 20*time.Second, "every mailbox through two IDLE cycles", func() bool { return idles(2) })
+	if dropped := srv.DropConnections(); dropped != 3 {
+		t.Errorf("dropped %d connections, want 3", dropped)
+	}
+	eventually(t, 20*time.Second, "every mailbox reconnected and idling", func() bool {
+		for _, w := range a.watchers {
+			if st := w.Status(); st.Connects < 2 || st.State != watcher.StateIdle {
+				return false
+			}
+		}
+		return true
+	})
+	if peak, open := srv.MaxConnections(), srv.Connections(); peak != 3 || open != 3 {
+		t.Errorf("server saw a peak of %d connections, %d open; want 3 (one per mailbox, cap %d)",
+			peak, open, l.cfg.Accounts[0].Limits.MaxConnections)
+	}
+	if len(a.budgets) != 1 {
+		t.Errorf("%d budgets for one account", len(a.budgets))
+	}
+	for _, w := range a.watchers {
+		if u := w.Status().Budget; u.Limit != 2_000_000_000 || u.Used == 0 {
+			t.Errorf("watcher budget figures %+v", u)
+		}
+	}
+}
+
+// TestPollFloorReachesWatcher: the poll_interval floors (30 s anywhere, 10 m for Gmail) are what
+// the watchers run with, not only what the config reports.
+func TestPollFloorReachesWatcher(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		want time.Duration
+	}{{"imap.gmail.com", 10 * time.Minute}, {"imap.example.com", 30 * time.Second}} {
+		yaml := strings.Replace(cfgMinimalYAML, "imap.example.com", tc.host, 1)
+		yaml = strings.Replace(yaml, "      password: hunter2", "      password: hunter2\n      poll_interval: 5s", 1)
+		path := cfgWrite(t, yaml)
+		var stderr bytes.Buffer
+		l, code := load(path, cfgEnv(nil), &stderr)
+		if code != exitOK {
+			t.Fatalf("%s: load: %s", tc.host, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "poll_interval") {
+			t.Errorf("%s: no warning about poll_interval: %q", tc.host, stderr.String())
+		}
+		wc, err := watcherConfig(l, l.cfg.Accounts[0], "INBOX", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wc.PollInterval != tc.want || wc.MaxMessageSize != 25_000_000 {
+			t.Errorf("%s: watcher poll interval %v, max message size %d; want %v, 25000000",
+				tc.host, wc.PollInterval, wc.MaxMessageSize, tc.want)
+		}
+	}
+}
+
+// TestStatusWithoutState: status on a fresh state directory names every configured mailbox.
+func TestStatusWithoutState(t *testing.T) {
+	yaml := "state_dir: " + filepath.Join(t.TempDir(), "state") + "\n" + cfgMinimalYAML
+	var stdout, stderr bytes.Buffer
+	if code := cli(context.Background(), []string{"status", "-c", cfgWrite(t, yaml)}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("status exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"account work: download budget 0B used of 2000.0MB in the last 24h, 2000.0MB remaining",
+		"not throttled", "INBOX: no checkpoint yet"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package dispatch
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// Outcomes returned by Event.Outcome.
+const (
+	OutcomeDelivered   = "delivered"   // 2xx: the job is done
+	OutcomeRetry       = "retry"       // a failure that may pass: the job is pending again, due later
+	OutcomeDead        = "dead"        // dead-lettered: permanent failure, or retries ran out
+	OutcomeInterrupted = "interrupted" // shutdown cut the delivery short: the job is pending again
+)
+
+// Reasons returned by Event.DeadReason: a small fixed set, so they make safe metric labels.
+const (
+	DeadRejected = "rejected"        // a 3xx or a 4xx other than 408, 425, 429 and 410
+	DeadGone     = "gone"            // HTTP 410
+	DeadMaxAge   = "max_age"         // retryable failures until the retry policy's MaxAge
+	DeadRefused  = "refused_address" // the URL resolves to a link-local or metadata address
+	DeadRemoved  = "webhook_removed" // the job's webhook is no longer configured
+)
+
+// Event is one settled delivery attempt, reported to Options.Observe just before the outcome is
+// written to the outbox. It carries names only: never a URL, a header value, a body or a secret.
+type Event struct {
+	Webhook string // the endpoint name (the job target)
+	JobID   string
+	Rule    string
+	Account string
+	Mailbox string
+	// State is the job's next state: store.StateDone, store.StatePending or store.StateDead.
+	State string
+	// Status is the attempt status as recorded in the outbox: "http 503", "timeout", "network",
+	// "refused", "removed" or "canceled".
+	Status string
+	// Attempt counts the job's attempts so far, this one included.
+	Attempt int
+}
+
+// Outcome classifies the event as one of the Outcome* constants.
+func (e Event) Outcome() string {
+	switch {
+	case e.State == store.StateDone:
+		return OutcomeDelivered
+	case e.State == store.StateDead:
+		return OutcomeDead
+	case e.Status == "canceled":
+		return OutcomeInterrupted
+	default:
+		return OutcomeRetry
+	}
+}
+
+// DeadReason says why a dead-lettered job died (one of the Dead* constants), or "" when the event
+// is not a dead letter.
+func (e Event) DeadReason() string {
+	if e.State != store.StateDead {
+		return ""
+	}
+	switch e.Status {
+	case "removed":
+		return DeadRemoved
+	case "refused":
+		return DeadRefused
+	case "timeout", "network":
+		return DeadMaxAge
+	}
+	if code, err := strconv.Atoi(strings.TrimPrefix(e.Status, "http ")); err == nil {
+		switch {
+		case code == 410:
+			return DeadGone
+		case retryable(code):
+			return DeadMaxAge
+		}
+	}
+	return DeadRejected
+}
+
+// observe reports a settled attempt of j to Options.Observe, if set.
+func (d *Dispatcher) observe(j store.Job, state string, a store.Attempt) {
+	if d.observer == nil {
+		return
+	}
+	d.observer(Event{Webhook: j.Target, JobID: j.ID, Rule: j.Rule, Account: j.Account, Mailbox: j.Mailbox,
+		State: state, Status: a.Status, Attempt: j.Attempts})
+}
+
+// Heartbeat returns the oldest of the times at which each running worker last began a round of
+// its loop, or the zero time when Run is not running. A worker goes round at least every 30 s
+// while idle (the recheck bound), and after every delivery, which its endpoint's timeout bounds:
+// a heartbeat much older than that means a worker is stuck, which a liveness probe reports.
+func (d *Dispatcher) Heartbeat() time.Time { return d.beats.oldest() }
+
+// beats records, per running worker loop, when it last went round.
+type beats struct {
+	mu      sync.Mutex
+	running map[*beat]struct{}
+}
+
+// beat is one worker loop's last round, in Unix nanoseconds.
+type beat struct{ at atomic.Int64 }
+
+// join registers a worker loop that starts now; the loop calls beat on every round and leave
+// when it ends.
+func (b *beats) join() *beat {
+	hb := &beat{}
+	hb.beat()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running == nil {
+		b.running = map[*beat]struct{}{}
+	}
+	b.running[hb] = struct{}{}
+	return hb
+}
+
+func (b *beats) leave(hb *beat) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.running, hb)
+}
+
+func (hb *beat) beat() { hb.at.Store(time.Now().UnixNano()) }
+
+func (b *beats) oldest() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var min int64
+	for hb := range b.running {
+		if at := hb.at.Load(); min == 0 || at < min {
+			min = at
+		}
+	}
+	if min == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, min)
+}

@@ -1,0 +1,173 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// Selection picks the messages FetchMessages fetches. Its criteria combine: a message must be in
+// the UID range and on or after Since; then Last keeps only the highest UIDs.
+type Selection struct {
+	// UIDMin and UIDMax bound the UIDs, inclusive; UIDMax 0 means no upper bound. The zero
+	// range selects every message.
+	UIDMin, UIDMax uint32
+	// Since, when not zero, keeps messages whose INTERNALDATE is at or after it. The server is
+	// asked for SEARCH SINCE the day before (IMAP compares dates only, in the server's time
+	// zone); the exact cut is made on the fetched INTERNALDATE.
+	Since time.Time
+	// Last, when positive, keeps only the Last highest UIDs of the selection.
+	Last int
+}
+
+// FetchMessages opens one connection as cfg says, EXAMINEs (RFC 3501 §6.3.2: read-only, so
+// neither flags nor \Recent change) cfg.Mailbox, and fetches the selected messages in ascending
+// UID order exactly as the watcher would — two passes, always BODY.PEEK, the body parts of
+// cfg.Plan only, every byte charged to cfg.Budget and every FETCH admitted by it — calling fn
+// with each one as it is built. It commits nothing and needs no State: it is how `mailhook test`
+// and `mailhook replay` see mail that the daemon has (or has not yet) processed.
+//
+// It returns fn's first error, or a connection, protocol or budget error: when cfg.Budget
+// refuses a fetch, FetchMessages stops with an error saying until when, having called fn for the
+// messages before. Events carry the mailbox's current UIDVALIDITY.
+func FetchMessages(ctx context.Context, cfg Config, sel Selection, fn func(ctx context.Context, ev *Event) error) error {
+	if fn == nil {
+		return errors.New("watcher: FetchMessages needs a callback")
+	}
+	w, err := New(cfg, noState{}, HandlerFunc(func(context.Context, *Event) ([]store.Job, error) {
+		return nil, errors.New("one-shot fetch has no handler")
+	}))
+	if err != nil {
+		return err
+	}
+	_, err = w.sessionWith(ctx, func(s *session, ctx context.Context, conn net.Conn) error {
+		return s.oneShot(ctx, conn, sel, fn)
+	})
+	return err
+}
+
+// oneShot is the body of FetchMessages' connection.
+func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn func(context.Context, *Event) error) error {
+	w := s.w
+	cfg := &w.cfg
+	if err := s.connect(ctx, conn); err != nil {
+		return err
+	}
+	if err := s.login(ctx); err != nil {
+		return err
+	}
+	s.begin()
+	data, err := s.c.Select(cfg.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("examine %q: %w", cfg.Mailbox, err)
+	}
+	s.validity = data.UIDValidity
+
+	uids, err := s.selectUIDs(sel)
+	if err != nil {
+		return err
+	}
+	for len(uids) > 0 {
+		n, err := s.admitFirstPass(ctx, min(len(uids), cfg.BatchSize))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.throttledErr()
+		}
+		batch := uids[:n]
+		uids = uids[n:]
+		got, err := s.fetchFirstPass(batch)
+		s.endFetch()
+		if err != nil {
+			return err
+		}
+		for _, uid := range batch {
+			f, ok := got[uid]
+			if !ok {
+				continue // expunged meanwhile
+			}
+			if !sel.Since.IsZero() && !f.date.IsZero() && f.date.Before(sel.Since) {
+				continue
+			}
+			m, err := s.build(ctx, f)
+			if errors.Is(err, errThrottled) {
+				return s.throttledErr()
+			}
+			if err != nil {
+				return err
+			}
+			s.dog.set(dogOff) // nothing is owed by the server while fn runs
+			ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m}
+			if err := fn(ctx, ev); err != nil {
+				return err
+			}
+		}
+	}
+	s.begin()
+	if err := s.c.Logout().Wait(); err != nil {
+		w.log.Debug("logout failed", "err", err)
+	}
+	return nil
+}
+
+// selectUIDs runs the UID SEARCH of sel and returns the UIDs it selects, ascending.
+func (s *session) selectUIDs(sel Selection) ([]uint32, error) {
+	crit := &imap.SearchCriteria{}
+	if sel.UIDMin > 0 || sel.UIDMax > 0 {
+		// RFC 3501 §6.4.8: "n:*" matches the highest UID even below n; filtered below.
+		crit.UID = []imap.UIDSet{{{Start: imap.UID(max(sel.UIDMin, 1)), Stop: imap.UID(sel.UIDMax)}}}
+	}
+	if !sel.Since.IsZero() {
+		crit.Since = sel.Since.AddDate(0, 0, -1)
+	}
+	s.begin()
+	data, err := s.c.UIDSearch(crit, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
+	}
+	var uids []uint32
+	for _, u := range data.AllUIDs() {
+		if uint32(u) >= sel.UIDMin && (sel.UIDMax == 0 || uint32(u) <= sel.UIDMax) {
+			uids = append(uids, uint32(u))
+		}
+	}
+	slices.Sort(uids)
+	uids = slices.Compact(uids)
+	if sel.Last > 0 && len(uids) > sel.Last {
+		uids = uids[len(uids)-sel.Last:]
+	}
+	return uids, nil
+}
+
+// throttledErr says why the budget refused the fetch FetchMessages needed.
+func (s *session) throttledErr() error {
+	th := s.throttle
+	return fmt.Errorf("download budget of account %q exhausted until %s: %s",
+		s.w.cfg.Account, th.Until.Format(time.RFC3339), th.Reason)
+}
+
+// noState is the State of a one-shot Watcher, which never reads or commits progress.
+type noState struct{}
+
+var _ State = noState{}
+
+var errNoState = errors.New("one-shot fetch keeps no state")
+
+func (noState) Checkpoint(context.Context, string, string) (store.Checkpoint, bool, error) {
+	return store.Checkpoint{}, false, errNoState
+}
+func (noState) ResetCheckpoint(context.Context, string, string, store.Checkpoint) error {
+	return errNoState
+}
+func (noState) Commit(context.Context, string, string, store.Checkpoint, string, []store.Job) error {
+	return errNoState
+}
+func (noState) Seen(context.Context, string, string, string) (bool, error) { return false, errNoState }

@@ -1,0 +1,284 @@
+package watcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// Post-actions (DESIGN "Data flow" step 10): mark_seen, flag, move and copy jobs of this watcher's
+// mailbox. The outbox holds them until the same rule's webhook and reply jobs are done; the
+// watcher claims them between IDLE cycles and runs them on its own connection, so they cost no
+// extra IMAP connection and never race the catch-up of the same mailbox.
+//
+// Guarantees:
+//   - A job whose uidvalidity differs from the selected mailbox's is skipped (done, with a note
+//     and a warning): its UID may now name another message (RFC 3501 §2.3.1.1).
+//   - A job whose message is no longer in the mailbox (moved or expunged, for example by this same
+//     job before a crash) is done, not an error: re-running a job is harmless, so a crash between
+//     running it and recording it costs nothing. The one exception is copy, which a crash at that
+//     exact point can run twice.
+//   - Flags are set with STORE +FLAGS.SILENT; \Seen is set only by mark_seen (fetching FLAGS does
+//     not set it, and nothing else here touches flags). mailhook never APPENDs.
+//   - A server refusal (NO/BAD) is retried with backoff and dead-lettered after
+//     maxPostActionAttempts; a move or copy to a missing mailbox creates it once ([TRYCREATE],
+//     RFC 3501 §7.1). A connection failure puts the job back (pending) and ends the session.
+
+// PostActions is the part of the outbox a watcher drives for the post-action jobs of its mailbox.
+// *store.Store implements it. Set it as Config.PostActions; nil means the watcher runs none.
+type PostActions interface {
+	ClaimSelected(ctx context.Context, sel store.Selector, now time.Time, max int) ([]store.Job, error)
+	Finish(ctx context.Context, id, state string, nextAt time.Time, a store.Attempt) error
+	NextDueSelected(ctx context.Context, sel store.Selector) (time.Time, bool, error)
+	Wake() <-chan struct{}
+}
+
+var _ PostActions = (*store.Store)(nil)
+
+// Post-action operations.
+const (
+	OpMarkSeen = "mark_seen" // STORE +FLAGS.SILENT (\Seen)
+	OpFlag     = "flag"      // STORE +FLAGS.SILENT (Flags…)
+	OpMove     = "move"      // MOVE (RFC 6851), or COPY + STORE \Deleted + EXPUNGE without it
+	OpCopy     = "copy"      // COPY
+)
+
+// PostAction is the body of an outbox job of kind post_action (stored as JSON).
+type PostAction struct {
+	Op      string   `json:"op"`
+	Flags   []string `json:"flags,omitempty"`   // OpFlag
+	Mailbox string   `json:"mailbox,omitempty"` // OpMove, OpCopy
+}
+
+// Target is the job target shown in the outbox: "mark_seen", "flag:\Flagged $Label",
+// "move:Archive", "copy:Archive".
+func (p PostAction) Target() string {
+	switch p.Op {
+	case OpFlag:
+		return OpFlag + ":" + strings.Join(p.Flags, " ")
+	case OpMove, OpCopy:
+		return p.Op + ":" + p.Mailbox
+	}
+	return p.Op
+}
+
+// Marshal encodes p as a job body.
+func (p PostAction) Marshal() ([]byte, error) { return json.Marshal(p) }
+
+// ParsePostAction decodes and checks a job body written by Marshal.
+func ParsePostAction(body []byte) (PostAction, error) {
+	var p PostAction
+	if err := json.Unmarshal(body, &p); err != nil {
+		return p, fmt.Errorf("post-action body: %w", err)
+	}
+	switch p.Op {
+	case OpMarkSeen:
+	case OpFlag:
+		if len(p.Flags) == 0 {
+			return p, errors.New("post-action body: flag without flags")
+		}
+	case OpMove, OpCopy:
+		if p.Mailbox == "" {
+			return p, fmt.Errorf("post-action body: %s without a mailbox", p.Op)
+		}
+	default:
+		return p, fmt.Errorf("post-action body: unknown op %q", p.Op)
+	}
+	return p, nil
+}
+
+// Post-action pacing.
+const (
+	maxPostActionAttempts = 5
+	postActionBatch       = 16
+	postActionRecheck     = 30 * time.Second // bounds waits, for jobs changed by another process
+	postActionFinishWait  = 10 * time.Second
+)
+
+// selector selects this watcher's post-action jobs.
+func (w *Watcher) postActionSelector() store.Selector {
+	return store.Selector{Kind: store.KindPostAction, Account: w.cfg.Account, Mailbox: w.cfg.Mailbox}
+}
+
+// runPostActions runs every claimable post-action job of the mailbox. It returns an error only
+// when the connection failed (the session must end); store errors are logged and left for the
+// next cycle.
+func (s *session) runPostActions(ctx context.Context) error {
+	w := s.w
+	pa := w.cfg.PostActions
+	if pa == nil {
+		return nil
+	}
+	for ctx.Err() == nil {
+		jobs, err := pa.ClaimSelected(ctx, w.postActionSelector(), time.Now(), postActionBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("cannot claim post-actions; will try again", "err", err)
+			}
+			return nil
+		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		for i, j := range jobs {
+			if err := s.postAction(ctx, j); err != nil {
+				for _, rest := range jobs[i+1:] {
+					s.finishPostAction(ctx, rest, store.StatePending, time.Now(), store.Attempt{Status: "canceled", Error: "session ended before it ran"})
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// postAction runs one claimed job and settles it. A returned error is a connection failure.
+func (s *session) postAction(ctx context.Context, j store.Job) error {
+	w := s.w
+	log := w.log.With("job", j.ID, "uid", j.UID, "rule", j.Rule, "action", j.Target, "attempt", j.Attempts)
+	p, err := ParsePostAction(j.Body)
+	if err != nil {
+		log.Error("post-action unreadable; dead-lettered", "err", err)
+		s.finishPostAction(ctx, j, store.StateDead, time.Time{}, store.Attempt{Status: "bad_job", Error: err.Error()})
+		return nil
+	}
+	if j.UIDValidity != s.validity {
+		note := fmt.Sprintf("skipped: uidvalidity changed from %d to %d", j.UIDValidity, s.validity)
+		log.Warn("post-action skipped: the mailbox's uidvalidity changed, the uid may name another message",
+			"job_uidvalidity", j.UIDValidity, "uidvalidity", s.validity)
+		s.finishPostAction(ctx, j, store.StateDone, time.Time{}, store.Attempt{Status: "skipped", Error: note})
+		return nil
+	}
+	uids := imap.UIDSetNum(imap.UID(j.UID))
+	s.begin()
+	msgs, err := s.c.Fetch(uids, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err == nil && !slices.ContainsFunc(msgs, func(m *imapclient.FetchMessageBuffer) bool { return uint32(m.UID) == j.UID }) {
+		log.Info("post-action skipped: the message is no longer in the mailbox")
+		s.finishPostAction(ctx, j, store.StateDone, time.Time{}, store.Attempt{Status: "skipped", Error: "skipped: message no longer in the mailbox"})
+		return nil
+	}
+	if err == nil {
+		err = s.applyPostAction(p, uids)
+	}
+	if err == nil {
+		log.Info("post-action done")
+		s.finishPostAction(ctx, j, store.StateDone, time.Time{}, store.Attempt{Status: "ok"})
+		return nil
+	}
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		// The connection failed: the job goes back, the session ends and reconnects.
+		s.finishPostAction(ctx, j, store.StatePending, time.Now(), store.Attempt{Status: "network", Error: err.Error()})
+		return fmt.Errorf("post-action %s uid %d: %w", j.Target, j.UID, err)
+	}
+	a := store.Attempt{Status: "imap " + strings.ToLower(string(ie.Type)), Error: err.Error()}
+	if j.Attempts >= maxPostActionAttempts {
+		log.Error("post-action refused by the server; dead-lettered", "err", err)
+		s.finishPostAction(ctx, j, store.StateDead, time.Time{}, a)
+		return nil
+	}
+	next := time.Now().Add(min(time.Minute<<min(j.Attempts-1, 6), time.Hour))
+	log.Warn("post-action refused by the server; will retry", "err", err, "next_at", next)
+	s.finishPostAction(ctx, j, store.StatePending, next, a)
+	return nil
+}
+
+// applyPostAction sends the command(s) of p for uids.
+func (s *session) applyPostAction(p PostAction, uids imap.UIDSet) error {
+	switch p.Op {
+	case OpMarkSeen, OpFlag:
+		flags := []imap.Flag{imap.FlagSeen}
+		if p.Op == OpFlag {
+			flags = flags[:0]
+			for _, f := range p.Flags {
+				flags = append(flags, imap.Flag(f))
+			}
+		}
+		s.begin()
+		return s.c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close()
+	case OpMove, OpCopy:
+		run := func() error {
+			s.begin()
+			if p.Op == OpMove {
+				_, err := s.c.Move(uids, p.Mailbox).Wait()
+				return err
+			}
+			_, err := s.c.Copy(uids, p.Mailbox).Wait()
+			return err
+		}
+		err := run()
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate {
+			s.w.log.Info("creating the target mailbox of a post-action", "target", p.Mailbox)
+			s.begin()
+			if cerr := s.c.Create(p.Mailbox, nil).Wait(); cerr != nil {
+				return fmt.Errorf("create %q: %w", p.Mailbox, cerr)
+			}
+			err = run()
+		}
+		if err != nil {
+			return fmt.Errorf("%s to %q: %w", p.Op, p.Mailbox, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown post-action %q", p.Op)
+}
+
+// finishPostAction records the outcome of a job, going on during shutdown for a short while.
+func (s *session) finishPostAction(ctx context.Context, j store.Job, state string, nextAt time.Time, a store.Attempt) {
+	a.JobID, a.At = j.ID, time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postActionFinishWait)
+	defer cancel()
+	if err := s.w.cfg.PostActions.Finish(ctx, j.ID, state, nextAt, a); err != nil {
+		s.w.log.Error("cannot record a post-action outcome; it runs again after a restart", "job", j.ID, "state", state, "err", err)
+	}
+}
+
+// postActionsDue returns a channel that is closed once a post-action job of the mailbox is due
+// (pending, due, its dependencies done), for the IDLE and poll waits to end on; stop ends the
+// goroutine behind it. Without Config.PostActions the channel is nil (never ready).
+func (s *session) postActionsDue(ctx context.Context) (due <-chan struct{}, stop func()) {
+	pa := s.w.cfg.PostActions
+	if pa == nil {
+		return nil, func() {}
+	}
+	ch := make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sel := s.w.postActionSelector()
+		for {
+			wake := pa.Wake()
+			delay := postActionRecheck
+			next, ok, err := pa.NextDueSelected(ctx, sel)
+			if err == nil && ok {
+				d := time.Until(next)
+				if d <= 0 {
+					close(ch)
+					return
+				}
+				delay = min(d, delay)
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-wake:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}()
+	return ch, func() { cancel(); <-done }
+}
