@@ -36,7 +36,10 @@ func TestREADMEExamples(t *testing.T) {
 			t.Fatalf("table row %q", line)
 		}
 		_, code, ok := strings.Cut(cells[2], "`")
-		if code, _, ok = strings.Cut(code, "`"); !ok {
+		if ok {
+			code, _, ok = strings.Cut(code, "`")
+		}
+		if !ok {
 			t.Fatalf("no example in row %q", line)
 		}
 		exprs = append(exprs, strings.ReplaceAll(code, "\x00", "|"))

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhook/mailhook/internal/testmail"
@@ -68,14 +67,25 @@ func benchLatency(b *testing.B, addr, user, password string, appendMsg func(stri
 	if err := ref.Login(user, password).Wait(); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := ref.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+	if _, err := ref.Select("INBOX", nil).Wait(); err != nil {
 		b.Fatal(err)
 	}
+	// The reference client idles the way mailhook does: IDLE, and after each EXISTS, DONE and a
+	// fresh IDLE. Dovecot's notification delay runs per session, so a client that never leaves
+	// IDLE is told at a different moment than one that re-enters it after every message.
 	idle, err := ref.Idle()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer idle.Close()
+	reIdle := func() {
+		if err := idle.Close(); err == nil {
+			_ = idle.Wait()
+		}
+		if idle, err = ref.Idle(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	defer func() { _ = idle.Close() }()
 
 	dir := b.TempDir()
 	path, env := writeConfig(b, dir, addr, user, password, recv.URL()+"/hook", func(p *cfgParams) { p.IdleRefresh = "10m" })
@@ -120,6 +130,7 @@ func benchLatency(b *testing.B, addr, user, password string, appendMsg func(stri
 				b.Fatalf("sample %d: no EXISTS or webhook within 10s", i)
 			}
 		}
+		reIdle()
 		overhead = append(overhead, tW.Sub(tE))
 		total = append(total, tW.Sub(start))
 		push = append(push, tE.Sub(start))
