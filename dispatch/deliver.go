@@ -31,6 +31,7 @@ type endpoint struct {
 	client *http.Client
 	sem    chan struct{}
 	scrub  *strings.Replacer // removes URL parts, header values and secrets from error text
+	health endpointHealth    // disabled or failing (health.go)
 }
 
 func newEndpoint(e Endpoint, log *slog.Logger) *endpoint {
@@ -79,6 +80,13 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 	log := ep.log.With("job", j.ID, "rule", j.Rule, "account", j.Account, "mailbox", j.Mailbox,
 		"uid", j.UID, "attempt", j.Attempts)
 	a := store.Attempt{JobID: j.ID, At: d.now()}
+	if reason, off := d.isDisabled(ctx, ep); off {
+		// Committed before the endpoint was disabled, or requeued by hand: hold it with the rest.
+		a.Status, a.Error = "held", "endpoint disabled: "+reason
+		log.Info("webhook endpoint disabled; job held", "reason", reason)
+		d.finish(ctx, log, j, store.StateHeld, time.Time{}, a)
+		return
+	}
 	o := d.send(ctx, ep, j)
 
 	if o.err == nil && o.status >= 200 && o.status <= 299 {
@@ -86,6 +94,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 		failpoint.Hit("after_send")
 		a.Status = "http " + strconv.Itoa(o.status)
 		log.Info("webhook delivered", "status", o.status, "tries", o.tries)
+		d.succeeded(ctx, ep)
 		d.finish(ctx, log, j, store.StateDone, time.Time{}, a)
 		return
 	}
@@ -100,9 +109,12 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 	retry := false
 	if o.err != nil {
 		var refused *refusedAddrError
+		var spoolErr *spoolError
 		switch {
 		case errors.As(o.err, &refused):
 			a.Status = "refused"
+		case errors.As(o.err, &spoolErr):
+			a.Status, retry = "spool", !spoolErr.missing
 		case isTimeout(o.err):
 			a.Status, retry = "timeout", true
 		default:
@@ -127,6 +139,14 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 	if o.tries > 1 {
 		a.Error += fmt.Sprintf(" (after %d tries)", o.tries)
 	}
+	// A spool failure is this host's, not the endpoint's: it does not count against it.
+	if a.Status != "spool" && d.failed(ctx, ep, log, o.status) && retry {
+		// The endpoint is disabled (now or by another worker): hold the job instead of retrying.
+		a.Error += "; endpoint disabled"
+		log.Warn("webhook delivery failed; endpoint disabled, job held", "status", a.Status, "err", a.Error)
+		d.finish(ctx, log, j, store.StateHeld, time.Time{}, a)
+		return
+	}
 
 	if retry {
 		if at, ok := ep.Retry.next(j.CreatedAt, d.now(), max(j.Attempts-1, 0), o.retryAfter, d.rand()); ok {
@@ -147,7 +167,13 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 // send POSTs the job's body, signing each try afresh, with up to d.quick.Max quick retries.
 func (d *Dispatcher) send(ctx context.Context, ep *endpoint, j store.Job) outcome {
 	var o outcome
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, ep.URL, j.Body)
+	body, err := d.requestBody(j)
+	if err != nil {
+		o.err = err
+		return o
+	}
+	defer body.close()
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, ep.URL, body.raw())
 	if err != nil {
 		o.err = err
 		return o
@@ -156,23 +182,37 @@ func (d *Dispatcher) send(ctx context.Context, ep *endpoint, j store.Job) outcom
 	for _, x := range ep.Headers {
 		h.Add(x.Name, x.Value)
 	}
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", ep.ContentType)
 	h.Set("User-Agent", d.userAgent)
 	h.Set(HeaderID, j.ID)
 	h.Set("Idempotency-Key", j.ID) // draft-ietf-httpapi-idempotency-key-header
-	sign := func(r *http.Request) {
+	sign := func(r *http.Request) error {
 		ts := d.now()
+		sig, err := body.signature(ep.Secrets, j.ID, ts)
+		if err != nil {
+			return err
+		}
 		r.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-		r.Header.Set(HeaderSignature, signature(ep.Secrets, j.ID, ts, j.Body))
+		r.Header.Set(HeaderSignature, sig)
+		return nil
 	}
-	sign(req.Request) // PrepareRetry runs before retries only
+	if err := sign(req.Request); err != nil { // PrepareRetry runs before retries only
+		o.err = err
+		return o
+	}
 
+	// A quick retry holds a concurrency slot while it waits: when the durable schedule would try
+	// again sooner, leave the retry to it and free the slot (see QuickRetry).
+	quickMax := d.quick.Max
+	if ep.Retry.MinBackoff < d.quick.WaitMin {
+		quickMax = 0
+	}
 	c := &retryablehttp.Client{
 		HTTPClient:   ep.client,
 		Logger:       nil, // its messages carry the URL
 		RetryWaitMin: d.quick.WaitMin,
 		RetryWaitMax: d.quick.WaitMax,
-		RetryMax:     d.quick.Max,
+		RetryMax:     quickMax,
 		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
 			switch {
 			case ctx.Err() != nil:
@@ -204,11 +244,8 @@ func (d *Dispatcher) send(ctx context.Context, ep *endpoint, j store.Job) outcom
 			return wait
 		},
 		// Hand back the last response or error as net/http produced it; we classify it.
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-		PrepareRetry: func(r *http.Request) error {
-			sign(r) // a fresh webhook-timestamp and signature for every try
-			return nil
-		},
+		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
+		PrepareRetry:   sign, // a fresh webhook-timestamp and signature for every try
 		RequestLogHook: func(_ retryablehttp.Logger, _ *http.Request, i int) { o.tries = i + 1 },
 	}
 	resp, err := c.Do(req)

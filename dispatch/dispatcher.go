@@ -55,12 +55,21 @@ type Options struct {
 	// interrupted), from the worker goroutines, just before the outcome is recorded; it must be
 	// quick and safe for concurrent use. Metrics hang here.
 	Observe func(Event)
+	// States remembers which endpoints are disabled and since when each has been failing
+	// (health.go); nil keeps that in memory only, for the life of the Dispatcher.
+	States EndpointStates
+	// Spool holds the files of jobs whose bodies ship attachments inline (stream.go); nil when no
+	// webhook does. A body referring to spooled files without a Spool is dead-lettered.
+	Spool *Spool
 }
 
 // QuickRetry bounds the retries made in process, within one claim of a job, for errors that are
 // often momentary (a reset connection, a 503 from a restarting receiver). Timeouts and responses
 // whose Retry-After exceeds WaitMax are not retried in process: they go straight to the durable
-// schedule of the endpoint's RetryPolicy.
+// schedule of the endpoint's RetryPolicy. A quick retry holds one of the endpoint's concurrency
+// slots while it waits, so an endpoint whose RetryPolicy.MinBackoff is shorter than WaitMin gets
+// no quick retries: the durable schedule tries as soon, and frees the slot meanwhile (with
+// min_backoff 10ms, quick retries would hold a slot for 500ms per failed request).
 type QuickRetry struct {
 	Max     int           // retries after the first try; 0 means 2, negative means none
 	WaitMin time.Duration // first wait, doubled per retry, with full jitter (default 500ms)
@@ -78,6 +87,8 @@ type Dispatcher struct {
 	rand      func() float64
 	quick     QuickRetry
 	observer  func(Event)
+	states    EndpointStates
+	spool     *Spool
 	beats     beats // worker loop heartbeats, for Heartbeat
 }
 
@@ -96,6 +107,8 @@ func New(o Outbox, endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 		rand:      opts.Rand,
 		quick:     opts.Quick,
 		observer:  opts.Observe,
+		states:    opts.States,
+		spool:     opts.Spool,
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -139,20 +152,20 @@ func New(o Outbox, endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 }
 
 // Run delivers jobs until ctx is done, then returns nil once every worker has stopped; a delivery
-// cut short by the shutdown goes back to the outbox as pending. Each endpoint has its own workers
-// (Endpoint.Concurrency of them), so a slow or failing endpoint never holds up another. One more
-// worker claims jobs of any target: it dead-letters jobs whose endpoint is no longer configured
-// (last error "webhook_removed") and delivers the others within their endpoint's concurrency
-// limit. Workers sleep on Outbox.Wake and on a timer set to the next due job; they do not poll.
+// cut short by the shutdown goes back to the outbox as pending. Each endpoint has its own worker
+// loop, so a slow or failing endpoint never holds up another: it claims as many due jobs in one
+// transaction as the endpoint has free slots (Endpoint.Concurrency in all) and delivers each in its
+// own goroutine. One more worker claims jobs of any target: it dead-letters jobs whose endpoint is
+// no longer configured (last error "webhook_removed") and delivers the others within their
+// endpoint's concurrency limit. Workers sleep on Outbox.Wake and on a timer set to the next due job
+// (at most 30 s, to notice changes made by other processes); they do not poll.
 // Run must not be called again before it has returned.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, ep := range d.order {
-		for range ep.Concurrency {
-			wg.Go(func() { d.serve(ctx, ep, ep.Name) })
-		}
+		wg.Go(func() { d.worker(ep).run(ctx) })
 	}
-	wg.Go(func() { d.serve(ctx, nil, "") })
+	wg.Go(func() { d.worker(nil).run(ctx) })
 	wg.Wait()
 	for _, ep := range d.order {
 		ep.client.CloseIdleConnections()
@@ -173,69 +186,38 @@ const (
 	recheck = 30 * time.Second
 )
 
-// serve claims and handles the jobs of target until ctx is done. A worker of one endpoint (ep
-// non-nil) holds a slot of the endpoint's semaphore from before Claim until the job is finished,
-// so the endpoint's concurrency is never exceeded; the any-target worker (ep nil) takes the slot
-// after claiming, once it knows the job's endpoint.
-func (d *Dispatcher) serve(ctx context.Context, ep *endpoint, target string) {
-	log := d.log
+// worker returns the loop of endpoint ep's worker, or of the any-target worker when ep is nil.
+// An endpoint's worker holds a slot of the endpoint's semaphore for each job from before Claim
+// until the job is finished, so the endpoint's concurrency is never exceeded; it claims as many
+// jobs at once as slots are free, so a backlog costs one claim transaction per several deliveries.
+// The any-target worker claims one job at a time and takes the slot after claiming, once it knows
+// the job's endpoint.
+func (d *Dispatcher) worker(ep *endpoint) *pump {
+	p := &pump{
+		log:   d.log,
+		now:   d.now,
+		wake:  d.out.Wake,
+		beats: &d.beats,
+		claim: func(ctx context.Context, now time.Time, max int) ([]store.Job, error) {
+			return d.out.Claim(ctx, store.KindWebhook, "", now, max)
+		},
+		nextDue: func(ctx context.Context) (time.Time, bool, error) {
+			return d.out.NextDue(ctx, store.KindWebhook, "")
+		},
+		handle: d.route,
+	}
 	if ep != nil {
-		log = ep.log
+		p.log = ep.log
+		p.claim = func(ctx context.Context, now time.Time, max int) ([]store.Job, error) {
+			return d.out.Claim(ctx, store.KindWebhook, ep.Name, now, max)
+		}
+		p.nextDue = func(ctx context.Context) (time.Time, bool, error) {
+			return d.out.NextDue(ctx, store.KindWebhook, ep.Name)
+		}
+		p.acquire, p.release, p.parallel = ep.acquireFree, ep.releaseN, true
+		p.handle = func(ctx context.Context, j store.Job) { d.deliver(ctx, ep, j) }
 	}
-	storeWait, pastDue := time.Duration(0), 0
-	hb := d.beats.join()
-	defer d.beats.leave(hb)
-	for ctx.Err() == nil {
-		hb.beat()
-		wake := d.out.Wake()
-		if ep != nil && !ep.acquire(ctx) {
-			return
-		}
-		jobs, err := d.out.Claim(ctx, store.KindWebhook, target, d.now(), 1)
-		for _, j := range jobs {
-			if ep != nil {
-				d.deliver(ctx, ep, j)
-			} else {
-				d.route(ctx, j)
-			}
-		}
-		if ep != nil {
-			ep.release()
-		}
-		if err == nil && len(jobs) > 0 {
-			storeWait, pastDue = 0, 0
-			continue
-		}
-
-		var next time.Time
-		ok := false
-		if err == nil {
-			next, ok, err = d.out.NextDue(ctx, store.KindWebhook, target)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			storeWait = min(max(2*storeWait, minStoreRetry), maxStoreRetry)
-			log.Error("outbox unavailable", "err", err, "retry_in", storeWait)
-			sleep(ctx, nil, storeWait)
-			continue
-		}
-		storeWait = 0
-
-		delay := recheck // or until woken
-		if ok {
-			if delay = next.Sub(d.now()); delay <= 0 {
-				// Due, yet not claimed: waiting on dependencies, or it became due just now.
-				delay = min(minPastDue<<min(pastDue, 16), maxPastDue)
-				pastDue++
-			} else {
-				pastDue = 0
-				delay = min(delay, recheck)
-			}
-		}
-		sleep(ctx, wake, delay)
-	}
+	return p
 }
 
 // sleep waits until ctx is done, wake is ready or delay has passed (forever when delay < 0).

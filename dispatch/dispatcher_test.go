@@ -310,7 +310,7 @@ func TestRetryAfter(t *testing.T) {
 }
 
 // D73, D75, D85: 3xx and 4xx other than 408/425/429 are dead at once, redirects are not followed,
-// and later jobs are delivered.
+// and later jobs are delivered. (410 also disables the endpoint: TestGoneDisablesEndpoint.)
 func TestPermanentFailures(t *testing.T) {
 	for _, tc := range []struct {
 		status int
@@ -319,7 +319,6 @@ func TestPermanentFailures(t *testing.T) {
 		{400, "http 400 Bad Request"},
 		{401, "http 401 Unauthorized"},
 		{404, "http 404 Not Found"},
-		{410, "http 410 Gone: endpoint gone"},
 		{422, "http 422 Unprocessable Entity"},
 		{301, "http 301 Moved Permanently: redirect not followed"},
 		{302, "http 302 Found: redirect not followed"},
@@ -710,12 +709,17 @@ func TestNoSecretsLeak(t *testing.T) {
 		return Endpoint{Name: name, URL: u, Secrets: [][]byte{key}, Headers: hdr, Timeout: 200 * time.Millisecond}
 	}
 	out := newFakeOutbox()
-	stop := start(t, mustNew(t, out, []Endpoint{ep("srv", srvURL), ep("dead", deadURL), ep("meta", metaURL)},
+	// The 410 goes to an endpoint of its own, since it disables the endpoint.
+	stop := start(t, mustNew(t, out, []Endpoint{ep("srv", srvURL), ep("gone", srvURL), ep("dead", deadURL), ep("meta", metaURL)},
 		Options{Logger: logger, Quick: QuickRetry{Max: 1, WaitMin: time.Millisecond, WaitMax: 2 * time.Millisecond}}))
 	t0 := time.Now()
 	ids := []string{"msg_ok", "msg_retry", "msg_bad", "msg_gone", "msg_redir", "msg_slow", "msg_dead", "msg_meta"}
 	for _, id := range ids[:6] {
-		out.add(newJob(id, "srv", t0))
+		target := "srv"
+		if id == "msg_gone" {
+			target = "gone"
+		}
+		out.add(newJob(id, target, t0))
 	}
 	out.add(newJob("msg_dead", "dead", t0), newJob("msg_meta", "meta", t0))
 	for _, id := range ids {

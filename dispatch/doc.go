@@ -1,7 +1,8 @@
 // Package dispatch delivers mailhook's webhook jobs from the outbox.
 //
-// The watcher turns a matched message into a Payload (NewPayload, Payload.Marshal) and commits the
-// bytes as the body of an outbox job; the body is stored once and never rebuilt. A Dispatcher runs
+// The watcher turns a matched message into a Payload (NewPayload) and a Formatter renders it in the
+// webhook's format (payload v1, Slack, Discord, Teams, GitHub repository_dispatch or a template;
+// format.go); the bytes are committed as the body of an outbox job, stored once and never rebuilt. A Dispatcher runs
 // workers per configured Endpoint that claim due jobs, POST the stored body signed per attempt
 // following the Standard Webhooks specification (webhook-id, webhook-timestamp, webhook-signature),
 // and record the outcome:
@@ -11,8 +12,9 @@
 //     durable schedule kept in the outbox (exponential backoff with full jitter between
 //     RetryPolicy.MinBackoff and MaxBackoff, never sooner than a Retry-After), until
 //     RetryPolicy.MaxAge after the job was created; then dead.
-//   - 3xx (redirects are never followed) and any other 4xx: dead at once. 410 is reported as
-//     "endpoint gone".
+//   - 3xx (redirects are never followed) and any other 4xx: dead at once. 410 also disables the
+//     endpoint, as does failing without a success for Endpoint.DisableAfter (health.go): its jobs
+//     are then held, in the store (EndpointStates), until it is enabled again.
 //
 // Delivery is at least once: a job is marked done only after the receiver answered 2xx, so a crash
 // in between sends it again, with the same webhook-id, which receivers use to deduplicate.

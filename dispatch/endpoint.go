@@ -21,6 +21,9 @@ const (
 	DefaultMaxBackoff       = time.Hour
 )
 
+// The defaults of Endpoint.ContentType and Endpoint.DisableAfter are ContentTypeJSON (format.go)
+// and DefaultDisableAfter (health.go).
+
 // Endpoint is one configured webhook receiver. Zero fields take the documented defaults.
 type Endpoint struct {
 	// Name identifies the endpoint in configuration, in the outbox (the job target) and in logs.
@@ -49,6 +52,13 @@ type Endpoint struct {
 	// refused by default at dial time so a webhook cannot reach the host's credentials service.
 	// Loopback and private ranges are always allowed.
 	AllowLinkLocal bool
+	// ContentType is the Content-Type of the stored bodies (default application/json; see
+	// Formatter.ContentType).
+	ContentType string
+	// DisableAfter is how long the endpoint may fail without a single success before it is
+	// disabled and its jobs held (default DefaultDisableAfter, 5 days). HTTP 410 Gone disables
+	// it at once.
+	DisableAfter time.Duration
 }
 
 // Header is one extra request header.
@@ -136,6 +146,18 @@ func (e Endpoint) withDefaults() (Endpoint, error) {
 		e.MaxResponseBytes = DefaultMaxResponseBytes
 	case e.MaxResponseBytes < 0:
 		return fail("max response bytes %d is negative", e.MaxResponseBytes)
+	}
+	switch {
+	case e.ContentType == "":
+		e.ContentType = ContentTypeJSON
+	case !validFieldValue(e.ContentType):
+		return fail("content type holds a control character")
+	}
+	switch {
+	case e.DisableAfter == 0:
+		e.DisableAfter = DefaultDisableAfter
+	case e.DisableAfter < 0:
+		return fail("disable_after %v is negative", e.DisableAfter)
 	}
 	if e.Retry, err = e.Retry.withDefaults(); err != nil {
 		return fail("%v", err)

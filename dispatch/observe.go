@@ -16,6 +16,7 @@ const (
 	OutcomeRetry       = "retry"       // a failure that may pass: the job is pending again, due later
 	OutcomeDead        = "dead"        // dead-lettered: permanent failure, or retries ran out
 	OutcomeInterrupted = "interrupted" // shutdown cut the delivery short: the job is pending again
+	OutcomeHeld        = "held"        // the endpoint is disabled: the job waits for it to be enabled
 )
 
 // Reasons returned by Event.DeadReason: a small fixed set, so they make safe metric labels.
@@ -25,6 +26,7 @@ const (
 	DeadMaxAge   = "max_age"         // retryable failures until the retry policy's MaxAge
 	DeadRefused  = "refused_address" // the URL resolves to a link-local or metadata address
 	DeadRemoved  = "webhook_removed" // the job's webhook is no longer configured
+	DeadSpool    = "spool_missing"   // the job's spooled attachment content is gone
 )
 
 // Event is one settled delivery attempt, reported to Options.Observe just before the outcome is
@@ -35,7 +37,8 @@ type Event struct {
 	Rule    string
 	Account string
 	Mailbox string
-	// State is the job's next state: store.StateDone, store.StatePending or store.StateDead.
+	// State is the job's next state: store.StateDone, store.StatePending, store.StateDead or
+	// store.StateHeld (its endpoint is disabled).
 	State string
 	// Status is the attempt status as recorded in the outbox: "http 503", "timeout", "network",
 	// "refused", "removed" or "canceled".
@@ -51,6 +54,8 @@ func (e Event) Outcome() string {
 		return OutcomeDelivered
 	case e.State == store.StateDead:
 		return OutcomeDead
+	case e.State == store.StateHeld:
+		return OutcomeHeld
 	case e.Status == "canceled":
 		return OutcomeInterrupted
 	default:
@@ -69,6 +74,8 @@ func (e Event) DeadReason() string {
 		return DeadRemoved
 	case "refused":
 		return DeadRefused
+	case "spool":
+		return DeadSpool
 	case "timeout", "network":
 		return DeadMaxAge
 	}

@@ -48,7 +48,9 @@ func TestObserveOutcomes(t *testing.T) {
 	})
 	var ev events
 	out := newFakeOutbox()
-	d := mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry}},
+	// The 410 goes to an endpoint of its own: it disables that endpoint.
+	d := mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry},
+		{Name: "old", URL: srv.URL, Secrets: [][]byte{key}}},
 		Options{Quick: noQuick, Observe: ev.observe})
 	if !d.Heartbeat().IsZero() {
 		t.Errorf("Heartbeat before Run = %v, want zero", d.Heartbeat())
@@ -57,7 +59,7 @@ func TestObserveOutcomes(t *testing.T) {
 	start(t, d)
 	t0 := time.Now()
 	out.add(newJob("msg_OK", "ci", t0), newJob("msg_RETRY", "ci", t0), newJob("msg_400", "ci", t0),
-		newJob("msg_410", "ci", t0), newJob("msg_GONE", "removed", t0))
+		newJob("msg_410", "old", t0), newJob("msg_GONE", "removed", t0))
 	out.waitState(t, "msg_OK", store.StateDone)
 	out.waitState(t, "msg_RETRY", store.StateDone)
 	out.waitState(t, "msg_400", store.StateDead)

@@ -29,6 +29,10 @@ const MaxHeaderBytes = 64 << 10
 const (
 	DefectBodyTruncated    = "body_truncated"
 	DefectHeadersTruncated = "headers_truncated"
+	// DefectAttachmentsTruncated: attachments a webhook with `attachments: inline` chose were
+	// shipped as metadata only, because they did not fit under max_inline_bytes (or under the
+	// account's max_message_size, so they were never fetched).
+	DefectAttachmentsTruncated = "attachments_truncated"
 )
 
 // BodyMode says which message bodies a webhook ships.
@@ -134,7 +138,8 @@ type Auth struct {
 	DMARC string `json:"dmarc"`
 }
 
-// Attachment describes one attachment; its content is not part of payload version 1.
+// Attachment describes one attachment, and carries its content when the webhook ships attachments
+// inline.
 type Attachment struct {
 	// Filename is the filename parameter of Content-Disposition (or name of Content-Type), decoded;
 	// "" when the part has none.
@@ -143,6 +148,12 @@ type Attachment struct {
 	ContentType string `json:"content_type"`
 	// Size is the encoded (transfer-encoded) size of the part in octets.
 	Size int64 `json:"size"`
+	// ContentBase64 is the part's content, decoded from its transfer encoding and encoded in
+	// standard base64 (RFC 4648 §4, padded, no line breaks). Present only when the webhook has
+	// `attachments: inline`, its attachments_when chose the attachment and it fitted under
+	// max_inline_bytes; a chosen attachment that did not fit has none, and then Truncated is true
+	// and Defects holds "attachments_truncated". See InlineFromSpool for how it is stored.
+	ContentBase64 string `json:"content_base64,omitempty"`
 }
 
 // NewPayload builds the payload version 1 for message m, matched by rule in (account, mailbox)
@@ -223,6 +234,19 @@ func NewPayload(id, rule, account, mailbox string, uidvalidity, uid uint32, m *m
 	slices.Sort(p.Defects)
 	p.Defects = slices.Compact(p.Defects)
 	return p
+}
+
+// OmitAttachments empties the attachment list, for a webhook with `attachments: none`.
+func (p *Payload) OmitAttachments() { p.Attachments = p.Attachments[:0] }
+
+// MarkAttachmentsTruncated records that chosen attachments were shipped as metadata only
+// (DefectAttachmentsTruncated).
+func (p *Payload) MarkAttachmentsTruncated() {
+	p.Truncated = true
+	if !slices.Contains(p.Defects, DefectAttachmentsTruncated) {
+		p.Defects = append(p.Defects, DefectAttachmentsTruncated)
+		slices.Sort(p.Defects)
+	}
 }
 
 // Marshal returns the JSON encoding of p as it is sent: valid UTF-8, no HTML escaping of <, > and

@@ -92,6 +92,7 @@ type ReplyDispatcher struct {
 	rand     func() float64
 	retry    RetryPolicy
 	observe  func(account, outcome string)
+	beats    beats // worker loop heartbeats, for Heartbeat
 }
 
 // replyAccount is a ReplyAccount with the lock that keeps its sends one at a time.
@@ -155,64 +156,42 @@ func NewReplyDispatcher(o ReplyOutbox, accounts []ReplyAccount, opts ReplyOption
 func (d *ReplyDispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, a := range d.order {
-		wg.Go(func() { d.serve(ctx, a, store.Selector{Kind: store.KindReply, Account: a.Name}) })
+		wg.Go(func() { d.worker(a).run(ctx) })
 	}
-	wg.Go(func() { d.serve(ctx, nil, store.Selector{Kind: store.KindReply}) })
+	wg.Go(func() { d.worker(nil).run(ctx) })
 	wg.Wait()
 	d.log.Debug("reply dispatcher stopped")
 	return nil
 }
 
-// serve claims and handles jobs matching sel until ctx is done (compare Dispatcher.serve).
-func (d *ReplyDispatcher) serve(ctx context.Context, a *replyAccount, sel store.Selector) {
-	storeWait, pastDue := time.Duration(0), 0
-	for ctx.Err() == nil {
-		wake := d.out.Wake()
-		if a != nil {
-			a.mu.Lock()
-		}
-		jobs, err := d.out.ClaimSelected(ctx, sel, d.now(), 1)
-		for _, j := range jobs {
-			if a != nil {
-				d.handle(ctx, a, j)
-			} else {
-				d.route(ctx, j)
-			}
-		}
-		if a != nil {
-			a.mu.Unlock()
-		}
-		if err == nil && len(jobs) > 0 {
-			storeWait, pastDue = 0, 0
-			continue
-		}
-		var next time.Time
-		ok := false
-		if err == nil {
-			next, ok, err = d.out.NextDueSelected(ctx, sel)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			storeWait = min(max(2*storeWait, minStoreRetry), maxStoreRetry)
-			d.log.Error("outbox unavailable", "err", err, "retry_in", storeWait)
-			sleep(ctx, nil, storeWait)
-			continue
-		}
-		storeWait = 0
-		delay := recheck
-		if ok {
-			if delay = next.Sub(d.now()); delay <= 0 {
-				delay = min(minPastDue<<min(pastDue, 16), maxPastDue)
-				pastDue++
-			} else {
-				pastDue = 0
-				delay = min(delay, recheck)
-			}
-		}
-		sleep(ctx, wake, delay)
+// Heartbeat returns the oldest of the times at which each running worker last began a round of
+// its loop, or the zero time when Run is not running (see Dispatcher.Heartbeat). A worker goes
+// round at least every 30 s while idle, and after every reply, which the Sender's timeouts bound.
+func (d *ReplyDispatcher) Heartbeat() time.Time { return d.beats.oldest() }
+
+// worker returns the loop of account a's worker, which sends the account's replies one at a time
+// under the account's lock (held from before Claim until the job is finished), or of the
+// any-account worker when a is nil.
+func (d *ReplyDispatcher) worker(a *replyAccount) *pump {
+	sel := store.Selector{Kind: store.KindReply}
+	p := &pump{
+		log:    d.log,
+		now:    d.now,
+		wake:   d.out.Wake,
+		beats:  &d.beats,
+		handle: d.route,
 	}
+	if a != nil {
+		sel.Account = a.Name
+		p.acquire = func(context.Context) int { a.mu.Lock(); return 1 }
+		p.release = func(int) { a.mu.Unlock() }
+		p.handle = func(ctx context.Context, j store.Job) { d.handle(ctx, a, j) }
+	}
+	p.claim = func(ctx context.Context, now time.Time, max int) ([]store.Job, error) {
+		return d.out.ClaimSelected(ctx, sel, now, max)
+	}
+	p.nextDue = func(ctx context.Context) (time.Time, bool, error) { return d.out.NextDueSelected(ctx, sel) }
+	return p
 }
 
 // route handles a job claimed by the any-account worker.

@@ -61,26 +61,51 @@ func (sel Selector) where() (string, []any) {
 	return b.String(), args
 }
 
+// claimQuery selects the ids of up to ? (the last argument) claimable jobs due at ? (the first)
+// that match the Selector conditions cond (see where), in due order.
+func claimQuery(cond string) string {
+	return `SELECT j.id FROM jobs j
+WHERE j.state = 'pending' AND j.next_at <= ?` + cond + ` AND NOT ` + blocked + `
+ORDER BY j.next_at, j.seq LIMIT ?`
+}
+
+// nextDueQuery selects the earliest next_at of the pending jobs matching cond that no dependency
+// holds. MIN(next_at) would visit every pending job; walking the due index in order stops at the
+// first one.
+func nextDueQuery(cond string) string {
+	return `SELECT j.next_at FROM jobs j
+WHERE j.state = 'pending'` + cond + ` AND NOT ` + blocked + ` ORDER BY j.next_at LIMIT 1`
+}
+
 // Claim is ClaimSelected for jobs of one kind and, unless target is "", one target.
 func (s *Store) Claim(ctx context.Context, kind, target string, now time.Time, max int) ([]Job, error) {
 	return s.ClaimSelected(ctx, Selector{Kind: kind, Target: target}, now, max)
 }
 
 // ClaimSelected atomically moves up to max claimable jobs matching sel — pending, next_at ≤ now,
-// every dependency done — to in_flight, oldest first (insertion order), increments their attempts
+// every dependency done — to in_flight, in due order (earliest next_at first; insertion order among
+// jobs due at the same time, so a backlog goes oldest first), increments their attempts
 // and returns them with Body and DependsOn. Concurrent claimers never receive the same job. A
 // claimed job must be settled with Finish; if the process dies first, the next Open recovers it.
 // It returns no jobs (and no error) when none is claimable.
+//
+// Due order is the order of the jobs_due and jobs_due_any indexes (kind, [target,] next_at, and
+// seq as the rowid), so a claim reads only the jobs it returns and those ahead of them that
+// dependencies hold, however long the backlog; ordering by seq alone would sort every pending job.
 func (s *Store) ClaimSelected(ctx context.Context, sel Selector, now time.Time, max int) ([]Job, error) {
 	if max <= 0 {
 		return nil, nil
 	}
 	cond, args := sel.where()
+	stmts, err := s.preparedAll(ctx, claimQuery(cond),
+		`UPDATE jobs SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?`,
+		`SELECT `+jobColumns+`, j.body FROM jobs j WHERE j.id = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs (kind %q, target %q): %w", sel.Kind, sel.Target, err)
+	}
 	var jobs []Job
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT j.id FROM jobs j
-WHERE j.state = 'pending' AND j.next_at <= ?`+cond+` AND NOT `+blocked+`
-ORDER BY j.seq LIMIT ?`, append(append([]any{dbTime(now)}, args...), max)...)
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, stmts[0]).QueryContext(ctx, append(append([]any{dbTime(now)}, args...), max)...)
 		if err != nil {
 			return err
 		}
@@ -99,13 +124,12 @@ ORDER BY j.seq LIMIT ?`, append(append([]any{dbTime(now)}, args...), max)...)
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		update, read := tx.StmtContext(ctx, stmts[1]), tx.StmtContext(ctx, stmts[2])
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `UPDATE jobs
-SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?`, dbTime(now), id); err != nil {
+			if _, err := update.ExecContext(ctx, dbTime(now), id); err != nil {
 				return err
 			}
-			j, err := scanJob(tx.QueryRowContext(ctx,
-				`SELECT `+jobColumns+`, j.body FROM jobs j WHERE j.id = ?`, id), true)
+			j, err := scanJob(read.QueryRowContext(ctx, id), true)
 			if err != nil {
 				return err
 			}
@@ -126,6 +150,10 @@ SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?`, 
 // one leaves next_at as it was. A job that is not in flight gives an error wrapping ErrState (an
 // operator dropped or requeued it meanwhile, or a bug), a missing one ErrNotFound.
 // Finishing to done or pending fires Wake (dependents may now be claimable; a retry changed NextDue).
+//
+// Concurrent Finishes share one transaction (group commit; see groupcommit.go): Finish returns
+// once the transaction holding its change has committed, so a nil error still means durable. It
+// may wait for a commit already under way, whatever ctx says; a ctx done before the call fails it.
 func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, a Attempt) error {
 	switch state {
 	case StatePending, StateDone, StateDead, StateUnknown, StateHeld:
@@ -144,26 +172,7 @@ func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, 
 	if !nextAt.IsZero() {
 		next = dbTime(nextAt)
 	}
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		if err := expectState(ctx, tx, id, StateInFlight); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs
-SET state = ?, next_at = COALESCE(?, next_at), last_error = ?, updated_at = ? WHERE id = ?`,
-			state, next, a.Error, dbTime(now), id); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO attempts (job_id, at, status, error) VALUES (?, ?, ?, ?)`,
-			id, dbTime(at), a.Status, a.Error)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("finish job %s as %s: %w", id, state, err)
-	}
-	if state == StateDone || state == StatePending {
-		s.broadcast()
-	}
-	return nil
+	return s.finishGrouped(ctx, &finishOp{id: id, state: state, next: next, at: dbTime(at), now: dbTime(now), a: a})
 }
 
 // expectState fails with ErrNotFound or ErrState unless job id is in one of states.
@@ -196,8 +205,10 @@ func (s *Store) NextDue(ctx context.Context, kind, target string) (time.Time, bo
 func (s *Store) NextDueSelected(ctx context.Context, sel Selector) (time.Time, bool, error) {
 	cond, args := sel.where()
 	var next sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MIN(j.next_at) FROM jobs j
-WHERE j.state = 'pending'`+cond+` AND NOT `+blocked, args...).Scan(&next)
+	err := s.db.QueryRowContext(ctx, nextDueQuery(cond), args...).Scan(&next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due job (kind %q, target %q): %w", sel.Kind, sel.Target, err)
 	}

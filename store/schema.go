@@ -126,6 +126,24 @@ CREATE TABLE budget_state (
 	updated_at      INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+		// Webhook endpoint health: when an endpoint was disabled (HTTP 410, or failing without a
+		// success for its disable_after period) and why, and since when it has been failing; see
+		// endpoints.go. An endpoint without a row is enabled and healthy.
+		`
+CREATE TABLE endpoints (
+	name          TEXT    NOT NULL PRIMARY KEY, -- the webhook name (jobs.target)
+	disabled_at   INTEGER NOT NULL,             -- 0 = enabled
+	reason        TEXT    NOT NULL,             -- why it was disabled; '' when enabled
+	failing_since INTEGER NOT NULL,             -- first failure since the last success; 0 = not failing
+	updated_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+		// Claiming and NextDue across targets (the any-target webhook worker, replies by account,
+		// post-actions by mailbox) in due order without sorting every pending job of the kind; see
+		// ClaimSelected.
+		`
+CREATE INDEX jobs_due_any ON jobs (kind, next_at) WHERE state = 'pending';
+`,
 	}
 }
 

@@ -47,6 +47,9 @@ type Store struct {
 	wake      chan struct{} // closed and replaced by broadcast
 	lastPrune time.Time
 	closed    bool
+
+	finishes finishQueue // Finish's group commit (groupcommit.go)
+	stmts    stmtCache   // prepared statements of the hot paths (stmts.go)
 }
 
 // Open opens the state in dir with default [Options]; see [OpenWith].

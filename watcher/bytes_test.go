@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -30,9 +34,11 @@ const (
 
 // bigMail is one generated message and the sizes the bounds are built from.
 type bigMail struct {
-	raw        []byte
-	header     int // octets of the header section, blank line included
-	textOctets int // encoded octets of the text/plain part, as BODYSTRUCTURE reports them
+	raw          []byte
+	header       int // octets of the header section, blank line included
+	textOctets   int // encoded octets of the text/plain part, as BODYSTRUCTURE reports them
+	attachOctets int // encoded octets of the attachment (base64 lines with their CRLFs)
+	attachBytes  int // decoded octets of the attachment
 }
 
 // bigMessage builds message i: a realistic Gmail-sized header section (Received chain, DKIM and
@@ -64,6 +70,7 @@ func bigMessage(i, attach int) bigMail {
 	pdf := bytes.Repeat([]byte("%PDF-1.7 scan "), attach*3/4/14+1)
 	enc := base64.StdEncoding.EncodeToString(pdf)
 	enc = enc[:attach/78*76] // whole 76-character lines: attach octets with CRLFs, give or take a line
+	decoded := len(enc) / 4 * 3
 	var b strings.Builder
 	b.WriteString(h.String())
 	b.WriteString("--mix\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n")
@@ -73,13 +80,16 @@ func bigMessage(i, attach int) bigMail {
 	b.WriteString(html)
 	b.WriteString("\r\n--alt--\r\n\r\n--mix\r\nContent-Type: application/pdf; name=\"scan.pdf\"\r\n" +
 		"Content-Disposition: attachment; filename=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	attachStart := b.Len()
 	for len(enc) > 0 {
 		n := min(76, len(enc))
 		b.WriteString(enc[:n] + "\r\n")
 		enc = enc[n:]
 	}
+	attachOctets := b.Len() - attachStart
 	b.WriteString("--mix--\r\n")
-	return bigMail{raw: []byte(b.String()), header: header, textOctets: len(text)}
+	return bigMail{raw: []byte(b.String()), header: header, textOctets: len(text),
+		attachOctets: attachOctets, attachBytes: decoded}
 }
 
 func fold(s string) string {
@@ -195,7 +205,7 @@ type planRun struct {
 
 // runPlan runs a fresh watcher with plan over the whole INBOX until every message is handled,
 // stops it, and returns the bytes Dovecot served to its session and the watcher's own count.
-func runPlan(tb testing.TB, srv *testmail.Dovecot, plan watcher.Plan, want int) (planRun, *recorder) {
+func runPlan(tb testing.TB, srv *testmail.Dovecot, plan watcher.Plan, want int, opts ...func(*watcher.Config, *recorder)) (planRun, *recorder) {
 	tb.Helper()
 	_, before := srv.LogoutBytes()
 	logs := &syncBuffer{}
@@ -203,6 +213,9 @@ func runPlan(tb testing.TB, srv *testmail.Dovecot, plan watcher.Plan, want int) 
 	cfg.Start = watcher.StartAll
 	cfg.Plan = plan
 	rec := newRecorder()
+	for _, o := range opts {
+		o(&cfg, rec)
+	}
 	w, err := watcher.New(cfg, newFakeState(), rec)
 	if err != nil {
 		tb.Fatal(err)
@@ -232,9 +245,14 @@ func runPlan(tb testing.TB, srv *testmail.Dovecot, plan watcher.Plan, want int) 
 type fetchFigures struct {
 	mail                     int64 // bytes of mail (sum of message sizes)
 	headers, text, structure int64
-	none, textPlan           planRun
+	attach                   int64 // encoded octets of the attachments
+	none, textPlan, inline   planRun
 	naive                    int64
 	recNone, recText         *recorder
+	// spooled are the sizes of the files the inline plan spooled, by UID; attachBytes the
+	// decoded size of each attachment.
+	spooled     map[uint32][]int64
+	attachBytes int64
 }
 
 func measureFetchBytes(tb testing.TB) fetchFigures {
@@ -248,10 +266,31 @@ func measureFetchBytes(tb testing.TB) fetchFigures {
 		f.mail += int64(len(m.raw))
 		f.headers += int64(m.header)
 		f.text += int64(m.textOctets)
+		f.attach += int64(m.attachOctets)
+		f.attachBytes = int64(m.attachBytes)
 	}
 	f.structure = structureBytes(tb, srv)
 	f.none, f.recNone = runPlan(tb, srv, watcher.Plan{}, bigCount)
 	f.textPlan, f.recText = runPlan(tb, srv, watcher.Plan{Text: true}, bigCount)
+	// A webhook with attachments: inline: the attachment content is streamed into the spool.
+	var mu sync.Mutex
+	f.spooled = map[uint32][]int64{}
+	all := func(ev *watcher.Event) []message.Attachment { return ev.Message.Attachments }
+	f.inline, _ = runPlan(tb, srv, watcher.Plan{Inline: all}, bigCount, func(c *watcher.Config, r *recorder) {
+		c.SpoolDir = filepath.Join(tb.TempDir(), "spool")
+		r.hook = func(ev *watcher.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, path := range ev.Spooled {
+				fi, err := os.Stat(path)
+				if err != nil {
+					tb.Errorf("uid %d: %v", ev.UID, err)
+					continue
+				}
+				f.spooled[ev.UID] = append(f.spooled[ev.UID], fi.Size())
+			}
+		}
+	})
 	f.naive = naiveFetchBytes(tb, srv)
 	return f
 }
@@ -259,7 +298,9 @@ func measureFetchBytes(tb testing.TB) fetchFigures {
 // TestDovecotFetchBytes covers the byte bounds of issue 3 and REQUIREMENTS A23's counting: a
 // header-only plan is served at most header + BODYSTRUCTURE + 1 KiB per message; a text plan
 // only the text part's octets more; the watcher's own count agrees with Dovecot's within 2 %.
-// (The third case of the issue, attachments shipped inline, waits for inline attachments.)
+// Third case, a webhook with attachments: inline: the attachment octets are served once (no
+// more than header-only + the attachments' octets + 1 KiB per message, no less than header-only
+// + the attachments), every message's attachment is spooled decoded, and the count agrees too.
 func TestDovecotFetchBytes(t *testing.T) {
 	f := measureFetchBytes(t)
 	slack := int64(bigCount * 1024)
@@ -274,7 +315,23 @@ func TestDovecotFetchBytes(t *testing.T) {
 		t.Errorf("text plan served %d bytes, less than header-only %d + text %d: text not fetched?",
 			f.textPlan.served, f.none.served, f.text)
 	}
-	for name, r := range map[string]planRun{"header-only": f.none, "text": f.textPlan} {
+	if max := f.none.served + f.attach + slack; f.inline.served > max {
+		t.Errorf("inline plan: served %d bytes, want ≤ %d (header-only %d + attachments %d + 1 KiB/message): fetched more than once?",
+			f.inline.served, max, f.none.served, f.attach)
+	}
+	if f.inline.served < f.none.served+f.attach {
+		t.Errorf("inline plan served %d bytes, less than header-only %d + attachments %d: content not fetched?",
+			f.inline.served, f.none.served, f.attach)
+	}
+	if len(f.spooled) != bigCount {
+		t.Errorf("inline plan spooled attachments of %d messages, want %d", len(f.spooled), bigCount)
+	}
+	for uid, sizes := range f.spooled {
+		if len(sizes) != 1 || sizes[0] != f.attachBytes {
+			t.Errorf("uid %d: spooled files of %v octets, want one of %d (decoded)", uid, sizes, f.attachBytes)
+		}
+	}
+	for name, r := range map[string]planRun{"header-only": f.none, "text": f.textPlan, "inline": f.inline} {
 		if diff := float64(r.counted-r.served) / float64(r.served); diff < -0.02 || diff > 0.02 {
 			t.Errorf("%s plan: mailhook counted %d bytes, Dovecot served %d (%.2f %%): want within 2 %%",
 				name, r.counted, r.served, 100*diff)
@@ -299,9 +356,10 @@ func TestDovecotFetchBytes(t *testing.T) {
 	f.recText.mu.Unlock()
 	t.Logf("mail %d bytes in %d messages (headers %d, BODYSTRUCTURE responses %d, text parts %d)",
 		f.mail, bigCount, f.headers, f.structure, f.text)
-	t.Logf("served ÷ mail: header-only %.5f (%d B; mailhook counted %d), text %.5f (%d B; counted %d), naive whole-message %.4f (%d B)",
+	t.Logf("served ÷ mail: header-only %.5f (%d B; mailhook counted %d), text %.5f (%d B; counted %d), inline %.4f (%d B; counted %d; attachments %d B), naive whole-message %.4f (%d B)",
 		ratio(f.none.served, f.mail), f.none.served, f.none.counted,
 		ratio(f.textPlan.served, f.mail), f.textPlan.served, f.textPlan.counted,
+		ratio(f.inline.served, f.mail), f.inline.served, f.inline.counted, f.attach,
 		ratio(f.naive, f.mail), f.naive)
 }
 
@@ -316,6 +374,7 @@ func BenchmarkFetchBytes(b *testing.B) {
 	}
 	b.ReportMetric(ratio(f.none.served, f.mail), "headeronly-served/mail")
 	b.ReportMetric(ratio(f.textPlan.served, f.mail), "text-served/mail")
+	b.ReportMetric(ratio(f.inline.served, f.mail), "inline-served/mail")
 	b.ReportMetric(ratio(f.naive, f.mail), "naive-served/mail")
 	b.ReportMetric(float64(f.none.served)/bigCount, "headeronly-B/msg")
 	b.ReportMetric(float64(f.textPlan.served)/bigCount, "text-B/msg")

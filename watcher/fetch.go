@@ -221,14 +221,19 @@ func readCapped(lit imap.LiteralReader, capBytes int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// process runs the second pass for one message when the Plan asks for body parts, then builds
-// and delivers it.
+// process runs the second pass for one message when the Plan asks for body parts, builds it,
+// spools the attachment content Plan.Inline asks for, and delivers it.
 func (s *session) process(ctx context.Context, f *fetched) error {
 	m, err := s.build(ctx, f)
 	if err != nil {
 		return err
 	}
-	return s.deliver(ctx, f.uid, f.date, m)
+	sp, err := s.spool(ctx, f, m)
+	if err != nil {
+		return err
+	}
+	defer s.w.removeSpool(sp)
+	return s.deliver(ctx, f.uid, f.date, m, sp.paths())
 }
 
 // build runs the second pass for one message when the Plan asks for body parts, and builds the
@@ -317,6 +322,7 @@ func (s *session) fetchParts(ctx context.Context, f *fetched, p *message.Pieces)
 		return nil // expunged meanwhile: deliver what the first pass saw
 	}
 	p.Parts = g.parts
+	f.parts = g.parts // what the size cap has left for attachments (spool) is counted from these
 	for sec, b := range g.parts {
 		if _, known := sizes[sec]; !known && int64(len(b)) >= capBytes {
 			p.PartialParts[sec] = true
@@ -353,7 +359,7 @@ func (s *session) degraded(ctx context.Context, uid uint32) error {
 	fmt.Fprintf(sum, "fetch_failed\x00%s\x00%s\x00", w.cfg.Account, w.cfg.Mailbox)
 	binary.Write(sum, binary.BigEndian, [2]uint32{s.validity, uid})
 	m.Key = hex.EncodeToString(sum.Sum(nil))
-	if err := s.deliver(ctx, uid, f.date, m); err != nil {
+	if err := s.deliver(ctx, uid, f.date, m, nil); err != nil {
 		return err
 	}
 	if fetchErr != nil {
@@ -362,9 +368,10 @@ func (s *session) degraded(ctx context.Context, uid uint32) error {
 	return nil
 }
 
-// deliver hands a built message to the Handler, unless its key was already processed, and
-// commits its jobs with the advanced checkpoint in one State transaction.
-func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *message.Message) error {
+// deliver hands a built message (with its spooled attachment files, if any) to the Handler,
+// unless its key was already processed, and commits its jobs with the advanced checkpoint in one
+// State transaction.
+func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *message.Message, spooled map[string]string) error {
 	w := s.w
 	cfg := &w.cfg
 	failpoint.Hit("after_fetch")
@@ -377,7 +384,7 @@ func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *me
 	if seen {
 		w.log.Info("message already processed; skipping", "uid", uid, "message_id", m.MessageID)
 	} else {
-		ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m}
+		ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m, Spooled: spooled}
 		if jobs, err = w.h.Handle(ctx, ev); err != nil {
 			return fmt.Errorf("handle uid %d: %w", uid, err)
 		}

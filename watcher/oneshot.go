@@ -36,7 +36,9 @@ type Selection struct {
 //
 // It returns fn's first error, or a connection, protocol or budget error: when cfg.Budget
 // refuses a fetch, FetchMessages stops with an error saying until when, having called fn for the
-// messages before. Events carry the mailbox's current UIDVALIDITY.
+// messages before. Events carry the mailbox's current UIDVALIDITY. Attachment content that
+// cfg.Plan.Inline asks for is spooled under cfg.SpoolDir as in Run (Event.Spooled) and removed
+// when fn returns.
 func FetchMessages(ctx context.Context, cfg Config, sel Selection, fn func(ctx context.Context, ev *Event) error) error {
 	if fn == nil {
 		return errors.New("watcher: FetchMessages needs a callback")
@@ -104,9 +106,19 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 			if err != nil {
 				return err
 			}
+			sp, err := s.spool(ctx, f, m)
+			if errors.Is(err, errThrottled) {
+				return s.throttledErr()
+			}
+			if err != nil {
+				return err
+			}
 			s.dog.set(dogOff) // nothing is owed by the server while fn runs
-			ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m}
-			if err := fn(ctx, ev); err != nil {
+			ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m,
+				Spooled: sp.paths()}
+			err = fn(ctx, ev)
+			w.removeSpool(sp)
+			if err != nil {
 				return err
 			}
 		}

@@ -29,6 +29,9 @@
 //     (StateThrottled, the checkpoint where it was) and resumes when the window allows, skipping
 //     nothing. Nothing of a message beyond Config.MaxMessageSize is fetched, and a server literal
 //     larger than that drops the connection (budget.go, throttle.go).
+//   - Attachment content is fetched only as Plan.Inline chooses, once per message, streamed through
+//     its transfer decoding into fsynced files under Config.SpoolDir that the Handler sees before
+//     the commit and that are removed after it (spool.go); it is never held whole in memory.
 package watcher
 
 import (
@@ -94,6 +97,13 @@ type Backoff struct {
 type Plan struct {
 	Text bool // text/plain parts
 	HTML bool // text/html parts
+	// Inline, when set together with Config.SpoolDir, chooses the attachments whose content the
+	// Handler ships (webhooks with `attachments: inline`). It is called once per message, after
+	// the second pass, with the event the Handler will get (Spooled still nil), and must be quick
+	// and do no I/O. The watcher streams the chosen parts, decoded from their transfer encoding,
+	// into files under SpoolDir (spool.go) and hands them to the Handler in Event.Spooled. nil:
+	// no attachment content is ever fetched.
+	Inline func(ev *Event) []message.Attachment
 }
 
 // Config configures one Watcher. Account, Mailbox, Addr and Username are required.
@@ -128,7 +138,10 @@ type Config struct {
 	// move, copy), which the watcher runs between IDLE cycles on its own connection; see
 	// postaction.go. nil means the watcher runs none.
 	PostActions PostActions
-	Logger      *slog.Logger // nil discards
+	// SpoolDir is the directory where the content of the attachments Plan.Inline chooses is
+	// streamed (created if missing). "" means no attachment content is fetched.
+	SpoolDir string
+	Logger   *slog.Logger // nil discards
 
 	// Version and Contact are sent in the RFC 2971 ID command (name "mailhook"); Contact goes in
 	// the "support-url" field. Defaults: "dev" and DefaultContact.
@@ -171,6 +184,12 @@ type Event struct {
 	Account, Mailbox string
 	UIDValidity, UID uint32
 	Message          *message.Message
+	// Spooled maps the IMAP section of each attachment fetched for Plan.Inline to the file holding
+	// its content, decoded from its transfer encoding and fsynced. The files are removed once the
+	// message is committed (or abandoned): a Handler that ships them links or copies them before
+	// returning. A chosen attachment missing here was not fetched (it did not fit under
+	// MaxMessageSize, or the plan had no spool).
+	Spooled map[string]string
 }
 
 // Handler turns a new message into outbox jobs. It must not keep ev after returning. An error

@@ -192,11 +192,12 @@ type Webhook struct {
 	Secrets         []string      `mapstructure:"secrets"`
 	SecretFile      string        `mapstructure:"secret_file"`
 	Headers         []Header      `mapstructure:"headers"`
-	Format          string        `mapstructure:"format"`           // only FormatJSON so far
+	Format          string        `mapstructure:"format"`           // json | slack | discord | teams | github | template; default json
 	Body            string        `mapstructure:"body"`             // none | text | html | both; default text
 	MaxBodyBytes    ByteSize      `mapstructure:"max_body_bytes"`   // per body part; default 256KiB
-	Attachments     string        `mapstructure:"attachments"`      // none | metadata; default metadata
-	AttachmentsWhen string        `mapstructure:"attachments_when"` // reserved for attachments: inline
+	Attachments     string        `mapstructure:"attachments"`      // none | metadata | inline; default metadata
+	AttachmentsWhen string        `mapstructure:"attachments_when"` // with inline: which ones (expr over filename, content_type, size)
+	MaxInlineBytes  ByteSize      `mapstructure:"max_inline_bytes"` // with inline: per message; default 10MB
 	Timeout         time.Duration `mapstructure:"timeout"`          // per attempt; default 15s, at most 30s
 	Retry           RetryConfig   `mapstructure:"retry"`
 	// Insecure allows a plain http URL to a host that is not loopback (REQUIREMENTS D84).
@@ -205,6 +206,17 @@ type Webhook struct {
 	// are refused at dial time otherwise (REQUIREMENTS D83).
 	AllowLinkLocal bool `mapstructure:"allow_link_local"`
 	Concurrency    int  `mapstructure:"concurrency"` // deliveries in flight at once; default 4
+	// Template is the Go text/template of format: template (or TemplateFile, read into it by
+	// LoadConfig); ContentType its Content-Type (default application/json, which requires the
+	// output to be valid JSON). EventType is the repository_dispatch event_type of format: github
+	// (default the rule's name). See formats.go.
+	Template     string `mapstructure:"template"`
+	TemplateFile string `mapstructure:"template_file"`
+	ContentType  string `mapstructure:"content_type"`
+	EventType    string `mapstructure:"event_type"`
+	// DisableAfter disables the endpoint (its jobs are held) once it has failed without a single
+	// success for this long (REQUIREMENTS D87); default 120h. HTTP 410 disables it at once.
+	DisableAfter time.Duration `mapstructure:"disable_after"`
 }
 
 // SigningSecrets returns the whsec_ secrets to sign with, in order: Secrets, or Secret alone.
@@ -218,10 +230,12 @@ func (w *Webhook) SigningSecrets() []string {
 	return nil
 }
 
-// Header is one extra request header sent with every delivery of a webhook.
+// Header is one extra request header sent with every delivery of a webhook. Its value is never
+// logged; ValueFile (read into Value by LoadConfig, never expanded) keeps a token out of the file.
 type Header struct {
-	Name  string `mapstructure:"name"`
-	Value string `mapstructure:"value"`
+	Name      string `mapstructure:"name"`
+	Value     string `mapstructure:"value"`
+	ValueFile string `mapstructure:"value_file"`
 }
 
 // RetryConfig is a webhook's retry schedule: exponential backoff with jitter between MinBackoff and
@@ -372,6 +386,7 @@ const (
 	defaultWebhookBody        = BodyText
 	defaultWebhookAttachments = AttachmentsMetadata
 	defaultMaxBodyBytes       = 256 * KiB
+	defaultMaxInlineBytes     = 10 * MB
 	defaultWebhookTimeout     = 15 * time.Second
 	maxWebhookTimeout         = 30 * time.Second // REQUIREMENTS D77
 	defaultRetryMaxAge        = 72 * time.Hour
@@ -846,6 +861,11 @@ func (c *Config) readFiles() error {
 			continue
 		}
 		readSecretFile(&p, path, "secret", &w.Secret, w.SecretFile)
+		for j := range w.Headers {
+			h := &w.Headers[j]
+			readSecretFile(&p, fmt.Sprintf("%s.headers[%d]", path, j), "value", &h.Value, h.ValueFile)
+		}
+		readTemplateFile(&p, path, w) // formats.go
 	}
 	return p.err()
 }
@@ -1101,6 +1121,9 @@ func (w *Webhook) applyDefaults(path string, warnings *[]string) {
 	if w.Attachments == "" {
 		w.Attachments = defaultWebhookAttachments
 	}
+	if w.MaxInlineBytes == 0 {
+		w.MaxInlineBytes = defaultMaxInlineBytes
+	}
 	if w.Timeout == 0 {
 		w.Timeout = defaultWebhookTimeout
 	}
@@ -1115,6 +1138,9 @@ func (w *Webhook) applyDefaults(path string, warnings *[]string) {
 	}
 	if w.Concurrency == 0 {
 		w.Concurrency = defaultConcurrency
+	}
+	if w.DisableAfter == 0 {
+		w.DisableAfter = dispatch.DefaultDisableAfter
 	}
 	if w.Insecure {
 		if u, err := url.Parse(w.URL); err == nil && strings.EqualFold(u.Scheme, "http") && u.Hostname() != "" && !isLoopback(u.Hostname()) {
@@ -1462,27 +1488,12 @@ func (w *Webhook) validate(p *problems, path string) {
 		}
 	}
 
-	switch w.Format {
-	case FormatJSON:
-	case "slack", "discord", "teams", "github", "template":
-		p.add(path+".format", "%q is not supported yet (only json)", w.Format)
-	default:
-		p.add(path+".format", "%q is not a known format (only json is supported)", w.Format)
-	}
+	w.validateFormat(p, path) // formats.go
 	oneOf(p, path+".body", w.Body, BodyNone, BodyText, BodyHTML, BodyBoth)
 	if w.MaxBodyBytes <= 0 {
 		p.add(path+".max_body_bytes", "must be positive")
 	}
-	switch w.Attachments {
-	case AttachmentsNone, AttachmentsMetadata:
-	case AttachmentsInline:
-		p.add(path+".attachments", "inline is not supported yet (none or metadata)")
-	default:
-		p.add(path+".attachments", "%q is not one of none, metadata", w.Attachments)
-	}
-	if w.AttachmentsWhen != "" {
-		p.add(path+".attachments_when", "applies only to attachments: inline, which is not supported yet")
-	}
+	w.validateAttachments(p, path) // attachments.go
 	if w.Timeout <= 0 || w.Timeout > maxWebhookTimeout {
 		p.add(path+".timeout", "%s is outside (0, %s]", w.Timeout, maxWebhookTimeout)
 	}
@@ -1496,6 +1507,7 @@ func (w *Webhook) validate(p *problems, path string) {
 	if w.Concurrency < 1 || w.Concurrency > maxConcurrency {
 		p.add(path+".concurrency", "%d is outside 1–%d", w.Concurrency, maxConcurrency)
 	}
+	positive(p, path+".disable_after", w.DisableAfter)
 }
 
 // validateWebhookURL checks a webhook URL without ever echoing it: it may carry a token.

@@ -624,13 +624,31 @@ func TestValidate(t *testing.T) {
 		{"header name", func(c *Config) { c.Webhooks[0].Headers = []Header{{Name: "X Bad", Value: "v"}} }, `webhooks[0] "ci".headers[0].name`, "not a valid header name"},
 		{"header reserved", func(c *Config) { c.Webhooks[0].Headers = []Header{{Name: "Webhook-Signature", Value: "v"}} }, `webhooks[0] "ci".headers[0].name`, "cannot be overridden"},
 		{"header value", func(c *Config) { c.Webhooks[0].Headers = []Header{{Name: "X-A", Value: "a\r\nB: c"}} }, `webhooks[0] "ci".headers[0].value`, "CR, LF"},
-		{"format later", func(c *Config) { c.Webhooks[0].Format = "slack" }, `webhooks[0] "ci".format`, "not supported yet"},
-		{"format unknown", func(c *Config) { c.Webhooks[0].Format = "xml" }, `webhooks[0] "ci".format`, "not a known format"},
+		{"format unknown", func(c *Config) { c.Webhooks[0].Format = "xml" }, `webhooks[0] "ci".format`, "not one of json, slack"},
+		{"template missing", func(c *Config) { c.Webhooks[0].Format = "template" }, `webhooks[0] "ci".template`, "required"},
+		{"template not JSON", func(c *Config) { c.Webhooks[0].Format, c.Webhooks[0].Template = "template", `{"s": "{{ .Subject }}"}` },
+			`webhooks[0] "ci".template`, "not valid JSON"},
+		{"template field", func(c *Config) { c.Webhooks[0].Format, c.Webhooks[0].Template = "template", `{{ json .Sbject }}` },
+			`webhooks[0] "ci".template`, "Sbject"},
+		{"template on json", func(c *Config) { c.Webhooks[0].Template = `{}` }, `webhooks[0] "ci".template`, "only to format: template"},
+		{"content_type", func(c *Config) { c.Webhooks[0].Format, c.Webhooks[0].ContentType = "slack", "text/plain" },
+			`webhooks[0] "ci".content_type`, "only to format: template"},
+		{"event_type", func(c *Config) { c.Webhooks[0].Format, c.Webhooks[0].EventType = "github", strings.Repeat("e", 101) },
+			`webhooks[0] "ci".event_type`, "longer than 100"},
+		{"inline needs json", func(c *Config) { c.Webhooks[0].Format, c.Webhooks[0].Attachments = "slack", AttachmentsInline },
+			`webhooks[0] "ci".attachments`, "inline needs format: json"},
+		{"disable_after", func(c *Config) { c.Webhooks[0].DisableAfter = -time.Hour }, `webhooks[0] "ci".disable_after`, "positive"},
 		{"body", func(c *Config) { c.Webhooks[0].Body = "all" }, `webhooks[0] "ci".body`, "not one of none, text, html, both"},
 		{"max body bytes", func(c *Config) { c.Webhooks[0].MaxBodyBytes = -1 }, `webhooks[0] "ci".max_body_bytes`, "positive"},
-		{"attachments inline", func(c *Config) { c.Webhooks[0].Attachments = AttachmentsInline }, `webhooks[0] "ci".attachments`, "not supported yet"},
-		{"attachments unknown", func(c *Config) { c.Webhooks[0].Attachments = "all" }, `webhooks[0] "ci".attachments`, "not one of none, metadata"},
-		{"attachments_when", func(c *Config) { c.Webhooks[0].AttachmentsWhen = "true" }, `webhooks[0] "ci".attachments_when`, "not supported yet"},
+		{"attachments unknown", func(c *Config) { c.Webhooks[0].Attachments = "all" }, `webhooks[0] "ci".attachments`, "not one of none, metadata, inline"},
+		{"attachments_when without inline", func(c *Config) { c.Webhooks[0].AttachmentsWhen = "true" }, `webhooks[0] "ci".attachments_when`, "only to attachments: inline"},
+		{"attachments_when typo", func(c *Config) {
+			c.Webhooks[0].Attachments, c.Webhooks[0].AttachmentsWhen = AttachmentsInline, `content_tpye == "application/pdf"`
+		}, `webhooks[0] "ci".attachments_when`, "unknown name content_tpye (1:1)\n | content_tpye == \"application/pdf\"\n | ^"},
+		{"attachments_when not bool", func(c *Config) {
+			c.Webhooks[0].Attachments, c.Webhooks[0].AttachmentsWhen = AttachmentsInline, `size`
+		}, `webhooks[0] "ci".attachments_when`, "bool"},
+		{"max_inline_bytes", func(c *Config) { c.Webhooks[0].MaxInlineBytes = -1 }, `webhooks[0] "ci".max_inline_bytes`, "positive"},
 		{"timeout too long", func(c *Config) { c.Webhooks[0].Timeout = 31 * time.Second }, `webhooks[0] "ci".timeout`, "outside (0, 30s]"},
 		{"retry backoff order", func(c *Config) { c.Webhooks[0].Retry.MaxBackoff = time.Second }, `webhooks[0] "ci".retry.max_backoff`, "less than min_backoff"},
 		{"retry max age", func(c *Config) { c.Webhooks[0].Retry.MaxAge = -time.Hour }, `webhooks[0] "ci".retry.max_age`, "positive"},
@@ -701,6 +719,9 @@ func TestValidatePermits(t *testing.T) {
 		{"inbox case-insensitive in rule", func(c *Config) { c.Rules[0].Mailbox = "inbox" }},
 		{"webhook and reply after move", func(c *Config) { c.Rules[0].Actions = append(c.Rules[0].Actions, Action{Webhook: "local"}) }},
 		{"attachments none, body both", func(c *Config) { c.Webhooks[0].Attachments = AttachmentsNone; c.Webhooks[0].Body = BodyBoth }},
+		{"attachments inline with attachments_when", func(c *Config) {
+			c.Webhooks[0].Attachments, c.Webhooks[0].AttachmentsWhen = AttachmentsInline, `content_type == "application/pdf" && size < 5000000`
+		}},
 		{"smtp on loopback without auth", func(c *Config) {
 			c.Accounts[1].SMTP = SMTPConfig{Host: "localhost", Security: SecurityPlain, Port: 25, From: "bot@example.com",
 				HelloName: "example.com", Timeout: 30 * time.Second}

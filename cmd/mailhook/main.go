@@ -1,6 +1,6 @@
 // Command mailhook watches IMAP mailboxes and turns new mail into signed webhooks.
 //
-// Verbs: run, check, demo, auth, version. Every verb exits 2 on a configuration error. main only turns
+// Verbs: run, check, test, replay, status, outbox, webhooks, demo, auth, healthcheck, version. Every verb exits 2 on a configuration error. main only turns
 // SIGINT/SIGTERM into context cancellation; everything else lives in functions the tests call.
 package main
 
@@ -46,6 +46,12 @@ Usage:
                                    re-run the rules on processed mail and queue the jobs under new ids
   mailhook status --config FILE    per account and mailbox: download budget, throttling, checkpoint,
                                    last activity, outbox depth, dead letters (works beside run)
+  mailhook outbox list|show|retry|drop -c FILE …
+                                   list jobs (--dead), show one with its attempts, requeue (ID… | --all),
+                                   drop; works beside run, which picks requeued jobs up within 30s
+  mailhook webhooks list|enable -c FILE [NAME]
+                                   each webhook: enabled or disabled (410, or failing for disable_after),
+                                   its held and dead jobs; enable NAME releases its held jobs (beside run)
   mailhook demo  [--once]          run the whole pipeline on an in-process IMAP server and webhook receiver
   mailhook auth  google|microsoft --client-id ID [--client-secret S] --out FILE
                                    get an OAuth2 refresh token for Gmail or Microsoft 365
@@ -76,6 +82,10 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return demoVerb(ctx, rest, stdout, stderr)
 	case "status":
 		return statusVerb(ctx, rest, stdout, stderr)
+	case "outbox":
+		return outboxVerb(ctx, rest, stdout, stderr)
+	case "webhooks":
+		return webhooksVerb(ctx, rest, stdout, stderr)
 	case "auth":
 		return authVerb(ctx, rest, stdout, stderr)
 	case "version", "--version":

@@ -62,7 +62,7 @@ func newMetrics(version string) *metrics {
 		matched:     counter("messages_matched_total", "Messages that matched at least one rule with an action.", "account", "mailbox"),
 		ruleMatches: counter("rule_matches_total", "Messages each rule matched.", "rule"),
 		deliveries: counter("webhook_deliveries_total",
-			"Settled webhook delivery attempts by outcome: delivered, retry (scheduled again), dead (dead-lettered), interrupted (shutdown; pending again).",
+			"Settled webhook delivery attempts by outcome: delivered, retry (scheduled again), dead (dead-lettered), interrupted (shutdown; pending again), held (the endpoint is disabled).",
 			"webhook", "outcome"),
 		retries:        counter("webhook_retries_total", "Failed webhook attempts scheduled for a later retry.", "webhook"),
 		deadLetters:    counter("dead_letters_total", "Jobs dead-lettered, by reason: rejected, gone, max_age, refused_address, webhook_removed.", "webhook", "reason"),

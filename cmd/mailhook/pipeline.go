@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/rules"
@@ -23,13 +25,22 @@ type pipeline struct {
 	jobID func(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string
 	// replyCfg holds the reply templates, loop-guard settings and ledger (replies.go).
 	replyCfg *replySetup
+	// inline holds the attachments_when filters of webhooks with attachments: inline, and spool
+	// the spool their jobs' files go to (nil: chosen attachments ship as metadata; attachments.go).
+	inline map[string]*rules.AttachmentFilter
+	spool  *dispatch.Spool
+	// formats render each webhook's body (formats.go); states, when set, says which endpoints
+	// are disabled, whose jobs are committed held.
+	formats map[string]*dispatch.Formatter
+	states  endpointState
 }
 
 var _ watcher.Handler = (*pipeline)(nil)
 
 func newPipeline(l *loaded, logger *slog.Logger) *pipeline {
 	p := &pipeline{rules: l.rules, webhooks: map[string]Webhook{}, authserv: map[string]string{}, logger: logger,
-		jobID: store.JobID, replyCfg: newReplySetup(l)}
+		jobID: store.JobID, replyCfg: newReplySetup(l), inline: l.inline, spool: l.spool,
+		formats: l.formats}
 	for _, w := range l.cfg.Webhooks {
 		p.webhooks[w.Name] = w
 	}
@@ -76,14 +87,15 @@ func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 			id := p.jobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, r.Spec.Name, i)
 			pl := dispatch.NewPayload(id, r.Spec.Name, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
 				ev.Message.Auth(trusted), dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes))
-			body, err := pl.Marshal()
-			if err != nil {
-				return nil, fmt.Errorf("uid %d rule %q: payload: %w", ev.UID, r.Spec.Name, err)
+			if err := p.shipAttachments(ev, wh, pl, id); err != nil {
+				return nil, err
 			}
-			jobs = append(jobs, store.Job{
+			job := store.Job{
 				ID: id, Kind: store.KindWebhook, Target: wh.Name, Account: ev.Account, Mailbox: ev.Mailbox,
-				UIDValidity: ev.UIDValidity, UID: ev.UID, Rule: r.Spec.Name, Body: body,
-			})
+				UIDValidity: ev.UIDValidity, UID: ev.UID, Rule: r.Spec.Name,
+			}
+			p.renderBody(ctx, ev, wh, pl, &job) // formats.go: the body in the webhook's format, once
+			jobs = append(jobs, job)
 			deps = append(deps, id)
 		}
 		pa, err := p.postActionJobs(ev, r.Spec, post, deps)
@@ -116,7 +128,8 @@ func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
 	for i, w := range cfg.Webhooks {
 		ep := dispatch.Endpoint{
 			Name: w.Name, URL: w.URL, Timeout: w.Timeout, Concurrency: w.Concurrency, AllowLinkLocal: w.AllowLinkLocal,
-			Retry: dispatch.RetryPolicy{MaxAge: w.Retry.MaxAge, MinBackoff: w.Retry.MinBackoff, MaxBackoff: w.Retry.MaxBackoff},
+			Retry:        dispatch.RetryPolicy{MaxAge: w.Retry.MaxAge, MinBackoff: w.Retry.MinBackoff, MaxBackoff: w.Retry.MaxBackoff},
+			DisableAfter: w.DisableAfter,
 		}
 		for _, s := range w.Secrets {
 			key, err := dispatch.ParseSecret(s)
@@ -128,16 +141,27 @@ func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
 		for _, h := range w.Headers {
 			ep.Headers = append(ep.Headers, dispatch.Header{Name: h.Name, Value: h.Value})
 		}
+		f, err := dispatch.NewFormatter(w.formatOptions())
+		if err != nil {
+			return nil, fmt.Errorf("webhooks[%d] %q: %w", i, w.Name, err)
+		}
+		ep.ContentType = f.ContentType()
+		for _, fh := range f.Headers() { // e.g. GitHub's Accept, unless configured
+			if !slices.ContainsFunc(w.Headers, func(h Header) bool { return strings.EqualFold(h.Name, fh.Name) }) {
+				ep.Headers = append(ep.Headers, fh)
+			}
+		}
 		eps = append(eps, ep)
 	}
 	return eps, nil
 }
 
 // plan says which body parts the watcher of (account, mailbox) must fetch: those the rules read,
-// and those a webhook of an applicable rule ships (body: text|html|both).
+// those a webhook of an applicable rule ships (body: text|html|both), and the attachments a
+// matched rule's webhook ships inline (attachments.go).
 func plan(l *loaded, account, mailbox string) watcher.Plan {
 	reads := l.rules.Reads(account, mailbox)
-	pl := watcher.Plan{Text: reads.Text, HTML: reads.HTML}
+	pl := watcher.Plan{Text: reads.Text, HTML: reads.HTML, Inline: inlinePlan(l, account, mailbox)}
 	for _, r := range l.cfg.Rules {
 		if (r.Account != "" && r.Account != account) || (r.Mailbox != "" && r.Mailbox != mailbox) {
 			continue
@@ -170,6 +194,8 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 		Plan:    plan(l, a.Name, mailbox),
 		Logger:  logger,
 
+		SpoolDir: l.incoming, // "" unless this process ships attachments inline (run, replay)
+
 		MaxMessageSize: int64(a.Limits.MaxMessageSize),
 	}
 	if im.Security != SecurityPlain {
@@ -189,6 +215,10 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 
 // cost describes a fetch plan in the words `check` prints.
 func cost(p watcher.Plan) string {
+	if p.Inline != nil {
+		p.Inline = nil
+		return cost(p) + "; attachment content when a matched rule's webhook ships it inline"
+	}
 	switch {
 	case p.Text && p.HTML:
 		return "header + BODYSTRUCTURE, then the text/plain and text/html parts"

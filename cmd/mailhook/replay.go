@@ -155,6 +155,13 @@ func (r *replayer) run(ctx context.Context, l *loaded, acct Account, sel watcher
 		return nil
 	}
 
+	if !r.dryRun { // attachments shipped inline are spooled like the daemon's (attachments.go)
+		cleanup, err := l.openToolSpool(r.logger)
+		if err != nil {
+			return fmt.Errorf("open state: %w", err)
+		}
+		defer cleanup()
+	}
 	p := newPipeline(l, r.logger)
 	p.jobID = func(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string {
 		return store.ReplayJobID(r.tag, store.JobID(account, mailbox, uidvalidity, uid, rule, action))

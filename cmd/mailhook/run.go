@@ -45,6 +45,14 @@ type loaded struct {
 	oauth *oauthSources // token sources of oauth2 accounts, created on first use (oauth2.go)
 	// replies are the parsed templates of the replies: section, by name (replies.go).
 	replies map[string]*dispatch.ReplyTemplate
+	// inline holds the attachments_when filters of webhooks with attachments: inline
+	// (attachments.go). spool and incoming are set by the verbs that queue such webhooks (run,
+	// replay): the attachment spool and the directory their watchers stream attachments into.
+	inline   map[string]*rules.AttachmentFilter
+	spool    *dispatch.Spool
+	incoming string
+	// formats render each webhook's body, by webhook name (formats.go).
+	formats map[string]*dispatch.Formatter
 }
 
 // load reads, validates and compiles a configuration. Every problem is printed to stderr; the
@@ -72,7 +80,17 @@ func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*l
 		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
 		return nil, exitConfig
 	}
-	return &loaded{cfg: cfg, rules: set, replies: replies}, exitOK
+	inline, err := compileInline(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
+		return nil, exitConfig
+	}
+	formats, err := compileFormats(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
+		return nil, exitConfig
+	}
+	return &loaded{cfg: cfg, rules: set, replies: replies, inline: inline, formats: formats}, exitOK
 }
 
 func indent(s string) string {
@@ -118,6 +136,7 @@ type app struct {
 	cfg      *Config
 	ops      *ops                      // health checks, metrics and the http.listen listener (admin.go)
 	replies  *dispatch.ReplyDispatcher // reply workers of the accounts with smtp (replies.go)
+	spool    *dispatch.Spool           // inline attachments of queued webhooks (attachments.go)
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
@@ -129,10 +148,15 @@ func newApp(l *loaded, logger *slog.Logger) (*app, error) {
 	}
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: newOps(version(), logger)}
 	a.ops.outbox, a.ops.replies = st, st
+	if err := l.openDaemonSpool(logger); err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.spool = l.spool
 	eps, err := endpoints(l.cfg)
 	if err == nil {
 		a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version(),
-			Observe: a.ops.metrics.delivered})
+			Observe: spoolObserver(l.spool, a.ops.metrics.delivered), Spool: l.spool, States: st})
 		a.ops.addLoop("dispatch", a.dispatch)
 	}
 	if err != nil {
@@ -148,7 +172,12 @@ func newApp(l *loaded, logger *slog.Logger) (*app, error) {
 		st.Close()
 		return nil, fmt.Errorf("replies: %w", err)
 	}
+	a.ops.addLoop("replies", a.replies)
 	pl := newPipeline(l, logger).withLedger(st)
+	// Jobs of a disabled endpoint are committed held (formats.go); mailhook_webhook_disabled
+	// reports such endpoints (webhooks.go).
+	pl.states = st
+	a.ops.metrics.reg.MustRegister(&endpointCollector{states: st, names: webhookNames(l.cfg)})
 	pl.replyCfg.onSkip = func(account, _, reason string) { a.ops.metrics.replySkipped(account, reason) }
 	p := a.ops.metrics.counting(pl)
 	for _, acct := range l.cfg.Accounts {
@@ -196,6 +225,7 @@ func (a *app) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { _ = a.replies.Run(ctx) }) // returns nil once ctx is done
+	wg.Go(func() { _ = a.spool.Run(ctx, a.store) })
 
 	var budgets sync.WaitGroup // written behind until the watchers stop, then flushed once more
 	budgetCtx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// This file is `mailhook webhooks`: the health of each webhook endpoint and re-enabling one that
+// was disabled (HTTP 410, or failing for its disable_after period; REQUIREMENTS D73, D87). Both
+// work beside a running `mailhook run`: `enable` releases the held jobs in the store, and the
+// daemon's workers deliver them within their 30 s re-check.
+
+const webhooksUsage = `Usage:
+  mailhook webhooks list   -c FILE [--json]   each webhook: enabled or disabled (since, why), failing since,
+                                              and its pending, in-flight, held and dead jobs
+  mailhook webhooks enable -c FILE NAME       re-enable a disabled webhook and release its held jobs
+`
+
+// webhooksVerb runs `mailhook webhooks SUBVERB`.
+func webhooksVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, webhooksUsage)
+		return exitConfig
+	}
+	switch args[0] {
+	case "list":
+		return webhooksList(ctx, args[1:], stdout, stderr)
+	case "enable":
+		return webhooksEnable(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, webhooksUsage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q\n\n%s", args[0], webhooksUsage)
+	return exitConfig
+}
+
+// endpointReport is one line of `webhooks list`.
+type endpointReport struct {
+	Name         string     `json:"name"`
+	Configured   bool       `json:"configured"`
+	Enabled      bool       `json:"enabled"`
+	DisabledAt   *time.Time `json:"disabled_at"`
+	Reason       string     `json:"reason"`
+	FailingSince *time.Time `json:"failing_since"`
+	Pending      int        `json:"pending"`
+	InFlight     int        `json:"in_flight"`
+	Held         int        `json:"held"`
+	Dead         int        `json:"dead"`
+}
+
+// endpointReports describes the configured webhooks in configuration order, then any other
+// endpoint the store knows (a webhook removed from the configuration, with jobs or a state left).
+func endpointReports(ctx context.Context, cfg *Config, st *store.Store) ([]endpointReport, error) {
+	states, err := st.Endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := st.TargetCounts(ctx, store.KindWebhook)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]store.EndpointState{}
+	for _, s := range states {
+		byName[s.Name] = s
+	}
+	var names []string
+	configured := map[string]bool{}
+	for _, w := range cfg.Webhooks {
+		names = append(names, w.Name)
+		configured[w.Name] = true
+	}
+	var others []string
+	for name := range byName {
+		if !configured[name] {
+			others = append(others, name)
+		}
+	}
+	for name := range counts {
+		if !configured[name] && !slices.Contains(others, name) {
+			others = append(others, name)
+		}
+	}
+	slices.Sort(others)
+	var out []endpointReport
+	for _, name := range append(names, others...) {
+		s, c := byName[name], counts[name]
+		r := endpointReport{Name: name, Configured: configured[name], Enabled: !s.Disabled(), Reason: s.Reason,
+			Pending: c[store.StatePending], InFlight: c[store.StateInFlight], Held: c[store.StateHeld], Dead: c[store.StateDead]}
+		if s.Disabled() {
+			r.DisabledAt = &s.DisabledAt
+		}
+		if !s.FailingSince.IsZero() {
+			r.FailingSince = &s.FailingSince
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func webhooksList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("webhooks list", flag.ContinueOnError)
+	path := configFlag(fs)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if !parseFlags(fs, args, stderr) {
+		return exitConfig
+	}
+	l, st, code := openTool("webhooks list", *path, stderr)
+	if code != exitOK {
+		return code
+	}
+	defer st.Close()
+	reports, err := endpointReports(ctx, l.cfg, st)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook webhooks list: %v\n", err)
+		return exitFail
+	}
+	if *asJSON {
+		if reports == nil {
+			reports = []endpointReport{}
+		}
+		return printJSON(stdout, stderr, reports)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WEBHOOK\tSTATE\tSINCE\tFAILING SINCE\tPENDING\tIN FLIGHT\tHELD\tDEAD\tREASON")
+	for _, r := range reports {
+		state, since, failing := "enabled", "-", "-"
+		if !r.Enabled {
+			state, since = "disabled", r.DisabledAt.Local().Format(time.RFC3339)
+		}
+		if !r.Configured {
+			state += " (not configured)"
+		}
+		if r.FailingSince != nil {
+			failing = r.FailingSince.Local().Format(time.RFC3339)
+		}
+		reason := r.Reason
+		if reason == "" {
+			reason = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Name, state, since, failing,
+			r.Pending, r.InFlight, r.Held, r.Dead, reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return exitFail
+	}
+	return exitOK
+}
+
+func webhooksEnable(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("webhooks enable", flag.ContinueOnError)
+	path := configFlag(fs)
+	fs.SetOutput(stderr)
+	names, ok := parseInterspersed(fs, args)
+	if !ok {
+		return exitConfig
+	}
+	if len(names) != 1 {
+		fmt.Fprintf(stderr, "mailhook webhooks enable: want one webhook NAME\n\n%s", webhooksUsage)
+		return exitConfig
+	}
+	name := names[0]
+	l, st, code := openTool("webhooks enable", *path, stderr)
+	if code != exitOK {
+		return code
+	}
+	defer st.Close()
+	before, err := st.Endpoint(ctx, name)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook webhooks enable: %v\n", err)
+		return exitFail
+	}
+	configured := slices.ContainsFunc(l.cfg.Webhooks, func(w Webhook) bool { return w.Name == name })
+	if !configured && !before.Disabled() {
+		fmt.Fprintf(stderr, "mailhook webhooks enable: no webhook %q in the configuration or the state\n", name)
+		return exitFail
+	}
+	released, err := st.EnableEndpoint(ctx, name, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook webhooks enable: %v\n", err)
+		return exitFail
+	}
+	switch {
+	case before.Disabled():
+		fmt.Fprintf(stdout, "webhook %s enabled (was disabled since %s: %s); %d held jobs released\n",
+			name, before.DisabledAt.Local().Format(time.RFC3339), before.Reason, released)
+	default:
+		fmt.Fprintf(stdout, "webhook %s was not disabled; %d held jobs released\n", name, released)
+	}
+	if !configured {
+		fmt.Fprintf(stdout, "webhook %s is no longer configured: its jobs will be dead-lettered as webhook_removed\n", name)
+	} else if released > 0 {
+		fmt.Fprintf(stdout, "a running mailhook delivers them within %s\n", recheckHint)
+	}
+	return exitOK
+}
+
+// descWebhookDisabled is the metric that reports disabled endpoints (REQUIREMENTS D87), read from
+// the store at scrape time, so an enable by `mailhook webhooks enable` shows at once.
+var descWebhookDisabled = prometheus.NewDesc("mailhook_webhook_disabled",
+	"1 while the webhook is disabled (HTTP 410, or failing for its disable_after period) and its jobs are held, else 0.",
+	[]string{"webhook"}, nil)
+
+// endpointLister is the part of the store the collector reads; *store.Store implements it.
+type endpointLister interface {
+	Endpoints(ctx context.Context) ([]store.EndpointState, error)
+}
+
+var _ endpointLister = (*store.Store)(nil)
+
+// endpointCollector reports mailhook_webhook_disabled for every configured webhook.
+type endpointCollector struct {
+	states endpointLister
+	names  []string // configured webhooks, in configuration order
+}
+
+var _ prometheus.Collector = (*endpointCollector)(nil)
+
+// Describe sends the collector's one descriptor.
+func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descWebhookDisabled }
+
+// Collect reads the endpoint states; a failed read is reported as an invalid metric.
+func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
+	defer cancel()
+	states, err := c.states.Endpoints(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descWebhookDisabled, fmt.Errorf("read endpoint states: %w", err))
+		return
+	}
+	disabled := map[string]bool{}
+	for _, s := range states {
+		disabled[s.Name] = s.Disabled()
+	}
+	for _, name := range c.names {
+		ch <- prometheus.MustNewConstMetric(descWebhookDisabled, prometheus.GaugeValue, boolFloat(disabled[name]), name)
+	}
+}
+
+// webhookNames returns the configured webhook names in configuration order.
+func webhookNames(cfg *Config) []string {
+	names := make([]string, 0, len(cfg.Webhooks))
+	for _, w := range cfg.Webhooks {
+		names = append(names, w.Name)
+	}
+	return names
+}

@@ -1,0 +1,401 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// Spool keeps the content of attachments shipped inline (`attachments: inline`) on disk, so a job
+// body in the outbox holds only a reference to it and no attachment is ever held whole in memory
+// or fetched from IMAP twice. Layout under its directory (state_dir/spool):
+//
+//	incoming/…            the watchers' per-message spool (watcher.Config.SpoolDir), removed after
+//	                      each commit; incoming/daemon belongs to the running daemon
+//	jobs/<job id>/<sect>  the files of one job: the decoded content of IMAP section <sect>
+//
+// The pipeline links a message's incoming files into the directories of its jobs (Attach) before
+// the jobs commit; the dispatcher reads them on every attempt and never changes them; they are
+// removed when the job is done (Done, then Run checks the outbox) or gone from the outbox (an
+// operator dropped it), and kept while it is dead, so `outbox retry` works. A crash between
+// spooling and commit leaves directories no job refers to: Sweep removes them once they are older
+// than Grace, and the daemon empties incoming/daemon at startup.
+type Spool struct {
+	dir   string
+	grace time.Duration
+	every time.Duration
+	now   func() time.Time
+	log   *slog.Logger
+	done  chan string
+}
+
+// SpoolJobs is the part of the outbox a Spool consults. *store.Store implements it.
+type SpoolJobs interface {
+	// Job returns the job with the given id, or an error wrapping store.ErrNotFound.
+	Job(ctx context.Context, id string) (store.Job, []store.Attempt, error)
+}
+
+var _ SpoolJobs = (*store.Store)(nil)
+
+// Spool defaults.
+const (
+	// DefaultSpoolGrace is how old an unreferenced spool directory must be before Sweep removes it:
+	// far longer than any fetch-to-commit, so a directory being written is never taken.
+	DefaultSpoolGrace = time.Hour
+	// DefaultSpoolSweep is how often Run sweeps the whole spool.
+	DefaultSpoolSweep = 10 * time.Minute
+	// daemonIncoming is the daemon's own subdirectory of incoming/.
+	daemonIncoming = "daemon"
+)
+
+// SpoolOptions tune a Spool; zero fields take the defaults.
+type SpoolOptions struct {
+	Grace      time.Duration    // DefaultSpoolGrace
+	SweepEvery time.Duration    // DefaultSpoolSweep
+	Now        func() time.Time // time.Now
+	Logger     *slog.Logger     // nil discards
+}
+
+// validJobID reports whether a job id can name a spool directory (store.JobID and
+// store.ReplayJobID produce such ids).
+func validJobID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validSection reports whether sec is an IMAP part number (RFC 3501 §6.4.5), e.g. "2" or "1.3".
+func validSection(sec string) bool {
+	if sec == "" || len(sec) > 256 {
+		return false
+	}
+	for f := range strings.SplitSeq(sec, ".") {
+		if f == "" || len(f) > 9 || f[0] == '0' {
+			return false
+		}
+		for _, c := range []byte(f) {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// NewSpool opens (creating with mode 0700) the spool in dir.
+func NewSpool(dir string, opts SpoolOptions) (*Spool, error) {
+	s := &Spool{dir: dir, grace: opts.Grace, every: opts.SweepEvery, now: opts.Now, log: opts.Logger,
+		done: make(chan string, 1024)}
+	if s.grace <= 0 {
+		s.grace = DefaultSpoolGrace
+	}
+	if s.every <= 0 {
+		s.every = DefaultSpoolSweep
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{filepath.Join(dir, "jobs"), filepath.Join(dir, "incoming")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("attachment spool: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// IncomingDir is the daemon's watcher spool (watcher.Config.SpoolDir), which only the process
+// holding the state directory's lock may use: ResetIncoming empties it at startup.
+func (s *Spool) IncomingDir() string { return filepath.Join(s.dir, "incoming", daemonIncoming) }
+
+// TempIncomingDir creates a fresh incoming directory for a tool running beside the daemon
+// (`mailhook replay`); Sweep removes it once it is older than Grace if the tool leaves it behind.
+func (s *Spool) TempIncomingDir() (string, error) {
+	d, err := os.MkdirTemp(filepath.Join(s.dir, "incoming"), "tool-")
+	if err != nil {
+		return "", fmt.Errorf("attachment spool: %w", err)
+	}
+	return d, nil
+}
+
+// ResetIncoming empties the daemon's incoming directory: what is there was fetched for messages
+// whose commit never happened (the process died), and those messages are fetched again.
+func (s *Spool) ResetIncoming() error {
+	if err := os.RemoveAll(s.IncomingDir()); err != nil {
+		return fmt.Errorf("attachment spool: %w", err)
+	}
+	return nil
+}
+
+// jobDir returns the directory of a job's files, or an error for an id unfit for a file name.
+func (s *Spool) jobDir(id string) (string, error) {
+	if !validJobID(id) {
+		return "", fmt.Errorf("attachment spool: job id %q cannot name a directory", id)
+	}
+	return filepath.Join(s.dir, "jobs", id), nil
+}
+
+// Attach makes the spooled files (IMAP section → file, as watcher.Event.Spooled gives them) the
+// files of job id, by hard link (by copy where links fail), replacing files the job already had
+// (a message processed again after a failed commit), and fsyncs the directories, so the job may
+// commit referring to them. The source files are left in place.
+func (s *Spool) Attach(id string, files map[string]string) error {
+	dir, err := s.jobDir(id)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("attachment spool: %w", err)
+	}
+	for sec, src := range files {
+		if !validSection(sec) {
+			return fmt.Errorf("attachment spool: %q is not an IMAP section", sec)
+		}
+		dst := filepath.Join(dir, sec)
+		if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("attachment spool: %w", err)
+		}
+		if err := os.Link(src, dst); err != nil {
+			if err := copyFile(src, dst); err != nil {
+				return fmt.Errorf("attachment spool: %w", err)
+			}
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("attachment spool: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("attachment spool: %w", err)
+	}
+	return nil
+}
+
+// copyFile copies src to a new file dst and fsyncs it.
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, err := io.Copy(out, in); err != nil {
+		return err
+	}
+	return out.Sync()
+}
+
+// syncDir fsyncs a directory, making the entries created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// open opens the file of section sec of job id.
+func (s *Spool) open(id, sec string) (*os.File, error) {
+	dir, err := s.jobDir(id)
+	if err != nil {
+		return nil, err
+	}
+	if !validSection(sec) {
+		return nil, fmt.Errorf("attachment spool: %q is not an IMAP section", sec)
+	}
+	return os.Open(filepath.Join(dir, sec))
+}
+
+// Remove deletes the files of job id (nothing when it has none).
+func (s *Spool) Remove(id string) error {
+	dir, err := s.jobDir(id)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("attachment spool: %w", err)
+	}
+	return nil
+}
+
+// Done tells Run that job id was delivered, so its files go as soon as the outbox says it is
+// done. It never blocks: when Run is behind, the next full sweep removes them.
+func (s *Spool) Done(id string) {
+	select {
+	case s.done <- id:
+	default:
+	}
+}
+
+// Sweep removes the files of jobs that are done or no longer in the outbox (the latter only once
+// older than Grace, as a job's files are linked just before it commits), and incoming
+// directories older than Grace. It returns how many directories it removed; it goes on past
+// errors and returns the first.
+func (s *Spool) Sweep(ctx context.Context, jobs SpoolJobs) (int, error) {
+	var first error
+	keep := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	removed := 0
+	cut := s.now().Add(-s.grace)
+	entries, err := os.ReadDir(filepath.Join(s.dir, "jobs"))
+	if err != nil {
+		keep(fmt.Errorf("attachment spool: %w", err))
+	}
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return removed, ctx.Err()
+		}
+		path := filepath.Join(s.dir, "jobs", e.Name())
+		j, _, err := jobs.Job(ctx, e.Name())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if !newerThan(path, cut) {
+				removed += s.removeDir(path, "job not in the outbox", &first)
+			}
+		case err != nil:
+			keep(err)
+		case j.State == store.StateDone:
+			removed += s.removeDir(path, "job done", &first)
+		}
+	}
+	entries, err = os.ReadDir(filepath.Join(s.dir, "incoming"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		keep(fmt.Errorf("attachment spool: %w", err))
+	}
+	for _, e := range entries {
+		path := filepath.Join(s.dir, "incoming", e.Name())
+		if e.Name() == daemonIncoming {
+			sub, _ := os.ReadDir(path)
+			for _, m := range sub {
+				if p := filepath.Join(path, m.Name()); !newerThan(p, cut) {
+					removed += s.removeDir(p, "message never committed", &first)
+				}
+			}
+			continue
+		}
+		if !newerThan(path, cut) {
+			removed += s.removeDir(path, "message never committed", &first)
+		}
+	}
+	return removed, first
+}
+
+func (s *Spool) removeDir(path, why string, first *error) int {
+	if err := os.RemoveAll(path); err != nil {
+		if *first == nil {
+			*first = fmt.Errorf("attachment spool: %w", err)
+		}
+		return 0
+	}
+	s.log.Debug("attachment spool removed", "dir", filepath.Base(path), "reason", why)
+	return 1
+}
+
+// newerThan reports whether path or anything directly in it was modified after cut (a spool
+// directory is one level deep). An unreadable entry counts as new: it is left alone.
+func newerThan(path string, cut time.Time) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	if fi.ModTime().After(cut) {
+		return true
+	}
+	if !fi.IsDir() {
+		return false
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.ModTime().After(cut) {
+			return true
+		}
+	}
+	return false
+}
+
+// Run sweeps the spool at once and then every SweepEvery, and removes the files of each job
+// reported by Done as soon as the outbox records it done (checking again every second for up to
+// a minute, for an outbox that records outcomes a little later). It returns nil when ctx is done.
+func (s *Spool) Run(ctx context.Context, jobs SpoolJobs) error {
+	sweep := func() {
+		n, err := s.Sweep(ctx, jobs)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("attachment spool sweep failed; will retry", "err", err)
+		}
+		if n > 0 {
+			s.log.Info("attachment spool swept", "removed", n)
+		}
+	}
+	sweep()
+	tick := time.NewTicker(s.every)
+	defer tick.Stop()
+	recheck := time.NewTicker(time.Second)
+	defer recheck.Stop()
+	pending := map[string]int{} // job id → checks left
+	check := func(id string) {
+		j, _, err := jobs.Job(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound) || (err == nil && j.State == store.StateDone):
+			if err := s.Remove(id); err != nil {
+				s.log.Warn("cannot remove a delivered job's attachment spool; the sweep will retry", "job", id, "err", err)
+			}
+			delete(pending, id)
+		case err == nil && j.State != store.StateInFlight && j.State != store.StatePending:
+			delete(pending, id) // dead or held after all: kept
+		default:
+			if pending[id]--; pending[id] <= 0 {
+				delete(pending, id)
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-s.done:
+			pending[id] = 60
+			check(id)
+		case <-recheck.C:
+			for id := range pending {
+				check(id)
+			}
+		case <-tick.C:
+			sweep()
+		}
+	}
+}

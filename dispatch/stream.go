@@ -1,0 +1,261 @@
+package dispatch
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// Inline attachments travel from the watcher to the receiver without ever being held whole in
+// memory, and without being stored in the outbox (DESIGN "Outbox jobs": the body is stored once):
+//
+//  1. The pipeline builds the payload with InlineFromSpool: the attachment's content_base64 holds
+//     a reference, "\u0000spool:<section>\u0000" once encoded — a string no message can produce,
+//     since every payload string is cleaned of NUL — and links the spooled file into the job's
+//     spool directory (Spool.Attach) before the job commits.
+//  2. For each attempt the dispatcher splits the stored body at the references (parseBody) and
+//     streams JSON prefix, base64 of the file read in chunks, JSON suffix (bodyReader). The
+//     Standard Webhooks signature covers id.timestamp.body, so each attempt first streams the same
+//     bytes through the HMACs (a second pass over the files), then sends them with a
+//     Content-Length known in advance.
+
+// spoolRefStart and spoolRefEnd delimit a reference as it appears in an encoded body.
+const (
+	spoolRefStart = `"\u0000spool:`
+	spoolRefEnd   = `\u0000"`
+)
+
+// InlineFromSpool marks attachment i of the payload as shipped inline from the spooled content of
+// IMAP section sec: in the stored body its content_base64 holds a reference the dispatcher
+// replaces, on every attempt, with the standard base64 (RFC 4648 §4, padded, no line breaks) of
+// the job's spool file for sec. The caller links the file with Spool.Attach before committing.
+func (p *Payload) InlineFromSpool(i int, sec string) {
+	p.Attachments[i].ContentBase64 = "\x00spool:" + sec + "\x00"
+}
+
+// segment is a piece of a request body: literal bytes, or a spooled file sent in base64.
+type segment struct {
+	lit  []byte
+	file *os.File // nil for a literal
+	size int64    // octets of the file
+}
+
+// streamBody is a request body with spooled attachments.
+type streamBody struct {
+	segs []segment
+	len  int64 // total octets on the wire
+}
+
+// spoolError is a spooled file that cannot be read; missing is permanent (the job dead-letters).
+type spoolError struct {
+	err     error
+	missing bool
+}
+
+func (e *spoolError) Error() string { return e.err.Error() }
+func (e *spoolError) Unwrap() error { return e.err }
+
+// hasSpoolRefs reports whether a stored body refers to spooled files.
+func hasSpoolRefs(body []byte) bool { return bytes.Contains(body, []byte(spoolRefStart)) }
+
+// openBody splits a stored body at its spool references and opens the job's files; the caller
+// closes the result. A reference is always a whole JSON string value, so the quotes stay in the
+// literal segments and the base64 text goes between them.
+func (s *Spool) openBody(id string, body []byte) (_ *streamBody, err error) {
+	b := &streamBody{}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	rest := body
+	for {
+		i := bytes.Index(rest, []byte(spoolRefStart))
+		if i < 0 {
+			b.add(segment{lit: rest})
+			return b, nil
+		}
+		ref := rest[i+len(spoolRefStart):]
+		j := bytes.Index(ref, []byte(spoolRefEnd))
+		if j < 0 {
+			return nil, &spoolError{err: errors.New("attachment spool: malformed reference in the stored body"), missing: true}
+		}
+		sec := string(ref[:j])
+		b.add(segment{lit: rest[:i+1]}) // up to the opening quote
+		if s == nil {
+			return nil, &spoolError{err: errors.New("attachment spool: the body refers to spooled attachments but no spool is configured"), missing: true}
+		}
+		f, err := s.open(id, sec)
+		if err != nil {
+			return nil, &spoolError{err: fmt.Errorf("attachment spool: section %s: %w", sec, err), missing: errors.Is(err, fs.ErrNotExist)}
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, &spoolError{err: fmt.Errorf("attachment spool: section %s: %w", sec, err)}
+		}
+		b.add(segment{file: f, size: fi.Size()})
+		rest = ref[j+len(spoolRefEnd)-1:] // from the closing quote
+	}
+}
+
+func (b *streamBody) add(s segment) {
+	if s.file != nil {
+		b.len += int64(base64.StdEncoding.EncodedLen(int(s.size)))
+	} else {
+		b.len += int64(len(s.lit))
+	}
+	b.segs = append(b.segs, s)
+}
+
+// close closes the files.
+func (b *streamBody) close() {
+	for _, s := range b.segs {
+		if s.file != nil {
+			s.file.Close()
+		}
+	}
+}
+
+// reader returns a fresh reader of the whole body. Readers share the open files (each reads
+// with ReadAt), so several may exist, one after another or at once.
+func (b *streamBody) reader() *bodyReader { return &bodyReader{b: b, left: b.len} }
+
+// chunk is how many file octets are encoded at a time: a multiple of 3, so the base64 of the
+// chunks concatenates into the base64 of the file.
+const chunk = 48 << 10
+
+// bodyReader streams a streamBody. It implements Len (remaining octets), which go-retryablehttp
+// uses for Content-Length.
+type bodyReader struct {
+	b    *streamBody
+	seg  int   // current segment
+	off  int64 // offset in it (literal octets or file octets)
+	out  []byte
+	buf  []byte
+	left int64
+}
+
+// Len returns the octets not yet read.
+func (r *bodyReader) Len() int { return int(r.left) }
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.seg >= len(r.b.segs) {
+			return 0, io.EOF
+		}
+		s := r.b.segs[r.seg]
+		if s.file == nil {
+			r.out = s.lit[r.off:]
+			r.seg, r.off = r.seg+1, 0
+			continue
+		}
+		if r.off >= s.size {
+			r.seg, r.off = r.seg+1, 0
+			continue
+		}
+		if r.buf == nil {
+			r.buf = make([]byte, chunk+base64.StdEncoding.EncodedLen(chunk))
+		}
+		in := r.buf[:min(int64(chunk), s.size-r.off)]
+		if _, err := s.file.ReadAt(in, r.off); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the file shrank under us
+			}
+			return 0, &spoolError{err: fmt.Errorf("attachment spool: read: %w", err)}
+		}
+		r.off += int64(len(in))
+		out := r.buf[chunk : chunk+base64.StdEncoding.EncodedLen(len(in))]
+		base64.StdEncoding.Encode(out, in)
+		r.out = out
+	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	r.left -= int64(n)
+	return n, nil
+}
+
+// Close does nothing: the files belong to the streamBody. It lets net/http close the body.
+func (r *bodyReader) Close() error { return nil }
+
+// signatureOf is signature for a streamed body: it reads body once through one HMAC per key.
+func signatureOf(keys [][]byte, id string, ts time.Time, body io.Reader) (string, error) {
+	unix := strconv.FormatInt(ts.Unix(), 10)
+	macs := make([]hash.Hash, len(keys))
+	ws := make([]io.Writer, len(keys))
+	for i, key := range keys {
+		macs[i] = hmac.New(sha256.New, key)
+		io.WriteString(macs[i], id+"."+unix+".")
+		ws[i] = macs[i]
+	}
+	if _, err := io.Copy(io.MultiWriter(ws...), body); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for i, mac := range macs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("v1,")
+		b.WriteString(base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return b.String(), nil
+}
+
+// requestBody is the body of one claimed job's attempts: the stored bytes as they are, or a
+// stream over the job's spooled attachments.
+type requestBody struct {
+	plain  []byte
+	stream *streamBody
+}
+
+// requestBody prepares the body of job j. For a streamed body it opens the job's spool files,
+// which stay open (and readable however often) until close.
+func (d *Dispatcher) requestBody(j store.Job) (*requestBody, error) {
+	if !hasSpoolRefs(j.Body) {
+		return &requestBody{plain: j.Body}, nil
+	}
+	sb, err := d.spool.openBody(j.ID, j.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &requestBody{stream: sb}, nil
+}
+
+// raw is what go-retryablehttp takes as the body: the bytes, or a ReaderFunc that starts the
+// stream afresh for every try (its reader has Len, so Content-Length is set).
+func (b *requestBody) raw() any {
+	if b.stream == nil {
+		return b.plain
+	}
+	return retryablehttp.ReaderFunc(func() (io.Reader, error) { return b.stream.reader(), nil })
+}
+
+// signature returns the webhook-signature value of one try made at ts.
+func (b *requestBody) signature(keys [][]byte, id string, ts time.Time) (string, error) {
+	if b.stream == nil {
+		return signature(keys, id, ts, b.plain), nil
+	}
+	return signatureOf(keys, id, ts, b.stream.reader())
+}
+
+// close releases the spool files.
+func (b *requestBody) close() {
+	if b.stream != nil {
+		b.stream.close()
+	}
+}
