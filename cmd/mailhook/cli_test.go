@@ -112,3 +112,35 @@ func TestCheckExampleConfig(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
 	}
 }
+
+// The README's Gmail quick-start config passes `check` as printed.
+func TestReadmeQuickStartConfig(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Gmail quick start")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "```yaml\n")
+	}
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block under the Gmail quick start")
+	}
+	var b strings.Builder
+	for line := range strings.Lines(block) {
+		b.WriteString(strings.TrimPrefix(line, "   ")) // the block is indented inside a list item
+	}
+	dir := t.TempDir()
+	cfg := strings.Replace(b.String(), "state_dir: /var/lib/mailhook", "state_dir: "+filepath.Join(dir, "state"), 1)
+	path := filepath.Join(dir, "mailhook.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GMAIL_APP_PASSWORD", "abcd efgh ijkl mnop")
+	t.Setenv("CI_WEBHOOK_SECRET", testSecret)
+	var out, errb bytes.Buffer
+	if code := cli(context.Background(), []string{"check", "-c", path}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s\nconfig:\n%s", code, errb.String(), cfg)
+	}
+}
