@@ -140,7 +140,11 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 		a.Error += fmt.Sprintf(" (after %d tries)", o.tries)
 	}
 	// A spool failure is this host's, not the endpoint's: it does not count against it.
-	if a.Status != "spool" && d.failed(ctx, ep, log, o.status) && retry {
+	disabled, started := false, false
+	if a.Status != "spool" {
+		disabled, started = d.failed(ctx, ep, log, o.status)
+	}
+	if disabled && retry {
 		// The endpoint is disabled (now or by another worker): hold the job instead of retrying.
 		a.Error += "; endpoint disabled"
 		log.Warn("webhook delivery failed; endpoint disabled, job held", "status", a.Status, "err", a.Error)
@@ -150,7 +154,13 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 
 	if retry {
 		if at, ok := ep.Retry.next(j.CreatedAt, d.now(), max(j.Attempts-1, 0), o.retryAfter, d.rand()); ok {
-			log.Warn("webhook delivery failed; will retry", "status", a.Status, "err", a.Error,
+			// One warning when the endpoint starts failing (and one Info when it recovers), not
+			// one per job and attempt: a backlog to a dead endpoint would flood the log.
+			level := slog.LevelDebug
+			if started || a.Status == "spool" {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "webhook delivery failed; will retry", "status", a.Status, "err", a.Error,
 				"next_at", at)
 			d.finish(ctx, log, j, store.StatePending, at, a)
 			return

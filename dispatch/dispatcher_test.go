@@ -790,3 +790,62 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("valid endpoint: %v", err)
 	}
 }
+
+// A backlog to a failing endpoint logs one warning when the endpoint starts failing and one line
+// when it recovers, not one per job and attempt (issue 7: one line per state change).
+func TestFailingEndpointLogsOnce(t *testing.T) {
+	_, key := testSecret(t, 1, 32)
+	var mu sync.Mutex
+	failing := true
+	srv, _ := receiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	out := newFakeOutbox()
+	start(t, mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}}},
+		Options{Now: clk.Now, Quick: noQuick, Logger: logger}))
+	for i := range 10 {
+		out.add(newJob(fmt.Sprintf("msg_%d", i), "ci", clk.Now()))
+	}
+	for i := range 10 {
+		out.waitFinished(t, fmt.Sprintf("msg_%d", i), 1)
+	}
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	clk.Advance(time.Minute) // every retry is due
+	for i := range 10 {
+		out.waitFinished(t, fmt.Sprintf("msg_%d", i), 2)
+	}
+	logMu.Lock()
+	text := logs.String()
+	logMu.Unlock()
+	if n := strings.Count(text, `msg="webhook delivery failed; will retry"`); n != 10 {
+		t.Errorf("%d retry lines, want 10 (one per job, at debug)", n)
+	}
+	if n := strings.Count(text, `level=WARN msg="webhook delivery failed; will retry"`); n != 1 {
+		t.Errorf("%d retry warnings, want 1 for the start of the failure streak", n)
+	}
+	if n := strings.Count(text, `msg="webhook endpoint recovered"`); n != 1 {
+		t.Errorf("%d recovery lines, want 1", n)
+	}
+}
+
+// lockedWriter serialises a logger's writes for a test that reads them.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -103,19 +103,20 @@ func (d *Dispatcher) succeeded(ctx context.Context, ep *endpoint) {
 // failed records a failed delivery to ep at now with HTTP status (0 without a response) and
 // reports whether the endpoint is disabled as a result: at once for 410 Gone (REQUIREMENTS D73),
 // or when it has been failing without a success for Endpoint.DisableAfter (D87). Disabling holds
-// the endpoint's pending jobs in the store and is logged at error level.
-func (d *Dispatcher) failed(ctx context.Context, ep *endpoint, log *slog.Logger, status int) bool {
+// the endpoint's pending jobs in the store and is logged at error level. started reports whether
+// this failure began the endpoint's failure streak, so callers log a storm of retries once.
+func (d *Dispatcher) failed(ctx context.Context, ep *endpoint, log *slog.Logger, status int) (disabled, started bool) {
 	h := &ep.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d.loadLocked(ctx, ep)
 	now := d.now()
 	if h.failingSince.IsZero() {
-		h.failingSince = now
+		h.failingSince, started = now, true
 		d.writeFailing(ctx, ep, now)
 	}
 	if h.disabled {
-		return true
+		return true, started
 	}
 	var reason string
 	switch {
@@ -125,7 +126,7 @@ func (d *Dispatcher) failed(ctx context.Context, ep *endpoint, log *slog.Logger,
 		reason = fmt.Sprintf("failing without a success since %s (disable_after %v)",
 			h.failingSince.UTC().Format(time.RFC3339), ep.DisableAfter)
 	default:
-		return false
+		return false, started
 	}
 	h.disabled, h.reason = true, reason
 	held := 0
@@ -140,7 +141,7 @@ func (d *Dispatcher) failed(ctx context.Context, ep *endpoint, log *slog.Logger,
 	}
 	log.Error("webhook endpoint disabled; its jobs are held until it is enabled again",
 		"reason", reason, "held", held, "enable_with", "mailhook webhooks enable "+ep.Name)
-	return true
+	return true, started
 }
 
 // writeFailing stores the endpoint's failing-since time; errors are logged, the in-memory state

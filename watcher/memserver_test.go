@@ -493,3 +493,28 @@ func TestCancelWhileFrozen(t *testing.T) {
 		return s.Idles == idles && time.Since(s.LastActivity) > 100*time.Millisecond
 	})
 }
+
+// A retry storm with one cause logs one warning; the same cause again is debug, and a server that
+// comes back is one "session ready" line (issue 7: one line per state change).
+func TestReconnectStormLogsOnce(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	proxy := testmail.StartProxy(t, srv.Addr())
+	proxy.Refuse(true) // the server is down: every connection is reset
+	logs := &syncBuffer{}
+	st, rec := newFakeState(), newRecorder()
+	cfg := baseConfig(proxy.Addr(), srv.User(), srv.Password(), logs)
+	w := mustNew(t, cfg, st, rec)
+	runWatcher(t, w, logs)
+
+	eventually(t, "five failed attempts", func() bool { return w.Status().Connects >= 5 })
+	failures := strings.Count(logs.String(), `msg="session ended; reconnecting"`)
+	warned := strings.Count(logs.String(), `level=WARN msg="session ended; reconnecting"`)
+	if failures < 4 || warned > 2 { // one per distinct cause (a reset can fail at dial or at greeting)
+		t.Errorf("%d failures logged, %d of them at warn; want one warning per cause", failures, warned)
+	}
+	proxy.Refuse(false)
+	waitState(t, w, watcher.StateIdle)
+	if n := strings.Count(logs.String(), `msg="session ready"`); n != 1 {
+		t.Errorf("%d session ready lines, want 1", n)
+	}
+}

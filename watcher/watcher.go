@@ -396,12 +396,24 @@ func (w *Watcher) update(f func(s *Status)) {
 	f(&w.status)
 }
 
+// sameCause reduces a failure reason to its cause for log de-duplication: the words without the
+// numbers (addresses, ephemeral ports, counts), which change from one attempt to the next.
+func sameCause(reason string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, reason)
+}
+
 // Run watches the mailbox until ctx is done, reconnecting after every error with full-jitter
 // backoff. It returns nil when ctx is done; it never returns early on an IMAP or State error.
 // Run must be called at most once.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.setState(StateStopped)
 	attempt := 0
+	warned := map[string]bool{} // causes logged at warn in this failure streak: a retry storm logs each once
 	for {
 		w.setState(StateConnecting)
 		start := time.Now()
@@ -415,6 +427,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		if progressed || time.Since(start) >= w.cfg.StableAfter {
 			attempt = 0
+			clear(warned)
 		}
 		kind := classify(err)
 		reason := err.Error()
@@ -433,7 +446,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.cfg.OnAuthFailure()
 		}
 		attempt++
-		w.log.Warn("session ended; reconnecting", "err", err, "delay", delay.Round(time.Millisecond))
+		// One line per state change, not per retry: each cause is a warning once per failure streak,
+		// a repeat is debug (Status and /readyz keep the current reason).
+		level := slog.LevelWarn
+		if cause := sameCause(reason); warned[cause] {
+			level = slog.LevelDebug
+		} else if len(warned) < 16 {
+			warned[cause] = true
+		}
+		w.log.Log(ctx, level, "session ended; reconnecting", "err", err, "attempt", attempt, "delay", delay.Round(time.Millisecond))
 		now := time.Now()
 		w.update(func(s *Status) {
 			s.Reason = reason

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime/quotedprintable"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,7 +103,18 @@ type inlinePayload struct {
 // attachments_truncated defect; and once the jobs are done the spool is empty.
 func TestDovecotInlineAttachments(t *testing.T) {
 	dc := testmail.StartDovecot(t, testmail.DovecotOptions{})
-	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret, Status: []int{503}})
+	// The first delivery of the small invoice gets a 503 (deliveries run concurrently, so the
+	// answer is chosen by message, not by arrival order).
+	var once sync.Once
+	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret,
+		Handler: func(_ int, w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			status := http.StatusOK
+			if bytes.Contains(body, []byte("<small@vendor.example>")) {
+				once.Do(func() { status = http.StatusServiceUnavailable })
+			}
+			w.WriteHeader(status)
+		}})
 	dir := t.TempDir()
 	host, port, err := net.SplitHostPort(dc.Addr())
 	if err != nil {
