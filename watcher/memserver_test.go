@@ -207,7 +207,7 @@ func TestWatchdogClosesFrozenConnection(t *testing.T) {
 	logs := &syncBuffer{}
 	st, rec := newFakeState(), newRecorder()
 	cfg := baseConfig(proxy.Addr(), srv.User(), srv.Password(), logs)
-	cfg.IdleRefresh = 200 * time.Millisecond
+	cfg.IdleRefresh = 2 * time.Second
 	cfg.WatchdogSlack = 200 * time.Millisecond
 	cfg.CommandTimeout = time.Hour // only the IDLE limit may fire
 	w := mustNew(t, cfg, st, rec)
@@ -216,6 +216,11 @@ func TestWatchdogClosesFrozenConnection(t *testing.T) {
 	waitState(t, w, watcher.StateIdle)
 	before := appendN(t, srv, 0, 1)
 	rec.waitUIDs(t, before...)
+	// Freeze only once the server has acknowledged the next IDLE: frozen earlier, the IDLE command
+	// itself would be unanswered, which is the command watchdog's case (disabled here). The
+	// refresh is long enough that no new IDLE command is in flight right after an acknowledgement.
+	idles := w.Status().Idles
+	eventually(t, "IDLE re-entered after the message", func() bool { return w.Status().Idles > idles })
 
 	proxy.Freeze()
 	eventually(t, "watchdog reason", func() bool {
