@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/emersion/go-sasl"
@@ -24,7 +25,7 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !parseFlags(fs, args, stderr) {
 		return exitConfig
 	}
-	l, code := load(*path, lookupEnv, stderr)
+	l, code := load(*path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return code
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,5 +143,26 @@ func TestReadmeQuickStartConfig(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := cli(context.Background(), []string{"check", "-c", path}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d; stderr:\n%s\nconfig:\n%s", code, errb.String(), cfg)
+	}
+}
+
+// Every watcher sends the binary's version in ID (REQUIREMENTS A16): run, test and check build
+// their watchers through watcherConfig, so it must set it.
+func TestWatcherConfigCarriesVersion(t *testing.T) {
+	path, env := writeConfig(t, t.TempDir(), "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook", nil)
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		t.Setenv(k, v)
+	}
+	l, code := load(path, os.LookupEnv, io.Discard)
+	if code != exitOK {
+		t.Fatalf("load: exit %d", code)
+	}
+	wc, err := watcherConfig(l, l.cfg.Accounts[0], "INBOX", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wc.Version == "" || wc.Version != version() {
+		t.Errorf("watcher version %q, want %q", wc.Version, version())
 	}
 }

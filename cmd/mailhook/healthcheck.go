@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -26,7 +27,7 @@ func healthcheckVerb(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	target := *addr
 	if target == "" && *path != "" {
-		cfg, _, err := LoadConfig(*path, lookupEnv)
+		cfg, _, err := LoadConfig(*path, os.LookupEnv)
 		if err != nil {
 			fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", *path, indent(err.Error()))
 			return exitConfig

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -58,7 +59,7 @@ func outboxVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // openTool loads the configuration at path and opens its state directory shared. The returned
 // status is exitOK, exitConfig or exitFail (the error already printed).
 func openTool(verb, path string, stderr io.Writer) (*loaded, *store.Store, int) {
-	l, code := load(path, lookupEnv, stderr)
+	l, code := load(path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return nil, nil, code
 	}

@@ -193,6 +193,7 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 		Backoff: watcher.Backoff{Min: im.Backoff.Min, Max: im.Backoff.Max, AuthMin: im.Backoff.AuthMin, QuotaMin: im.Backoff.QuotaMin},
 		Plan:    plan(l, a.Name, mailbox),
 		Logger:  logger,
+		Version: version(), // sent in ID (RFC 2971)
 
 		SpoolDir: l.incoming, // "" unless this process ships attachments inline (run, replay)
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func replayVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		sel.UIDMin, sel.UIDMax = lo, hi
 	}
-	l, code := load(*path, lookupEnv, stderr)
+	l, code := load(*path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return code
 	}

@@ -103,7 +103,7 @@ func runVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !parseFlags(fs, args, stderr) {
 		return exitConfig
 	}
-	l, code := load(*path, lookupEnv, stderr)
+	l, code := load(*path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -141,35 +141,39 @@ type app struct {
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
 // so a second instance on the same directory fails here, before touching any server.
-func newApp(l *loaded, logger *slog.Logger) (*app, error) {
+func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 	st, err := store.Open(l.cfg.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			st.Close() // releases the state directory lock
+		}
+	}()
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: newOps(version(), logger)}
 	a.ops.outbox, a.ops.replies = st, st
 	if err := l.openDaemonSpool(logger); err != nil {
-		st.Close()
 		return nil, err
 	}
 	a.spool = l.spool
 	eps, err := endpoints(l.cfg)
-	if err == nil {
-		a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version(),
-			Observe: spoolObserver(l.spool, a.ops.metrics.delivered), Spool: l.spool, States: st})
-		a.ops.addLoop("dispatch", a.dispatch)
-	}
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	senders, err := replyAccounts(l, logger)
-	if err == nil {
-		a.replies, err = dispatch.NewReplyDispatcher(st, senders, dispatch.ReplyOptions{Logger: logger,
-			OnOutcome: a.ops.metrics.replyOutcome})
-	}
+	a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version(),
+		Observe: spoolObserver(l.spool, a.ops.metrics.delivered), Spool: l.spool, States: st})
 	if err != nil {
-		st.Close()
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
+	a.ops.addLoop("dispatch", a.dispatch)
+	senders, err := replyAccounts(l, logger)
+	if err != nil {
+		return nil, fmt.Errorf("replies: %w", err)
+	}
+	a.replies, err = dispatch.NewReplyDispatcher(st, senders, dispatch.ReplyOptions{Logger: logger,
+		OnOutcome: a.ops.metrics.replyOutcome})
+	if err != nil {
 		return nil, fmt.Errorf("replies: %w", err)
 	}
 	a.ops.addLoop("replies", a.replies)
@@ -183,28 +187,25 @@ func newApp(l *loaded, logger *slog.Logger) (*app, error) {
 	for _, acct := range l.cfg.Accounts {
 		budget, err := newBudget(st, acct, logger)
 		if err != nil {
-			st.Close()
 			return nil, err
 		}
 		a.budgets = append(a.budgets, budget)
 		for _, mb := range acct.IMAP.Mailboxes {
 			wc, err := watcherConfig(l, acct, mb, logger)
+			if err != nil {
+				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
+			}
 			wc.Budget = budget
 			wc.PostActions = st // mark_seen, flag, move, copy of this mailbox
-			if err == nil {
-				var w *watcher.Watcher
-				if w, err = watcher.New(wc, st, p); err == nil {
-					a.watchers = append(a.watchers, w)
-					a.ops.watch(acct, mb, w)
-					continue
-				}
+			w, err := watcher.New(wc, st, p)
+			if err != nil {
+				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
-			st.Close()
-			return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
+			a.watchers = append(a.watchers, w)
+			a.ops.watch(acct, mb, w)
 		}
 	}
 	if err := a.ops.listen(l.cfg.HTTP.Listen); err != nil {
-		st.Close()
 		return nil, err
 	}
 	return a, nil
@@ -262,6 +263,3 @@ func collect(c <-chan error) []error {
 	}
 	return errs
 }
-
-// lookupEnv is the process environment, the source of ${NAME} expansion for run and check.
-func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/mailhook/mailhook/store"
@@ -35,7 +36,7 @@ func statusVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !parseFlags(fs, args, stderr) {
 		return exitConfig
 	}
-	l, code := load(*path, lookupEnv, stderr)
+	l, code := load(*path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return code
 	}

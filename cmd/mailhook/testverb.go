@@ -69,7 +69,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stderr, "mailhook test: --uid is out of range")
 		return exitConfig
 	}
-	l, code := load(*path, lookupEnv, stderr)
+	l, code := load(*path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -203,7 +203,6 @@ func fetchLive(ctx context.Context, l *loaded, acct Account, mb string, sel watc
 	if err != nil {
 		return err
 	}
-	wc.Version = version()
 	if wc.Budget == nil {
 		st, err := store.OpenWith(l.cfg.StateDir, store.Options{Shared: true})
 		if err != nil {

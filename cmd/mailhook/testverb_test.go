@@ -109,7 +109,7 @@ func TestTestVerbFiles(t *testing.T) {
 
 	// The body is the one the daemon would send for this message: same id derivation, same
 	// payload function, byte for byte.
-	l, code := load(path, lookupEnv, io.Discard)
+	l, code := load(path, os.LookupEnv, io.Discard)
 	if code != exitOK {
 		t.Fatal("config does not load")
 	}
