@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/mailhook/mailhook/store"
@@ -36,14 +35,9 @@ func statusVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !parseFlags(fs, args, stderr) {
 		return exitConfig
 	}
-	l, code := load(*path, os.LookupEnv, stderr)
+	l, st, code := openTool("status", *path, stderr)
 	if code != exitOK {
 		return code
-	}
-	st, err := store.OpenWith(l.cfg.StateDir, store.Options{Shared: true})
-	if err != nil {
-		fmt.Fprintf(stderr, "mailhook status: open state: %v\n", err)
-		return exitFail
 	}
 	defer st.Close()
 	if err := printStatus(ctx, l.cfg, st, time.Now(), stdout); err != nil {

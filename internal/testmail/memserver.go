@@ -278,10 +278,16 @@ func (s *memSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 	if s.server.opts.NoIdle {
 		return errIdleNotAdvertised
 	}
+	return pollIdle(s.UserSession, w, stop)
+}
+
+// pollIdle serves IDLE for an imapmemserver session by polling every idlePollInterval until stop
+// is closed, so an update queued just before IDLE began is still pushed.
+func pollIdle(us *imapmemserver.UserSession, w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	ticker := time.NewTicker(idlePollInterval)
 	defer ticker.Stop()
 	for {
-		if err := s.UserSession.Poll(w, true); err != nil {
+		if err := us.Poll(w, true); err != nil {
 			return err
 		}
 		select {

@@ -182,20 +182,9 @@ func (s *oauthSession) Authenticate(mech string) (sasl.Server, error) {
 	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported mechanism"}
 }
 
-// Idle pushes updates every 10 ms until stop is closed (see MemServer.Idle).
+// Idle pushes updates until stop is closed (see memSession.Idle).
 func (s *oauthSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	t := time.NewTicker(idlePollInterval)
-	defer t.Stop()
-	for {
-		if err := s.UserSession.Poll(w, true); err != nil {
-			return err
-		}
-		select {
-		case <-stop:
-			return nil
-		case <-t.C:
-		}
-	}
+	return pollIdle(s.UserSession, w, stop)
 }
 
 func (s *oauthSession) Close() error {
