@@ -78,7 +78,7 @@ func (s *Set) Explain(env *Env) []Explanation {
 		switch {
 		case r.Account != "" && r.Account != env.Account:
 			e.Skipped = "account filter"
-		case !r.appliesTo(env.Account, env.Mailbox):
+		case !r.AppliesTo(env.Account, env.Mailbox):
 			e.Skipped = "mailbox filter"
 		}
 		if e.Skipped != "" {

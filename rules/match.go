@@ -21,7 +21,7 @@ func (s *Set) Match(env *Env) (matched []*Rule, errs []error) {
 	m := s.vms.Get().(*vm.VM)
 	defer s.vms.Put(m)
 	for _, r := range s.rules {
-		if !r.appliesTo(env.Account, env.Mailbox) {
+		if !r.AppliesTo(env.Account, env.Mailbox) {
 			continue
 		}
 		ok, err := r.eval(m, env)
@@ -57,9 +57,10 @@ func (r *Rule) eval(m *vm.VM, env *Env) (bool, error) {
 	return ok, nil
 }
 
-// appliesTo reports whether the rule's filters admit the mailbox; an empty filter admits any.
-// Mailbox names compare exactly, except INBOX, which is case-insensitive (RFC 3501 §5.1).
-func (r *Rule) appliesTo(account, mailbox string) bool {
+// AppliesTo reports whether the rule's account and mailbox filters admit (account, mailbox); an
+// empty filter admits any. Mailbox names compare exactly, except INBOX, which is
+// case-insensitive (RFC 3501 §5.1).
+func (r *Rule) AppliesTo(account, mailbox string) bool {
 	if r.Account != "" && r.Account != account {
 		return false
 	}
@@ -72,7 +73,7 @@ func (r *Rule) appliesTo(account, mailbox string) bool {
 func (s *Set) Reads(account, mailbox string) Reads {
 	var u Reads
 	for _, r := range s.rules {
-		if r.appliesTo(account, mailbox) {
+		if r.AppliesTo(account, mailbox) {
 			u.Text = u.Text || r.Reads.Text
 			u.HTML = u.HTML || r.Reads.HTML
 			u.Attachments = u.Attachments || r.Reads.Attachments

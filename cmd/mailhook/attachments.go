@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/message"
@@ -55,16 +54,6 @@ func compileInline(cfg *Config) (map[string]*rules.AttachmentFilter, error) {
 	return out, nil
 }
 
-// appliesHere reports whether rule r's account and mailbox filters admit (account, mailbox), as
-// rules.Set.Match decides it (INBOX compares case-insensitively, RFC 3501 §5.1).
-func appliesHere(r Rule, account, mailbox string) bool {
-	if r.Account != "" && r.Account != account {
-		return false
-	}
-	return r.Mailbox == "" || r.Mailbox == mailbox ||
-		(strings.EqualFold(r.Mailbox, "INBOX") && strings.EqualFold(mailbox, "INBOX"))
-}
-
 // inlinePlan returns the watcher.Plan.Inline of (account, mailbox): for each message it runs the
 // rules (as the pipeline will) and collects, over the matched rules' webhooks with attachments:
 // inline, the attachments each would ship. So attachment content is fetched only for a message
@@ -78,9 +67,9 @@ func inlinePlan(l *loaded, account, mailbox string) func(ev *watcher.Event) []me
 		}
 	}
 	needed := false
-	for _, r := range l.cfg.Rules {
+	for _, r := range l.rules.Rules() {
 		for _, a := range r.Actions {
-			if _, ok := webhooks[a.Webhook]; ok && appliesHere(r, account, mailbox) {
+			if _, ok := webhooks[a.Webhook]; ok && r.AppliesTo(account, mailbox) {
 				needed = true
 			}
 		}

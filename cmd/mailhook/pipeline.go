@@ -162,21 +162,18 @@ func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
 func plan(l *loaded, account, mailbox string) watcher.Plan {
 	reads := l.rules.Reads(account, mailbox)
 	pl := watcher.Plan{Text: reads.Text, HTML: reads.HTML, Inline: inlinePlan(l, account, mailbox)}
-	for _, r := range l.cfg.Rules {
-		if (r.Account != "" && r.Account != account) || (r.Mailbox != "" && r.Mailbox != mailbox) {
+	body := map[string]string{} // webhook name → its body: mode
+	for _, w := range l.cfg.Webhooks {
+		body[w.Name] = w.Body
+	}
+	for _, r := range l.rules.Rules() {
+		if !r.AppliesTo(account, mailbox) {
 			continue
 		}
 		for _, a := range r.Actions {
-			if a.Webhook == "" {
-				continue
-			}
-			for _, w := range l.cfg.Webhooks {
-				if w.Name != a.Webhook {
-					continue
-				}
-				pl.Text = pl.Text || w.Body == "text" || w.Body == "both"
-				pl.HTML = pl.HTML || w.Body == "html" || w.Body == "both"
-			}
+			b := body[a.Webhook] // "" for other actions
+			pl.Text = pl.Text || b == BodyText || b == BodyBoth
+			pl.HTML = pl.HTML || b == BodyHTML || b == BodyBoth
 		}
 	}
 	return pl
