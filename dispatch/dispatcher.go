@@ -254,30 +254,37 @@ func (d *Dispatcher) route(ctx context.Context, j store.Job) {
 	d.deliver(ctx, ep, j)
 }
 
-// finish records the outcome of a job. It goes on while ctx is being cancelled, so a delivery that
-// completed during shutdown is not sent again; it retries a failing store for up to
-// finishTimeout, after which the job stays in_flight until the next start.
+// finish records the outcome of a webhook job (see persist).
 func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, j store.Job, state string, nextAt time.Time, a store.Attempt) {
 	d.observe(j, state, a)
+	persist(ctx, log, "delivery", state, func(ctx context.Context) error {
+		return d.out.Finish(ctx, j.ID, state, nextAt, a)
+	})
+}
+
+// persist runs finish, which records a job's outcome. It goes on while ctx is being cancelled, so
+// an outcome reached during shutdown is not lost (a sent webhook is not sent again, a sent reply
+// not marked unknown); it retries a failing store for up to finishTimeout, after which the job
+// stays in_flight until the next start. A job changed meanwhile (dropped, requeued) is left as the
+// operator made it.
+func persist(ctx context.Context, log *slog.Logger, what, state string, finish func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	wait := 100 * time.Millisecond
 	for {
-		err := d.out.Finish(ctx, j.ID, state, nextAt, a)
+		err := finish(ctx)
 		if err == nil {
 			return
 		}
 		if errors.Is(err, store.ErrState) || errors.Is(err, store.ErrNotFound) {
-			log.Warn("job changed while it was being delivered; outcome not recorded",
-				"state", state, "err", err)
+			log.Warn("job changed while in flight; "+what+" outcome not recorded", "state", state, "err", err)
 			return
 		}
 		if ctx.Err() != nil {
-			log.Error("cannot record delivery outcome; job stays in flight until restart",
-				"state", state, "err", err)
+			log.Error("cannot record "+what+" outcome; job stays in flight until restart", "state", state, "err", err)
 			return
 		}
-		log.Warn("cannot record delivery outcome; retrying", "state", state, "err", err)
+		log.Warn("cannot record "+what+" outcome; retrying", "state", state, "err", err)
 		sleep(ctx, nil, wait)
 		wait *= 2
 	}

@@ -321,30 +321,14 @@ func (d *ReplyDispatcher) release(ctx context.Context, log *slog.Logger, k store
 	}
 }
 
-// finish records the outcome of a job, going on during shutdown (see Dispatcher.finish).
+// finish records the outcome of a reply job (see persist); a reply left in flight becomes unknown
+// on the next start (at most once).
 func (d *ReplyDispatcher) finish(ctx context.Context, log *slog.Logger, j store.Job, state string, nextAt time.Time, a store.Attempt) {
 	a.JobID = j.ID
 	if a.At.IsZero() {
 		a.At = d.now()
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer cancel()
-	wait := 100 * time.Millisecond
-	for {
-		err := d.out.Finish(ctx, j.ID, state, nextAt, a)
-		if err == nil {
-			return
-		}
-		if errors.Is(err, store.ErrState) || errors.Is(err, store.ErrNotFound) {
-			log.Warn("job changed while it was being sent; outcome not recorded", "state", state, "err", err)
-			return
-		}
-		if ctx.Err() != nil {
-			log.Error("cannot record reply outcome; job stays in flight until restart (then unknown)", "state", state, "err", err)
-			return
-		}
-		log.Warn("cannot record reply outcome; retrying", "state", state, "err", err)
-		sleep(ctx, nil, wait)
-		wait *= 2
-	}
+	persist(ctx, log, "reply", state, func(ctx context.Context) error {
+		return d.out.Finish(ctx, j.ID, state, nextAt, a)
+	})
 }

@@ -86,7 +86,7 @@ func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 			wh := p.webhooks[a.Webhook]
 			id := p.jobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, r.Spec.Name, i)
 			pl := dispatch.NewPayload(id, r.Spec.Name, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
-				ev.Message.Auth(trusted), dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes))
+				env.Auth, dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes)) // parsed once, by NewEnv
 			if err := p.shipAttachments(ev, wh, pl, id); err != nil {
 				return nil, err
 			}
