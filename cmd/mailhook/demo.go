@@ -14,7 +14,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/internal/demo"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -72,7 +72,7 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer os.RemoveAll(dir)
 
-	mem, err := testmail.NewMemServer(testmail.MemOptions{})
+	mem, err := demo.NewIMAPServer(demo.IMAPOptions{})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook demo: imap server: %v\n", err)
 		return exitFail
@@ -82,9 +82,9 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	stdout = &lockedWriter{w: stdout} // the receiver prints from its own goroutines
 	delivered := make(chan struct{}, 16)
 	var shown sync.Once
-	recv := testmail.NewReceiver(testmail.ReceiverOptions{
+	recv, err := demo.NewReceiver(demo.ReceiverOptions{
 		Secret: demoSecret,
-		OnRequest: func(r testmail.Request) {
+		OnRequest: func(r demo.Request) {
 			printDelivery(stdout, r)
 			shown.Do(func() { printPayload(stdout, r) })
 			select {
@@ -93,6 +93,10 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		},
 	})
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook demo: webhook receiver: %v\n", err)
+		return exitFail
+	}
 	defer recv.Close()
 
 	_, port, _ := net.SplitHostPort(mem.Addr())
@@ -135,8 +139,8 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFail
 	}
 	now := time.Now()
-	for i, k := range []testmail.SampleKind{testmail.CIFailure, testmail.Invoice, testmail.Personal} {
-		raw := testmail.Sample(i, testmail.SampleOptions{Kind: k, Date: now, To: mem.User()})
+	for i, k := range []demo.SampleKind{demo.CIFailure, demo.Invoice, demo.Personal} {
+		raw := demo.Sample(i, demo.SampleOptions{Kind: k, Date: now, To: mem.User()})
 		if _, err := mem.Append("INBOX", raw); err != nil {
 			fmt.Fprintf(stderr, "mailhook demo: append: %v\n", err)
 			return exitFail
@@ -178,7 +182,7 @@ func exitCode(err error) int {
 }
 
 // printDelivery shows one received webhook the way a receiver would see it.
-func printDelivery(w io.Writer, r testmail.Request) {
+func printDelivery(w io.Writer, r demo.Request) {
 	var p struct {
 		Rule    string `json:"rule"`
 		Subject string `json:"subject"`
@@ -224,7 +228,7 @@ func waitWatching(ctx context.Context, a *app, timeout time.Duration) error {
 }
 
 // printPayload shows one delivery in full: its Standard Webhooks headers and JSON body.
-func printPayload(w io.Writer, r testmail.Request) {
+func printPayload(w io.Writer, r demo.Request) {
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, r.Body, "    ", "  "); err != nil {
 		pretty.Write(r.Body)

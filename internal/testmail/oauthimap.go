@@ -17,6 +17,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/emersion/go-sasl"
+
+	"github.com/mailhook/mailhook/internal/demo"
 )
 
 // OAuthMemOptions configures an OAuthMemServer.
@@ -34,7 +36,7 @@ type OAuthMemOptions struct {
 
 // OAuthMemServer is an in-memory IMAP4rev1 server (imapserver + imapmemserver) on a loopback port
 // whose only way in is AUTHENTICATE XOAUTH2 or OAUTHBEARER (LOGIN is refused). It advertises
-// IDLE and SASL-IR; an idling session polls for updates every 10 ms (see MemServer). It records
+// IDLE and SASL-IR; an idling session polls for updates every 10 ms (see demo.PollIdle). It records
 // every authentication attempt.
 type OAuthMemServer struct {
 	opts OAuthMemOptions
@@ -182,9 +184,9 @@ func (s *oauthSession) Authenticate(mech string) (sasl.Server, error) {
 	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported mechanism"}
 }
 
-// Idle pushes updates until stop is closed (see memSession.Idle).
+// Idle pushes updates until stop is closed, polling like the demo's server (see demo.PollIdle).
 func (s *oauthSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	return pollIdle(s.UserSession, w, stop)
+	return demo.PollIdle(s.UserSession, w, stop)
 }
 
 func (s *oauthSession) Close() error {

@@ -1,18 +1,13 @@
 package testmail
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
-	"time"
 
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/mailhook/mailhook/internal/demo"
 )
 
 // ReceiverOptions configures a Receiver. The zero value answers 200 to everything and verifies
@@ -38,71 +33,56 @@ type ReceiverOptions struct {
 	Handler func(n int, w http.ResponseWriter, r *http.Request)
 	// OnRequest is called with each request after it has been answered and before it is
 	// recorded, on the request's goroutine: what it does happens before WaitFor counts the
-	// request. The demo prints deliveries with it.
+	// request.
 	OnRequest func(Request)
 }
 
-// Request is one request a Receiver answered.
-type Request struct {
-	N        int         // 1-based arrival order
-	Method   string      // e.g. POST
-	Path     string      // URL path, e.g. /hook
-	Header   http.Header // as received
-	Body     []byte      // raw body, exactly the bytes sent
-	Received time.Time   // when the handler began
-	Status   int         // status the receiver answered
-	// Verified reports whether webhook-signature verifies against ReceiverOptions.Secret, per the
-	// Standard Webhooks library. VerifyErr holds the reason when it does not (or nil).
-	Verified  bool
-	VerifyErr error
-}
+// Request is one request a Receiver answered (the demo receiver's record of it).
+type Request = demo.Request
 
-// ID returns the request's webhook-id header.
-func (r Request) ID() string { return r.Header.Get(standardwebhooks.HeaderWebhookID) }
-
-// Verify checks the request's signature against secret with the Standard Webhooks library
-// (timestamp tolerance included), e.g. to check each secret of a rotation separately.
-func (r Request) Verify(secret string) error {
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		return fmt.Errorf("load webhook secret: invalid encoding")
-	}
-	return wh.Verify(r.Body, r.Header)
-}
-
-// Receiver is a loopback HTTP server (httptest.Server) that records webhook deliveries.
+// Receiver is the demo's webhook receiver (demo.Receiver: loopback HTTP, Standard Webhooks
+// verification) with what tests add: scripted answers, and a record of every request to read
+// and wait for.
 type Receiver struct {
+	*demo.Receiver
 	opts ReceiverOptions
-	wh   *standardwebhooks.Webhook // nil without a secret
-	srv  *httptest.Server
 
 	mu      sync.Mutex
-	n       int // requests begun, numbers them
 	reqs    []Request
 	changed chan struct{} // closed and replaced whenever reqs grows
 }
 
 // NewReceiver starts a Receiver on 127.0.0.1. Call Close when done. A Secret that is not valid
 // base64 makes every request unverified, with a VerifyErr saying so.
-func NewReceiver(opts ReceiverOptions) *Receiver {
+func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	r := &Receiver{opts: opts, changed: make(chan struct{})}
-	if opts.Secret != "" {
-		r.wh, _ = standardwebhooks.NewWebhook(opts.Secret)
+	handler := opts.Handler
+	if handler == nil {
+		handler = r.answer
 	}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serveHTTP))
-	return r
+	recv, err := demo.NewReceiver(demo.ReceiverOptions{
+		Secret:          opts.Secret,
+		IgnoreTimestamp: opts.IgnoreTimestamp,
+		Handler:         handler,
+		OnRequest:       r.record,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Receiver = recv
+	return r, nil
 }
 
 // StartReceiver starts a Receiver and closes it when the test ends.
 func StartReceiver(t testing.TB, opts ReceiverOptions) *Receiver {
 	t.Helper()
-	r := NewReceiver(opts)
+	r, err := NewReceiver(opts)
+	if err != nil {
+		t.Fatalf("start webhook receiver: %v", err)
+	}
 	t.Cleanup(r.Close)
 	return r
 }
-
-// URL returns the receiver's base URL, "http://127.0.0.1:port"; any path is accepted.
-func (r *Receiver) URL() string { return r.srv.URL }
 
 // Requests returns a copy of the requests answered so far, in the order they were answered.
 func (r *Receiver) Requests() []Request {
@@ -149,55 +129,12 @@ func (r *Receiver) UniqueIDs() map[string]struct{} {
 	return ids
 }
 
-// Close shuts the server down, waiting for handlers to return; a Handler that hangs must watch
-// r.Context(). Close closes client connections first, which ends those contexts.
-func (r *Receiver) Close() {
-	r.srv.CloseClientConnections()
-	r.srv.Close()
-}
-
-func (r *Receiver) serveHTTP(w http.ResponseWriter, hr *http.Request) {
-	received := time.Now()
-	body, readErr := io.ReadAll(hr.Body)
-	hr.Body = io.NopCloser(bytes.NewReader(body))
-
-	r.mu.Lock()
-	r.n++
-	n := r.n
-	r.mu.Unlock()
-
-	req := Request{
-		N:        n,
-		Method:   hr.Method,
-		Path:     hr.URL.Path,
-		Header:   hr.Header.Clone(),
-		Body:     body,
-		Received: received,
-	}
-	switch {
-	case readErr != nil:
-		req.VerifyErr = fmt.Errorf("read body: %w", readErr)
-	case r.opts.Secret == "":
-	case r.wh == nil:
-		req.VerifyErr = fmt.Errorf("load webhook secret: invalid encoding")
-	case r.opts.IgnoreTimestamp:
-		req.VerifyErr = r.wh.VerifyIgnoringTimestamp(body, hr.Header)
-	default:
-		req.VerifyErr = r.wh.Verify(body, hr.Header)
-	}
-	req.Verified = r.opts.Secret != "" && req.VerifyErr == nil
-
-	sw := &statusWriter{ResponseWriter: w}
-	r.answer(n, sw, hr)
-	req.Status = sw.status
-	if req.Status == 0 {
-		req.Status = http.StatusOK
-	}
-
+// record runs OnRequest, then adds req to the record: what OnRequest does happens before
+// WaitFor counts the request.
+func (r *Receiver) record(req Request) {
 	if r.opts.OnRequest != nil {
 		r.opts.OnRequest(req)
 	}
-
 	r.mu.Lock()
 	r.reqs = append(r.reqs, req)
 	close(r.changed)
@@ -205,11 +142,8 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	r.mu.Unlock()
 }
 
+// answer gives the n-th request its scripted status.
 func (r *Receiver) answer(n int, w http.ResponseWriter, hr *http.Request) {
-	if r.opts.Handler != nil {
-		r.opts.Handler(n, w, hr)
-		return
-	}
 	status := http.StatusOK
 	switch {
 	case r.opts.Respond != nil:
@@ -220,30 +154,5 @@ func (r *Receiver) answer(n int, w http.ResponseWriter, hr *http.Request) {
 	if r.opts.RetryAfter != "" && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
 		w.Header().Set("Retry-After", r.opts.RetryAfter)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, strconv.Itoa(status)+" "+http.StatusText(status)+"\n")
+	demo.WriteStatus(w, status)
 }
-
-// statusWriter remembers the status a handler answered.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer (Flush, deadlines).
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

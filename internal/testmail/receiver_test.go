@@ -141,11 +141,14 @@ func TestReceiverRetryAfterAndRespond(t *testing.T) {
 }
 
 func TestReceiverHandlerCanHang(t *testing.T) {
-	r := NewReceiver(ReceiverOptions{
+	r, err := NewReceiver(ReceiverOptions{
 		Handler: func(n int, w http.ResponseWriter, req *http.Request) {
 			<-req.Context().Done() // hang until the client gives up
 		},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	client := &http.Client{Timeout: 100 * time.Millisecond}
 	if resp, err := client.Post(r.URL(), "application/json", strings.NewReader("{}")); err == nil {
