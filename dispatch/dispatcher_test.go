@@ -849,3 +849,29 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// The endpoint's ContentType (a template's content_type) is what is sent; application/json by
+// default.
+func TestContentTypeSent(t *testing.T) {
+	_, key := testSecret(t, 9, 32)
+	srv, reqs := receiver(t, nil)
+	out := newFakeOutbox()
+	start(t, mustNew(t, out, []Endpoint{
+		{Name: "json", URL: srv.URL, Secrets: [][]byte{key}},
+		{Name: "text", URL: srv.URL, Secrets: [][]byte{key}, ContentType: "text/plain; charset=utf-8"},
+	}, Options{Quick: noQuick}))
+	t0 := time.Now()
+	out.add(newJob("msg_json", "json", t0))
+	r := next(t, reqs)
+	if got := r.header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("default Content-Type %q", got)
+	}
+	out.add(newJob("msg_text", "text", t0))
+	r = next(t, reqs)
+	if got := r.header.Get("Content-Type"); got != "text/plain; charset=utf-8" {
+		t.Errorf("configured Content-Type %q", got)
+	}
+	if _, err := New(out, []Endpoint{{Name: "bad", URL: srv.URL, Secrets: [][]byte{key}, ContentType: "text/plain\r\nX: y"}}, Options{}); err == nil {
+		t.Error("a Content-Type with CR LF was accepted")
+	}
+}

@@ -1,8 +1,8 @@
 // Package dispatch delivers mailhook's webhook jobs from the outbox.
 //
-// The watcher turns a matched message into a Payload (NewPayload) and a Formatter renders it in the
-// webhook's format (payload v1, Slack, Discord, Teams, GitHub repository_dispatch or a template;
-// format.go); the bytes are committed as the body of an outbox job, stored once and never rebuilt. A Dispatcher runs
+// The pipeline turns a matched message into a payload and renders it in the webhook's format
+// (package payload); the bytes are committed as the body of an outbox job, stored once and never
+// rebuilt. A Dispatcher runs
 // workers per configured Endpoint that claim due jobs, POST the stored body signed per attempt
 // following the Standard Webhooks specification (webhook-id, webhook-timestamp, webhook-signature),
 // and record the outcome:

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mailhook/mailhook/payload"
 )
 
 // Endpoint defaults and limits.
@@ -21,8 +23,8 @@ const (
 	DefaultMaxBackoff       = time.Hour
 )
 
-// The defaults of Endpoint.ContentType and Endpoint.DisableAfter are ContentTypeJSON (format.go)
-// and DefaultDisableAfter (health.go).
+// The defaults of Endpoint.ContentType and Endpoint.DisableAfter are payload.ContentTypeJSON and
+// DefaultDisableAfter (health.go).
 
 // Endpoint is one configured webhook receiver. Zero fields take the documented defaults.
 type Endpoint struct {
@@ -53,7 +55,7 @@ type Endpoint struct {
 	// Loopback and private ranges are always allowed.
 	AllowLinkLocal bool
 	// ContentType is the Content-Type of the stored bodies (default application/json; see
-	// Formatter.ContentType).
+	// payload.Formatter.ContentType).
 	ContentType string
 	// DisableAfter is how long the endpoint may fail without a single success before it is
 	// disabled and its jobs held (default DefaultDisableAfter, 5 days). HTTP 410 Gone disables
@@ -149,7 +151,7 @@ func (e Endpoint) withDefaults() (Endpoint, error) {
 	}
 	switch {
 	case e.ContentType == "":
-		e.ContentType = ContentTypeJSON
+		e.ContentType = payload.ContentTypeJSON
 	case !validFieldValue(e.ContentType):
 		return fail("content type holds a control character")
 	}

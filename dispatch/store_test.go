@@ -10,6 +10,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -33,8 +34,10 @@ func TestWithSQLiteStore(t *testing.T) {
 	})
 	ctx := context.Background()
 	id := store.JobID("personal", "INBOX", 7, 42, "ci-failures", 0)
-	body, err := NewPayload(id, "ci-failures", "personal", "INBOX", 7, 42, fixedMessage(),
-		message.Auth{DMARC: "pass"}, BodyText, 0).Marshal()
+	m := &message.Message{MessageID: "<run-4711@github.com>", Subject: "[acme/app] Run failed",
+		From: message.Address{Name: "GitHub", Address: "noreply@github.com"}, Text: "Run failed.", TextFetched: true}
+	body, err := payload.New(id, "ci-failures", "personal", "INBOX", 7, 42, m,
+		message.Auth{DMARC: "pass"}, payload.BodyText, 0).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +60,7 @@ func TestWithSQLiteStore(t *testing.T) {
 	if err := wh.Verify(r.body, r.header); err != nil {
 		t.Errorf("signature: %v", err)
 	}
-	var p Payload
+	var p payload.Payload
 	if err := json.Unmarshal(r.body, &p); err != nil || p.ID != r.header.Get(HeaderID) || p.ID != id {
 		t.Errorf("payload id %q (err %v), webhook-id %q, job %q", p.ID, err, r.header.Get(HeaderID), id)
 	}

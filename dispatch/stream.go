@@ -1,7 +1,6 @@
 package dispatch
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -17,35 +16,21 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
 
 // Inline attachments travel from the watcher to the receiver without ever being held whole in
-// memory, and without being stored in the outbox (DESIGN "Outbox jobs": the body is stored once):
+// memory, and without being stored in the outbox (the body is stored once):
 //
-//  1. The pipeline builds the payload with InlineFromSpool: the attachment's content_base64 holds
-//     a reference, "\u0000spool:<section>\u0000" once encoded — a string no message can produce,
-//     since every payload string is cleaned of NUL — and links the spooled file into the job's
-//     spool directory (Spool.Attach) before the job commits.
-//  2. For each attempt the dispatcher splits the stored body at the references (parseBody) and
-//     streams JSON prefix, base64 of the file read in chunks, JSON suffix (bodyReader). The
-//     Standard Webhooks signature covers id.timestamp.body, so each attempt first streams the same
-//     bytes through the HMACs (a second pass over the files), then sends them with a
-//     Content-Length known in advance.
-
-// spoolRefStart and spoolRefEnd delimit a reference as it appears in an encoded body.
-const (
-	spoolRefStart = `"\u0000spool:`
-	spoolRefEnd   = `\u0000"`
-)
-
-// InlineFromSpool marks attachment i of the payload as shipped inline from the spooled content of
-// IMAP section sec: in the stored body its content_base64 holds a reference the dispatcher
-// replaces, on every attempt, with the standard base64 (RFC 4648 §4, padded, no line breaks) of
-// the job's spool file for sec. The caller links the file with Spool.Attach before committing.
-func (p *Payload) InlineFromSpool(i int, sec string) {
-	p.Attachments[i].ContentBase64 = "\x00spool:" + sec + "\x00"
-}
+//  1. The pipeline builds the payload with payload.InlineFromSpool: the attachment's
+//     content_base64 holds a reference to the spooled content, and the spooled file is linked into
+//     the job's spool directory (Spool.Attach) before the job commits.
+//  2. For each attempt the dispatcher splits the stored body at the references
+//     (payload.SplitInline) and streams JSON prefix, base64 of the file read in chunks, JSON
+//     suffix (bodyReader). The Standard Webhooks signature covers id.timestamp.body, so each
+//     attempt first streams the same bytes through the HMACs (a second pass over the files), then
+//     sends them with a Content-Length known in advance.
 
 // segment is a piece of a request body: literal bytes, or a spooled file sent in base64.
 type segment struct {
@@ -69,33 +54,26 @@ type spoolError struct {
 func (e *spoolError) Error() string { return e.err.Error() }
 func (e *spoolError) Unwrap() error { return e.err }
 
-// hasSpoolRefs reports whether a stored body refers to spooled files.
-func hasSpoolRefs(body []byte) bool { return bytes.Contains(body, []byte(spoolRefStart)) }
-
 // openBody splits a stored body at its spool references and opens the job's files; the caller
 // closes the result. A reference is always a whole JSON string value, so the quotes stay in the
 // literal segments and the base64 text goes between them.
 func (s *Spool) openBody(id string, body []byte) (_ *streamBody, err error) {
+	pieces, err := payload.SplitInline(body)
+	if err != nil {
+		return nil, &spoolError{err: errors.New("attachment spool: malformed reference in the stored body"), missing: true}
+	}
 	b := &streamBody{}
 	defer func() {
 		if err != nil {
 			b.close()
 		}
 	}()
-	rest := body
-	for {
-		i := bytes.Index(rest, []byte(spoolRefStart))
-		if i < 0 {
-			b.add(segment{lit: rest})
-			return b, nil
+	for _, pc := range pieces {
+		if pc.Section == "" {
+			b.add(segment{lit: pc.Literal})
+			continue
 		}
-		ref := rest[i+len(spoolRefStart):]
-		j := bytes.Index(ref, []byte(spoolRefEnd))
-		if j < 0 {
-			return nil, &spoolError{err: errors.New("attachment spool: malformed reference in the stored body"), missing: true}
-		}
-		sec := string(ref[:j])
-		b.add(segment{lit: rest[:i+1]}) // up to the opening quote
+		sec := pc.Section
 		if s == nil {
 			return nil, &spoolError{err: errors.New("attachment spool: the body refers to spooled attachments but no spool is configured"), missing: true}
 		}
@@ -109,8 +87,8 @@ func (s *Spool) openBody(id string, body []byte) (_ *streamBody, err error) {
 			return nil, &spoolError{err: fmt.Errorf("attachment spool: section %s: %w", sec, err)}
 		}
 		b.add(segment{file: f, size: fi.Size()})
-		rest = ref[j+len(spoolRefEnd)-1:] // from the closing quote
 	}
+	return b, nil
 }
 
 func (b *streamBody) add(s segment) {
@@ -226,7 +204,7 @@ type requestBody struct {
 // requestBody prepares the body of job j. For a streamed body it opens the job's spool files,
 // which stay open (and readable however often) until close.
 func (d *Dispatcher) requestBody(j store.Job) (*requestBody, error) {
-	if !hasSpoolRefs(j.Body) {
+	if !payload.HasInline(j.Body) {
 		return &requestBody{plain: j.Body}, nil
 	}
 	sb, err := d.spool.openBody(j.ID, j.Body)

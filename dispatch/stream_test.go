@@ -26,6 +26,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -56,7 +57,7 @@ func inlineJob(t *testing.T, sp *Spool, id string, contents [][]byte) store.Job 
 		}
 		files[sec] = path
 	}
-	p := NewPayload(id, "r", "personal", "INBOX", 7, 42, m, message.Auth{}, BodyNone, 0)
+	p := payload.New(id, "r", "personal", "INBOX", 7, 42, m, message.Auth{}, payload.BodyNone, 0)
 	for i, a := range m.Attachments {
 		p.InlineFromSpool(i, a.Section)
 	}
@@ -75,7 +76,7 @@ func inlineJob(t *testing.T, sp *Spool, id string, contents [][]byte) store.Job 
 // contentsOf decodes the content_base64 of every attachment of a received body.
 func contentsOf(t *testing.T, body []byte) [][]byte {
 	t.Helper()
-	var p Payload
+	var p payload.Payload
 	if err := json.Unmarshal(body, &p); err != nil {
 		t.Fatalf("received body is not JSON: %v", err)
 	}

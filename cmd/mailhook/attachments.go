@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
@@ -115,7 +116,7 @@ func inlinePlan(l *loaded, account, mailbox string) func(ev *watcher.Event) []me
 // the list; inline puts a spool reference in the content_base64 of each chosen attachment the
 // watcher spooled, links the files into the job's spool directory (before the job commits), and
 // marks the payload truncated when a chosen attachment is shipped as metadata only.
-func (p *pipeline) shipAttachments(ev *watcher.Event, wh Webhook, pl *dispatch.Payload, id string) error {
+func (p *pipeline) shipAttachments(ev *watcher.Event, wh Webhook, pl *payload.Payload, id string) error {
 	switch wh.Attachments {
 	case AttachmentsNone:
 		pl.OmitAttachments()

@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -47,18 +47,18 @@ func readTemplateFile(p *problems, path string, w *Webhook) {
 	}
 }
 
-// formatOptions returns the webhook's body format for dispatch.NewFormatter.
-func (w *Webhook) formatOptions() dispatch.FormatOptions {
-	return dispatch.FormatOptions{Format: dispatch.Format(w.Format), Template: w.Template,
-		ContentType: w.ContentType, EventType: w.EventType, Body: dispatch.BodyMode(w.Body)}
+// formatOptions returns the webhook's body format for payload.NewFormatter.
+func (w *Webhook) formatOptions() payload.FormatOptions {
+	return payload.FormatOptions{Format: payload.Format(w.Format), Template: w.Template,
+		ContentType: w.ContentType, EventType: w.EventType, Body: payload.BodyMode(w.Body)}
 }
 
 // validateFormat checks format and its options by building the formatter: a template is parsed and
 // rendered over a sample message here, so its mistakes are configuration errors.
 func (w *Webhook) validateFormat(p *problems, path string) {
-	_, err := dispatch.NewFormatter(w.formatOptions())
+	_, err := payload.NewFormatter(w.formatOptions())
 	for _, e := range flatten(err) {
-		var fe *dispatch.FormatError
+		var fe *payload.FormatError
 		if !errors.As(e, &fe) {
 			p.add(path+".format", "%s", e)
 			continue
@@ -86,11 +86,11 @@ func flatten(err error) []error {
 }
 
 // compileFormats builds the formatter of every webhook, by name.
-func compileFormats(cfg *Config) (map[string]*dispatch.Formatter, error) {
-	out := make(map[string]*dispatch.Formatter, len(cfg.Webhooks))
+func compileFormats(cfg *Config) (map[string]*payload.Formatter, error) {
+	out := make(map[string]*payload.Formatter, len(cfg.Webhooks))
 	for i := range cfg.Webhooks {
 		w := &cfg.Webhooks[i]
-		f, err := dispatch.NewFormatter(w.formatOptions())
+		f, err := payload.NewFormatter(w.formatOptions())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", itemPath("webhooks", i, w.Name), err)
 		}
@@ -114,7 +114,7 @@ const stateLookupTimeout = 5 * time.Second
 // (a template failing on this message) makes the job dead at once, with the reason as its last
 // error, so the message is committed and the mailbox moves on; `mailhook outbox list --dead`
 // shows it. A job of a disabled endpoint is committed held.
-func (p *pipeline) renderBody(ctx context.Context, ev *watcher.Event, wh Webhook, pl *dispatch.Payload, job *store.Job) {
+func (p *pipeline) renderBody(ctx context.Context, ev *watcher.Event, wh Webhook, pl *payload.Payload, job *store.Job) {
 	f := p.formats[wh.Name]
 	var body []byte
 	var err error

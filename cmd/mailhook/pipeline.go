@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
@@ -31,7 +32,7 @@ type pipeline struct {
 	spool  *dispatch.Spool
 	// formats render each webhook's body (formats.go); states, when set, says which endpoints
 	// are disabled, whose jobs are committed held.
-	formats map[string]*dispatch.Formatter
+	formats map[string]*payload.Formatter
 	states  endpointState
 }
 
@@ -85,8 +86,8 @@ func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 			}
 			wh := p.webhooks[a.Webhook]
 			id := p.jobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, r.Spec.Name, i)
-			pl := dispatch.NewPayload(id, r.Spec.Name, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
-				env.Auth, dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes)) // parsed once, by NewEnv
+			pl := payload.New(id, r.Spec.Name, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
+				env.Auth, payload.BodyMode(wh.Body), int(wh.MaxBodyBytes)) // parsed once, by NewEnv
 			if err := p.shipAttachments(ev, wh, pl, id); err != nil {
 				return nil, err
 			}
@@ -141,14 +142,14 @@ func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
 		for _, h := range w.Headers {
 			ep.Headers = append(ep.Headers, dispatch.Header{Name: h.Name, Value: h.Value})
 		}
-		f, err := dispatch.NewFormatter(w.formatOptions())
+		f, err := payload.NewFormatter(w.formatOptions())
 		if err != nil {
 			return nil, fmt.Errorf("webhooks[%d] %q: %w", i, w.Name, err)
 		}
 		ep.ContentType = f.ContentType()
 		for _, fh := range f.Headers() { // e.g. GitHub's Accept, unless configured
 			if !slices.ContainsFunc(w.Headers, func(h Header) bool { return strings.EqualFold(h.Name, fh.Name) }) {
-				ep.Headers = append(ep.Headers, fh)
+				ep.Headers = append(ep.Headers, dispatch.Header{Name: fh.Name, Value: fh.Value})
 			}
 		}
 		eps = append(eps, ep)

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
@@ -52,7 +53,7 @@ type loaded struct {
 	spool    *dispatch.Spool
 	incoming string
 	// formats render each webhook's body, by webhook name (formats.go).
-	formats map[string]*dispatch.Formatter
+	formats map[string]*payload.Formatter
 }
 
 // load reads, validates and compiles a configuration. Every problem is printed to stderr; the

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -119,8 +119,8 @@ func TestTestVerbFiles(t *testing.T) {
 	}
 	wh := l.cfg.Webhooks[0]
 	id := store.JobID("test", "INBOX", 0, 0, "ci-failures", 0)
-	want, err := dispatch.NewPayload(id, "ci-failures", "test", "INBOX", 0, 0, m, m.Auth("mx.google.com"),
-		dispatch.BodyMode(wh.Body), int(wh.MaxBodyBytes)).Marshal()
+	want, err := payload.New(id, "ci-failures", "test", "INBOX", 0, 0, m, m.Auth("mx.google.com"),
+		payload.BodyMode(wh.Body), int(wh.MaxBodyBytes)).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package dispatch
+package payload
 
 import (
 	"bytes"
@@ -12,8 +12,6 @@ import (
 	"text/template"
 	"time"
 	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/mailhook/mailhook/message"
 )
@@ -119,7 +117,7 @@ type Formatter struct {
 }
 
 // NewFormatter checks o and returns its Formatter. A template is parsed and rendered once over a
-// sample message (SamplePayload), so a syntax error, a misspelt field or output that is not
+// sample message (Sample), so a syntax error, a misspelt field or output that is not
 // valid JSON fails here, at startup, rather than on the first message.
 func NewFormatter(o FormatOptions) (*Formatter, error) {
 	f := &Formatter{format: o.Format, contentType: ContentTypeJSON, checkJSON: true}
@@ -177,7 +175,7 @@ func NewFormatter(o FormatOptions) (*Formatter, error) {
 		}
 	}
 	if len(errs) == 0 && f.tpl != nil {
-		if _, err := f.Render(SamplePayload(o.Body)); err != nil {
+		if _, err := f.Render(Sample(o.Body)); err != nil {
 			fail("template", "on a sample message: %v", errors.Unwrap(err))
 		}
 	}
@@ -192,6 +190,12 @@ func (f *Formatter) Format() Format { return f.format }
 
 // ContentType returns the Content-Type of the rendered bodies.
 func (f *Formatter) ContentType() string { return f.contentType }
+
+// Header is a request header a format's destination expects.
+type Header struct {
+	Name  string
+	Value string
+}
 
 // Headers returns the request headers the format's destination expects, to be sent unless the
 // webhook configures the same header itself: GitHub's REST API asks for
@@ -251,10 +255,10 @@ func marshalBody(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// SamplePayload returns the payload of a made-up message with the body mode's bodies, with every
+// Sample returns the payload of a made-up message with the body mode's bodies, with every
 // list non-empty and text that needs escaping everywhere (quotes, <, >, &, backslashes, newlines,
 // non-ASCII). NewFormatter renders templates over it at startup.
-func SamplePayload(body BodyMode) *Payload {
+func Sample(body BodyMode) *Payload {
 	m := &message.Message{
 		MessageID: `<sample-1@mailhook.invalid>`,
 		Subject:   `Sample "subject" <b>&</b> \ Grüße`,
@@ -276,7 +280,7 @@ func SamplePayload(body BodyMode) *Payload {
 		ListID:      "<list.example.invalid>",
 		Defects:     []string{"sample"},
 	}
-	return NewPayload("msg_SAMPLE0000000000000000000000", "sample-rule", "sample-account", "INBOX", 1, 1, m,
+	return New("msg_SAMPLE0000000000000000000000", "sample-rule", "sample-account", "INBOX", 1, 1, m,
 		message.Auth{SPF: "pass", DKIM: "pass", DMARC: "pass"}, body, 0)
 }
 
@@ -358,76 +362,7 @@ func formatAddress(a Address) string {
 	return a.Name + " <" + a.Address + ">"
 }
 
-// ---- text helpers ----
-
-// utf16Len counts s in UTF-16 code units, the way JavaScript does: the services' character
-// limits are counted like this (an emoji outside the BMP counts 2), or in code points, which is
-// never more.
-func utf16Len(s string) int {
-	n := 0
-	for _, r := range s {
-		n += utf16.RuneLen(r)
-	}
-	return n
-}
-
-// truncateRunes cuts s to at most max UTF-16 code units, ending in "…" when it cut.
-func truncateRunes(s string, max int) string {
-	if max <= 0 {
-		return ""
-	}
-	if utf16Len(s) <= max {
-		return s
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		l := utf16.RuneLen(r)
-		if n+l > max-1 {
-			break
-		}
-		b.WriteRune(r)
-		n += l
-	}
-	return strings.TrimRightFunc(b.String(), unicode.IsSpace) + "…"
-}
-
-// escapeCut escapes s one rune at a time with esc (which sees the previous rune and the rest of
-// s) and cuts the result to at most max UTF-16 code units, ending in "…" when it cut; an escape
-// sequence is never split.
-func escapeCut(s string, max int, esc func(prev, r rune, rest string) string) string {
-	if max <= 0 {
-		return ""
-	}
-	var pieces []string
-	total, prev := 0, '\n'
-	for i, r := range s {
-		p := esc(prev, r, s[i+utf8.RuneLen(r):])
-		pieces = append(pieces, p)
-		total += utf16Len(p)
-		prev = r
-		if total > max {
-			break // it will be cut: the rest is not needed
-		}
-	}
-	if total <= max {
-		return strings.Join(pieces, "")
-	}
-	var b strings.Builder
-	n := 0
-	for _, p := range pieces {
-		l := utf16Len(p)
-		if n+l > max-1 {
-			break
-		}
-		b.WriteString(p)
-		n += l
-	}
-	return strings.TrimRightFunc(b.String(), unicode.IsSpace) + "…"
-}
-
-// oneLineText turns s into one line: runs of white space and control characters become a space.
-func oneLineText(s string) string { return oneLine(s, len(s)) }
+// ---- chat message text ----
 
 // sender describes the payload's From for a chat message.
 func sender(p *Payload) string {

@@ -1,4 +1,4 @@
-package dispatch
+package payload
 
 import (
 	"bytes"
@@ -7,17 +7,16 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mailhook/mailhook/message"
 )
 
-// PayloadVersion is the version of the webhook payload this package produces. Fields may be added
-// within a version (receivers must ignore unknown fields); a field is never removed, renamed or
-// given another meaning without a new version.
-const PayloadVersion = 1
+// Version is the version of the webhook payload this package produces. Fields may be added within
+// a version (receivers must ignore unknown fields); a field is never removed, renamed or given
+// another meaning without a new version.
+const Version = 1
 
-// DefaultMaxBodyBytes is the cap on Payload.Text and Payload.HTML each when NewPayload is given 0.
+// DefaultMaxBodyBytes is the cap on Payload.Text and Payload.HTML each when New is given 0.
 const DefaultMaxBodyBytes = 256 << 10
 
 // MaxHeaderBytes bounds Payload.Headers: the header fields are copied in message order until their
@@ -25,7 +24,7 @@ const DefaultMaxBodyBytes = 256 << 10
 // truncated with the defect "headers_truncated".
 const MaxHeaderBytes = 64 << 10
 
-// Defects NewPayload adds to those of the message.
+// Defects New adds to those of the message.
 const (
 	DefectBodyTruncated    = "body_truncated"
 	DefectHeadersTruncated = "headers_truncated"
@@ -64,7 +63,7 @@ func (m BodyMode) html() bool { return m == BodyHTML || m == BodyBoth }
 // without NUL characters (invalid bytes and NULs are replaced by U+FFFD), lists are [] rather than
 // null when empty, and receivers must ignore fields they do not know.
 type Payload struct {
-	// Version is the payload version, PayloadVersion.
+	// Version is the payload version, Version.
 	Version int `json:"version"`
 	// ID identifies the event: the outbox job id ("msg_" + 26 base32 characters), derived from
 	// account, mailbox, uidvalidity, uid, rule and action. It equals the webhook-id and
@@ -152,16 +151,16 @@ type Attachment struct {
 	// standard base64 (RFC 4648 §4, padded, no line breaks). Present only when the webhook has
 	// `attachments: inline`, its attachments_when chose the attachment and it fitted under
 	// max_inline_bytes; a chosen attachment that did not fit has none, and then Truncated is true
-	// and Defects holds "attachments_truncated". See InlineFromSpool for how it is stored.
+	// and Defects holds "attachments_truncated". See InlineFromSpool for how it is stored (inline.go).
 	ContentBase64 string `json:"content_base64,omitempty"`
 }
 
-// NewPayload builds the payload version 1 for message m, matched by rule in (account, mailbox)
+// New builds the payload version 1 for message m, matched by rule in (account, mailbox)
 // with the given UIDVALIDITY and UID. id is the outbox job id (see Payload.ID). body selects the
 // bodies shipped; maxBodyBytes caps Text and HTML each (0 means DefaultMaxBodyBytes, a negative
 // value means no cap beyond the message's own). An unknown body mode ships what BodyText does;
 // ParseBodyMode validates configuration.
-func NewPayload(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.Message, auth message.Auth, body BodyMode, maxBodyBytes int) *Payload {
+func New(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.Message, auth message.Auth, body BodyMode, maxBodyBytes int) *Payload {
 	if maxBodyBytes == 0 {
 		maxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -169,7 +168,7 @@ func NewPayload(id, rule, account, mailbox string, uidvalidity, uid uint32, m *m
 		body = BodyText
 	}
 	p := &Payload{
-		Version:     PayloadVersion,
+		Version:     Version,
 		ID:          clean(id),
 		Rule:        clean(rule),
 		Account:     clean(account),
@@ -272,27 +271,4 @@ func newAddresses(as []message.Address) []Address {
 		out = append(out, newAddress(a))
 	}
 	return out
-}
-
-// clean returns s as valid UTF-8 without NUL: invalid byte sequences and NULs become U+FFFD. JSON
-// could escape NUL as \u0000, but many receivers reject it (PostgreSQL jsonb, for one).
-func clean(s string) string {
-	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
-		return s
-	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.ReplaceAll(s, "\x00", "\uFFFD")
-}
-
-// capUTF8 cuts valid UTF-8 s to at most max bytes without splitting a character, and says whether
-// it cut. A negative max means no cap.
-func capUTF8(s string, max int) (string, bool) {
-	if max < 0 || len(s) <= max {
-		return s, false
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i], true
 }

@@ -1,4 +1,4 @@
-package dispatch
+package payload
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailhook/mailhook/message"
 )
@@ -28,7 +27,7 @@ func mustFormatter(t *testing.T, o FormatOptions) *Formatter {
 }
 
 func goldenPayload() *Payload {
-	return NewPayload("msg_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "ci-failures", "personal", "INBOX", 1795689278, 4711,
+	return New("msg_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "ci-failures", "personal", "INBOX", 1795689278, 4711,
 		fixedMessage(), message.Auth{SPF: "pass", DKIM: "pass", DMARC: "pass"}, BodyBoth, 0)
 }
 
@@ -84,7 +83,7 @@ func hostile(n int) *Payload {
 	m.From = message.Address{Name: "<@U999> @everyone", Address: "a@b.example"}
 	m.Text = strings.Repeat(evil, n) + " see https://example.com/a_b*c?x=1&y=<2>"
 	m.Attachments = []message.Attachment{{Filename: "<!here>.pdf", ContentType: "application/pdf", Size: 1}}
-	return NewPayload("msg_X", "rule", "acct", "INBOX", 1, 2, m, message.Auth{}, BodyText, -1)
+	return New("msg_X", "rule", "acct", "INBOX", 1, 2, m, message.Auth{}, BodyText, -1)
 }
 
 // strings collects every string value in a decoded JSON document, with its key.
@@ -306,7 +305,7 @@ func TestTemplate(t *testing.T) {
 	})
 	t.Run("body none gives empty Text", func(t *testing.T) {
 		f := mustFormatter(t, FormatOptions{Format: FormatTemplate, Body: BodyNone, Template: `{"t": {{ json .Text }}}`})
-		np := NewPayload("msg_1", "r", "a", "INBOX", 1, 1, fixedMessage(), message.Auth{}, BodyNone, 0)
+		np := New("msg_1", "r", "a", "INBOX", 1, 1, fixedMessage(), message.Auth{}, BodyNone, 0)
 		b, err := f.Render(np)
 		if err != nil || string(b) != `{"t": ""}` {
 			t.Errorf("got %s, %v", b, err)
@@ -351,36 +350,10 @@ func TestFormatsRenderSample(t *testing.T) {
 			o.Template = `{{ json . }}`
 		}
 		for _, body := range []BodyMode{BodyNone, BodyText, BodyHTML, BodyBoth} {
-			b, err := mustFormatter(t, o).Render(SamplePayload(body))
+			b, err := mustFormatter(t, o).Render(Sample(body))
 			if err != nil || !json.Valid(b) {
 				t.Errorf("%s, body %s: %v", f, body, err)
 			}
 		}
-	}
-}
-
-// The endpoint's ContentType (a template's content_type) is what is sent; application/json by
-// default.
-func TestContentTypeSent(t *testing.T) {
-	_, key := testSecret(t, 9, 32)
-	srv, reqs := receiver(t, nil)
-	out := newFakeOutbox()
-	start(t, mustNew(t, out, []Endpoint{
-		{Name: "json", URL: srv.URL, Secrets: [][]byte{key}},
-		{Name: "text", URL: srv.URL, Secrets: [][]byte{key}, ContentType: "text/plain; charset=utf-8"},
-	}, Options{Quick: noQuick}))
-	t0 := time.Now()
-	out.add(newJob("msg_json", "json", t0))
-	r := next(t, reqs)
-	if got := r.header.Get("Content-Type"); got != "application/json" {
-		t.Errorf("default Content-Type %q", got)
-	}
-	out.add(newJob("msg_text", "text", t0))
-	r = next(t, reqs)
-	if got := r.header.Get("Content-Type"); got != "text/plain; charset=utf-8" {
-		t.Errorf("configured Content-Type %q", got)
-	}
-	if _, err := New(out, []Endpoint{{Name: "bad", URL: srv.URL, Secrets: [][]byte{key}, ContentType: "text/plain\r\nX: y"}}, Options{}); err == nil {
-		t.Error("a Content-Type with CR LF was accepted")
 	}
 }

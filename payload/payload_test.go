@@ -1,4 +1,4 @@
-package dispatch
+package payload
 
 import (
 	"bytes"
@@ -63,7 +63,7 @@ func fixedMessage() *message.Message {
 }
 
 func TestPayloadGolden(t *testing.T) {
-	p := NewPayload("msg_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "ci-failures", "personal", "INBOX", 1795689278, 4711,
+	p := New("msg_ABCDEFGHIJKLMNOPQRSTUVWXYZ", "ci-failures", "personal", "INBOX", 1795689278, 4711,
 		fixedMessage(), message.Auth{SPF: "pass", DKIM: "pass", DMARC: "pass"}, BodyBoth, 0)
 	b, err := p.Marshal()
 	if err != nil {
@@ -95,7 +95,7 @@ func TestPayloadBodyModes(t *testing.T) {
 		{"", true, false}, {BodyText, true, false}, {BodyHTML, false, true}, {BodyBoth, true, true},
 		{BodyNone, false, false}, {"bogus", true, false},
 	} {
-		p := NewPayload("id", "r", "a", "INBOX", 1, 2, fixedMessage(), message.Auth{}, tc.mode, 0)
+		p := New("id", "r", "a", "INBOX", 1, 2, fixedMessage(), message.Auth{}, tc.mode, 0)
 		b, _ := p.Marshal()
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {
@@ -122,7 +122,7 @@ func TestPayloadTruncation(t *testing.T) {
 	m.Text = "aé€😀" // 1 + 2 + 3 + 4 bytes
 	m.HTML = "short"
 	for max, want := range map[int]string{1: "a", 2: "a", 3: "aé", 5: "aé", 6: "aé€", 9: "aé€", 10: "aé€😀", 11: "aé€😀", -1: "aé€😀"} {
-		p := NewPayload("id", "r", "a", "INBOX", 1, 2, m, message.Auth{}, BodyBoth, max)
+		p := New("id", "r", "a", "INBOX", 1, 2, m, message.Auth{}, BodyBoth, max)
 		cut := want != m.Text
 		if *p.Text != want || *p.HTML != "short" && max >= 5 || p.Truncated != cut ||
 			slices.Contains(p.Defects, DefectBodyTruncated) != cut {
@@ -132,7 +132,7 @@ func TestPayloadTruncation(t *testing.T) {
 	}
 	// The message's own truncation and defects carry over, sorted and unique.
 	m.Truncated, m.Defects = true, []string{"line_too_long", "bad_date"}
-	p := NewPayload("id", "r", "a", "INBOX", 1, 2, m, message.Auth{}, BodyText, 3)
+	p := New("id", "r", "a", "INBOX", 1, 2, m, message.Auth{}, BodyText, 3)
 	if !p.Truncated || !slices.Equal(p.Defects, []string{"bad_date", "body_truncated", "line_too_long"}) {
 		t.Errorf("truncated %v defects %v", p.Truncated, p.Defects)
 	}
@@ -145,7 +145,7 @@ func TestPayloadHeadersBounded(t *testing.T) {
 	for range 200 {
 		m.Headers = append(m.Headers, message.Header{Name: "X-Big", Value: big})
 	}
-	p := NewPayload("id", "r", "a", "INBOX", 1, 2, m, message.Auth{}, BodyNone, 0)
+	p := New("id", "r", "a", "INBOX", 1, 2, m, message.Auth{}, BodyNone, 0)
 	n := len(p.Headers["x-big"])
 	if n == 0 || n*1005 > MaxHeaderBytes || !p.Truncated || !slices.Contains(p.Defects, DefectHeadersTruncated) {
 		t.Errorf("%d headers kept, truncated %v, defects %v", n, p.Truncated, p.Defects)
@@ -166,7 +166,7 @@ func TestPayloadValidUTF8(t *testing.T) {
 		Attachments: []message.Attachment{{Filename: "f\xe9.pdf", ContentType: "application/pdf"}},
 		Defects:     []string{"bad\xff"},
 	}
-	p := NewPayload("id\xff", "r\x00", "acc\xe9", "INBOX\xa0", 1, 2, m, message.Auth{SPF: "\xff"}, BodyBoth, 0)
+	p := New("id\xff", "r\x00", "acc\xe9", "INBOX\xa0", 1, 2, m, message.Auth{SPF: "\xff"}, BodyBoth, 0)
 	b, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func TestPayloadValidUTF8(t *testing.T) {
 
 // Empty lists are [] and a missing date is null, never omitted.
 func TestPayloadEmptyMessage(t *testing.T) {
-	p := NewPayload("id", "r", "a", "INBOX", 1, 2, &message.Message{}, message.Auth{}, BodyText, 0)
+	p := New("id", "r", "a", "INBOX", 1, 2, &message.Message{}, message.Auth{}, BodyText, 0)
 	b, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func FuzzPayloadUTF8(f *testing.F) {
 	f.Add("aé€😀", "<b>", 3)
 	f.Fuzz(func(t *testing.T, s, h string, max int) {
 		m := &message.Message{Subject: s, Text: s + h, HTML: h, Headers: []message.Header{{Name: h, Value: s}}}
-		b, err := NewPayload(s, h, s, h, 1, 2, m, message.Auth{}, BodyBoth, max%64).Marshal()
+		b, err := New(s, h, s, h, 1, 2, m, message.Auth{}, BodyBoth, max%64).Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
