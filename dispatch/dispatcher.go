@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -60,7 +61,7 @@ type Options struct {
 	States EndpointStates
 	// Spool holds the files of jobs whose bodies ship attachments inline (stream.go); nil when no
 	// webhook does. A body referring to spooled files without a Spool is dead-lettered.
-	Spool *Spool
+	Spool *spool.Spool
 }
 
 // QuickRetry bounds the retries made in process, within one claim of a job, for errors that are
@@ -88,7 +89,7 @@ type Dispatcher struct {
 	quick     QuickRetry
 	observer  func(Event)
 	states    EndpointStates
-	spool     *Spool
+	spool     *spool.Spool
 	beats     beats // worker loop heartbeats, for Heartbeat
 }
 

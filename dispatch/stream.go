@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/mailhook/mailhook/payload"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -25,7 +26,7 @@ import (
 //
 //  1. The pipeline builds the payload with payload.InlineFromSpool: the attachment's
 //     content_base64 holds a reference to the spooled content, and the spooled file is linked into
-//     the job's spool directory (Spool.Attach) before the job commits.
+//     the job's spool directory (spool.Spool.Attach) before the job commits.
 //  2. For each attempt the dispatcher splits the stored body at the references
 //     (payload.SplitInline) and streams JSON prefix, base64 of the file read in chunks, JSON
 //     suffix (bodyReader). The Standard Webhooks signature covers id.timestamp.body, so each
@@ -57,7 +58,7 @@ func (e *spoolError) Unwrap() error { return e.err }
 // openBody splits a stored body at its spool references and opens the job's files; the caller
 // closes the result. A reference is always a whole JSON string value, so the quotes stay in the
 // literal segments and the base64 text goes between them.
-func (s *Spool) openBody(id string, body []byte) (_ *streamBody, err error) {
+func openBody(sp *spool.Spool, id string, body []byte) (_ *streamBody, err error) {
 	pieces, err := payload.SplitInline(body)
 	if err != nil {
 		return nil, &spoolError{err: errors.New("attachment spool: malformed reference in the stored body"), missing: true}
@@ -74,10 +75,10 @@ func (s *Spool) openBody(id string, body []byte) (_ *streamBody, err error) {
 			continue
 		}
 		sec := pc.Section
-		if s == nil {
+		if sp == nil {
 			return nil, &spoolError{err: errors.New("attachment spool: the body refers to spooled attachments but no spool is configured"), missing: true}
 		}
-		f, err := s.open(id, sec)
+		f, err := sp.OpenFile(id, sec)
 		if err != nil {
 			return nil, &spoolError{err: fmt.Errorf("attachment spool: section %s: %w", sec, err), missing: errors.Is(err, fs.ErrNotExist)}
 		}
@@ -207,7 +208,7 @@ func (d *Dispatcher) requestBody(j store.Job) (*requestBody, error) {
 	if !payload.HasInline(j.Body) {
 		return &requestBody{plain: j.Body}, nil
 	}
-	sb, err := d.spool.openBody(j.ID, j.Body)
+	sb, err := openBody(d.spool, j.ID, j.Body)
 	if err != nil {
 		return nil, err
 	}

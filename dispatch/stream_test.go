@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/payload"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -42,7 +42,7 @@ func randomBytes(n int, seed uint64) []byte {
 
 // inlineJob builds a webhook job whose payload ships the given contents inline (section →
 // content, sections "2", "3", …) and links the files into sp, as the pipeline does.
-func inlineJob(t *testing.T, sp *Spool, id string, contents [][]byte) store.Job {
+func inlineJob(t *testing.T, sp *spool.Spool, id string, contents [][]byte) store.Job {
 	t.Helper()
 	m := &message.Message{Subject: "scans", Size: 1}
 	incoming := t.TempDir()
@@ -108,7 +108,7 @@ func TestInlineStreamed(t *testing.T) {
 		{"durable retry", noQuick},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp, err := NewSpool(t.TempDir(), SpoolOptions{})
+			sp, err := spool.Open(t.TempDir(), spool.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,7 +169,7 @@ func TestInlineStreamed(t *testing.T) {
 // TestInlineSpoolMissing: a job whose spooled content is gone is dead-lettered at once with the
 // reason spool_missing, and nothing is sent.
 func TestInlineSpoolMissing(t *testing.T) {
-	sp, err := NewSpool(t.TempDir(), SpoolOptions{})
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestInlineLargeBoundedHeap(t *testing.T) {
 	}
 	const size = 50_000_000
 	secret, key := testSecret(t, 5, 32)
-	sp, err := NewSpool(t.TempDir(), SpoolOptions{})
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,12 +318,12 @@ func TestSignatureOfMatchesSignature(t *testing.T) {
 
 // TestOpenBodyMalformed: references the dispatcher cannot resolve are spool errors, never sent.
 func TestOpenBodyMalformed(t *testing.T) {
-	sp, err := NewSpool(t.TempDir(), SpoolOptions{})
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {
-		sp   *Spool
+		sp   *spool.Spool
 		id   string
 		body string
 	}{
@@ -333,137 +333,10 @@ func TestOpenBodyMalformed(t *testing.T) {
 		"bad job id":   {sp, "../etc", `{"content_base64":"\u0000spool:2\u0000"}`},
 		"missing file": {sp, "msg_A", `{"content_base64":"\u0000spool:2\u0000"}`},
 	} {
-		b, err := tc.sp.openBody(tc.id, []byte(tc.body))
+		b, err := openBody(tc.sp, tc.id, []byte(tc.body))
 		var se *spoolError
 		if b != nil || !errors.As(err, &se) {
 			t.Errorf("%s: openBody = %v, %v; want a spool error", name, b, err)
 		}
-	}
-}
-
-// fakeSpoolJobs is a SpoolJobs over a map of job states.
-type fakeSpoolJobs struct {
-	mu     sync.Mutex
-	states map[string]string
-}
-
-func (f *fakeSpoolJobs) Job(_ context.Context, id string) (store.Job, []store.Attempt, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st, ok := f.states[id]
-	if !ok {
-		return store.Job{}, nil, store.ErrNotFound
-	}
-	return store.Job{ID: id, State: st}, nil, nil
-}
-
-func (f *fakeSpoolJobs) set(id, state string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.states[id] = state
-}
-
-// TestSpoolSweep: done jobs lose their files; pending, in-flight and dead jobs keep them (a dead
-// job must stay retryable); files of jobs not in the outbox and incoming directories (a crash
-// between spooling and commit) go once older than the grace period, not before.
-func TestSpoolSweep(t *testing.T) {
-	dir := t.TempDir()
-	now := time.Now()
-	sp, err := NewSpool(dir, SpoolOptions{Grace: time.Hour, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs := &fakeSpoolJobs{states: map[string]string{
-		"msg_DONE": store.StateDone, "msg_PENDING": store.StatePending, "msg_FLIGHT": store.StateInFlight,
-		"msg_DEAD": store.StateDead, "msg_HELD": store.StateHeld,
-	}}
-	src := filepath.Join(t.TempDir(), "content")
-	if err := os.WriteFile(src, []byte("%PDF"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"msg_DONE", "msg_PENDING", "msg_FLIGHT", "msg_DEAD", "msg_HELD", "msg_ORPHANOLD", "msg_ORPHANNEW"} {
-		if err := sp.Attach(id, map[string]string{"2": src}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := now.Add(-2 * time.Hour)
-	age := func(path string) {
-		t.Helper()
-		filepath.Walk(path, func(p string, _ os.FileInfo, _ error) error { return os.Chtimes(p, old, old) })
-	}
-	age(filepath.Join(dir, "jobs", "msg_ORPHANOLD"))
-	for _, d := range []string{"daemon/1-5-old", "daemon/1-6-new", "tool-old", "tool-new"} {
-		p := filepath.Join(dir, "incoming", d)
-		if err := os.MkdirAll(p, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(p, "2"), []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(d, "old") {
-			age(p)
-		}
-	}
-	n, err := sp.Sweep(context.Background(), jobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != 4 {
-		t.Errorf("Sweep removed %d directories, want 4", n)
-	}
-	for path, kept := range map[string]bool{
-		"jobs/msg_DONE": false, "jobs/msg_PENDING": true, "jobs/msg_FLIGHT": true, "jobs/msg_DEAD": true,
-		"jobs/msg_HELD": true, "jobs/msg_ORPHANOLD": false, "jobs/msg_ORPHANNEW": true,
-		"incoming/daemon/1-5-old": false, "incoming/daemon/1-6-new": true, "incoming/tool-old": false,
-		"incoming/tool-new": true,
-	} {
-		_, err := os.Stat(filepath.Join(dir, path))
-		if exists := err == nil; exists != kept {
-			t.Errorf("%s: exists %v, want %v", path, exists, kept)
-		}
-	}
-	if err := sp.ResetIncoming(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "incoming", "daemon")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ResetIncoming left the daemon's incoming directory: %v", err)
-	}
-}
-
-// TestSpoolRunRemovesDone: Run removes a job's files after Done once the outbox records the job
-// done, even when that is recorded a little after Done (the Observe hook runs before Finish).
-func TestSpoolRunRemovesDone(t *testing.T) {
-	dir := t.TempDir()
-	sp, err := NewSpool(dir, SpoolOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := filepath.Join(t.TempDir(), "content")
-	if err := os.WriteFile(src, []byte("%PDF"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := sp.Attach("msg_A", map[string]string{"2": src}); err != nil {
-		t.Fatal(err)
-	}
-	jobs := &fakeSpoolJobs{states: map[string]string{"msg_A": store.StateInFlight}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sp.Run(ctx, jobs) }()
-	defer func() { cancel(); <-done }()
-
-	sp.Done("msg_A") // still in flight: kept for now
-	jobs.set("msg_A", store.StateDone)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "jobs", "msg_A")); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the done job's spool was not removed within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if _, err := os.Stat(src); err != nil {
-		t.Errorf("the incoming file was removed with the job's link: %v", err)
 	}
 }

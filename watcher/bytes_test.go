@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,7 +276,7 @@ func measureFetchBytes(tb testing.TB) fetchFigures {
 	f.spooled = map[uint32][]int64{}
 	all := func(ev *watcher.Event) []message.Attachment { return ev.Message.Attachments }
 	f.inline, _ = runPlan(tb, srv, watcher.Plan{Inline: all}, bigCount, func(c *watcher.Config, r *recorder) {
-		c.SpoolDir = filepath.Join(tb.TempDir(), "spool")
+		c.Incoming = incoming(tb, tb.TempDir())
 		r.hook = func(ev *watcher.Event) {
 			mu.Lock()
 			defer mu.Unlock()

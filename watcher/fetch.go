@@ -233,7 +233,7 @@ func (s *session) process(ctx context.Context, f *fetched) error {
 		return err
 	}
 	defer s.w.removeSpool(sp)
-	return s.deliver(ctx, f.uid, f.date, m, sp.paths())
+	return s.deliver(ctx, f.uid, f.date, m, sp.Files())
 }
 
 // build runs the second pass for one message when the Plan asks for body parts, and builds the

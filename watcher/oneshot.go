@@ -37,7 +37,7 @@ type Selection struct {
 // It returns fn's first error, or a connection, protocol or budget error: when cfg.Budget
 // refuses a fetch, FetchMessages stops with an error saying until when, having called fn for the
 // messages before. Events carry the mailbox's current UIDVALIDITY. Attachment content that
-// cfg.Plan.Inline asks for is spooled under cfg.SpoolDir as in Run (Event.Spooled) and removed
+// cfg.Plan.Inline asks for is spooled into cfg.Incoming as in Run (Event.Spooled) and removed
 // when fn returns.
 func FetchMessages(ctx context.Context, cfg Config, sel Selection, fn func(ctx context.Context, ev *Event) error) error {
 	if fn == nil {
@@ -115,7 +115,7 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 			}
 			s.dog.set(dogOff) // nothing is owed by the server while fn runs
 			ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m,
-				Spooled: sp.paths()}
+				Spooled: sp.Files()}
 			err = fn(ctx, ev)
 			w.removeSpool(sp)
 			if err != nil {

@@ -8,36 +8,18 @@ import (
 	"io"
 	"mime/quotedprintable"
 	"os"
-	"path/filepath"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/spool"
 )
 
-// spooled is the attachment content fetched for one message: a directory under Config.SpoolDir
-// with one file per section, each holding the part's content decoded from its transfer encoding.
-type spooled struct {
-	dir   string
-	files map[string]string // section → file
-}
-
-// paths returns the files by section (nil when nothing was spooled).
-func (sp *spooled) paths() map[string]string {
-	if sp == nil {
-		return nil
-	}
-	return sp.files
-}
-
-// removeSpool deletes a message's spool directory once the message is committed or abandoned:
-// the Handler linked what it keeps.
-func (w *Watcher) removeSpool(sp *spooled) {
-	if sp == nil || sp.dir == "" {
-		return
-	}
-	if err := os.RemoveAll(sp.dir); err != nil {
+// removeSpool deletes a message's spooled attachment content once the message is committed or
+// abandoned: the Handler linked what it keeps.
+func (w *Watcher) removeSpool(sp *spool.Message) {
+	if err := sp.Remove(); err != nil {
 		w.log.Warn("cannot remove attachment spool; the startup sweep will", "err", err)
 	}
 }
@@ -53,10 +35,10 @@ func (w *Watcher) removeSpool(sp *spooled) {
 // BODYSTRUCTURE sizes fit in what the header and body parts left; the others are not fetched
 // (the Handler ships them as metadata). A server literal larger than what is left drops the
 // connection, as in fetch. It returns nil when nothing is to be fetched.
-func (s *session) spool(ctx context.Context, f *fetched, m *message.Message) (*spooled, error) {
+func (s *session) spool(ctx context.Context, f *fetched, m *message.Message) (*spool.Message, error) {
 	w := s.w
 	cfg := &w.cfg
-	if cfg.Plan.Inline == nil || cfg.SpoolDir == "" || f.structure == nil {
+	if cfg.Plan.Inline == nil || cfg.Incoming == nil || f.structure == nil {
 		return nil, nil
 	}
 	chosen := cfg.Plan.Inline(&Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: f.uid, Message: m})
@@ -107,7 +89,7 @@ func (s *session) spool(ctx context.Context, f *fetched, m *message.Message) (*s
 
 // fetchSpool runs the FETCH of spool. allow is what the size cap leaves for all the literals
 // together: their BODYSTRUCTURE sizes fit in it, but a server may send more than it said.
-func (s *session) fetchSpool(ctx context.Context, f *fetched, opts *imap.FetchOptions, want map[string]message.Attachment, sizes map[string]int64, allow int64) (*spooled, error) {
+func (s *session) fetchSpool(ctx context.Context, f *fetched, opts *imap.FetchOptions, want map[string]message.Attachment, sizes map[string]int64, allow int64) (*spool.Message, error) {
 	w := s.w
 	if ok, err := s.admit(ctx, partsCost(opts.BodySection, sizes)); !ok || err != nil {
 		if err == nil {
@@ -116,14 +98,10 @@ func (s *session) fetchSpool(ctx context.Context, f *fetched, opts *imap.FetchOp
 		return nil, err
 	}
 	defer s.endFetch()
-	if err := os.MkdirAll(w.cfg.SpoolDir, 0o700); err != nil {
-		return nil, fmt.Errorf("attachment spool: %w", err)
-	}
-	dir, err := os.MkdirTemp(w.cfg.SpoolDir, fmt.Sprintf("%d-%d-", s.validity, f.uid))
+	sp, err := w.cfg.Incoming.Message(s.validity, f.uid)
 	if err != nil {
-		return nil, fmt.Errorf("attachment spool: %w", err)
+		return nil, err
 	}
-	sp := &spooled{dir: dir, files: map[string]string{}}
 	s.begin()
 	cmd := s.c.Fetch(imap.UIDSetNum(imap.UID(f.uid)), opts)
 	var readErr error
@@ -140,14 +118,14 @@ func (s *session) fetchSpool(ctx context.Context, f *fetched, opts *imap.FetchOp
 	if err != nil {
 		return sp, fmt.Errorf("uid fetch %d (attachments): %w", f.uid, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return sp, fmt.Errorf("attachment spool: %w", err)
+	if err := sp.Sync(); err != nil {
+		return sp, err
 	}
 	return sp, nil
 }
 
 // spoolMessage streams the body sections of one FETCH response into files.
-func (s *session) spoolMessage(md *imapclient.FetchMessageData, uid uint32, want map[string]message.Attachment, sp *spooled, allow *int64) error {
+func (s *session) spoolMessage(md *imapclient.FetchMessageData, uid uint32, want map[string]message.Attachment, sp *spool.Message, allow *int64) error {
 	var got uint32
 	for item := md.Next(); item != nil; item = md.Next() {
 		switch it := item.(type) {
@@ -166,22 +144,24 @@ func (s *session) spoolMessage(md *imapclient.FetchMessageData, uid uint32, want
 				return fmt.Errorf("%w: section %s is %d bytes, max_message_size leaves %d", errLiteralTooLarge, sec, n, *allow)
 			}
 			*allow -= it.Literal.Size()
-			path := filepath.Join(sp.dir, sec)
-			n, err := spoolPart(path, it.Literal, a.Encoding)
+			file, err := sp.Create(sec)
+			if err != nil {
+				return err
+			}
+			n, err := spoolPart(file, it.Literal, a.Encoding)
 			var bad *decodeError
 			switch {
 			case errors.As(err, &bad):
 				// Undecodable content: ship this one as metadata, keep the connection.
 				s.w.log.Warn("attachment content is not valid "+a.Encoding+"; shipping metadata only",
 					"uid", uid, "section", sec, "err", bad.err)
-				_ = os.Remove(path)
+				sp.Discard(sec)
 				if _, err := io.Copy(io.Discard, it.Literal); err != nil {
 					return err
 				}
 			case err != nil:
 				return err
 			default:
-				sp.files[sec] = path
 				s.w.log.Debug("attachment spooled", "uid", uid, "section", sec, "bytes", n)
 			}
 		}
@@ -209,13 +189,9 @@ func (r *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// spoolPart writes the decoded content of literal to a new file at path and fsyncs it. A decode
+// spoolPart writes the decoded content of literal to file, fsyncs and closes it. A decode
 // failure is a *decodeError; the literal may then be left partly unread.
-func spoolPart(path string, literal io.Reader, encoding string) (n int64, err error) {
-	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, fmt.Errorf("attachment spool: %w", err)
-	}
+func spoolPart(file *os.File, literal io.Reader, encoding string) (n int64, err error) {
 	defer func() {
 		if cerr := file.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("attachment spool: %w", cerr)
@@ -283,17 +259,4 @@ func (l *lenientBase64) Read(p []byte) (int, error) {
 		err = io.EOF
 	}
 	return n, err
-}
-
-// syncDir fsyncs a directory, making the entries created in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

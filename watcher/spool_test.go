@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"mime/quotedprintable"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,8 +13,20 @@ import (
 
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/watcher"
 )
+
+// incoming opens the attachment spool of stateDir as the daemon does and returns its incoming
+// directory, for Config.Incoming.
+func incoming(tb testing.TB, stateDir string) *spool.Incoming {
+	tb.Helper()
+	sp, err := spool.Open(stateDir, spool.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sp.Incoming()
+}
 
 // inlineMail is a message with a base64 PDF (section 2), a base64 logo (3) and a forwarded
 // message (4) whose parts are a text (4.1) and a quoted-printable PDF (4.2).
@@ -75,10 +88,10 @@ func TestDovecotInlineSpooled(t *testing.T) {
 	logs := &syncBuffer{}
 	st, rec := newFakeState(), newRecorder()
 	var calls atomic.Int64
-	spoolDir := t.TempDir()
+	stateDir := t.TempDir()
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
 	cfg.Plan = watcher.Plan{Inline: pdfsOnly(&calls)}
-	cfg.SpoolDir = spoolDir
+	cfg.Incoming = incoming(t, stateDir)
 	var mu sync.Mutex
 	got := map[string][]byte{}
 	rec.hook = func(ev *watcher.Event) {
@@ -117,7 +130,7 @@ func TestDovecotInlineSpooled(t *testing.T) {
 		t.Errorf("read %d bytes of a %d-byte message: the logo was fetched", read, len(raw))
 	}
 	eventually(t, "spool emptied", func() bool {
-		entries, _ := os.ReadDir(spoolDir)
+		entries, _ := os.ReadDir(filepath.Join(stateDir, "spool", "incoming", "daemon"))
 		return len(entries) == 0
 	})
 }
@@ -134,7 +147,7 @@ func TestDovecotInlineWithinMaxMessageSize(t *testing.T) {
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
 	cfg.Start = watcher.StartAll
 	cfg.Plan = watcher.Plan{Inline: pdfsOnly(&calls)}
-	cfg.SpoolDir = t.TempDir()
+	cfg.Incoming = incoming(t, t.TempDir())
 	cfg.MaxMessageSize = 20_000
 	var spooled []string
 	var mu sync.Mutex

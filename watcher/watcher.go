@@ -30,7 +30,7 @@
 //     nothing. Nothing of a message beyond Config.MaxMessageSize is fetched, and a server literal
 //     larger than that drops the connection (budget.go, throttle.go).
 //   - Attachment content is fetched only as Plan.Inline chooses, once per message, streamed through
-//     its transfer decoding into fsynced files under Config.SpoolDir that the Handler sees before
+//     its transfer decoding into fsynced files in Config.Incoming that the Handler sees before
 //     the commit and that are removed after it (spool.go); it is never held whole in memory.
 package watcher
 
@@ -51,6 +51,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -97,11 +98,11 @@ type Backoff struct {
 type Plan struct {
 	Text bool // text/plain parts
 	HTML bool // text/html parts
-	// Inline, when set together with Config.SpoolDir, chooses the attachments whose content the
+	// Inline, when set together with Config.Incoming, chooses the attachments whose content the
 	// Handler ships (webhooks with `attachments: inline`). It is called once per message, after
 	// the second pass, with the event the Handler will get (Spooled still nil), and must be quick
 	// and do no I/O. The watcher streams the chosen parts, decoded from their transfer encoding,
-	// into files under SpoolDir (spool.go) and hands them to the Handler in Event.Spooled. nil:
+	// into files under Incoming (spool.go) and hands them to the Handler in Event.Spooled. nil:
 	// no attachment content is ever fetched.
 	Inline func(ev *Event) []message.Attachment
 }
@@ -138,9 +139,9 @@ type Config struct {
 	// move, copy), which the watcher runs between IDLE cycles on its own connection; see
 	// postaction.go. nil means the watcher runs none.
 	PostActions PostActions
-	// SpoolDir is the directory where the content of the attachments Plan.Inline chooses is
-	// streamed (created if missing). "" means no attachment content is fetched.
-	SpoolDir string
+	// Incoming is where the content of the attachments Plan.Inline chooses is streamed, one
+	// directory per message. nil means no attachment content is fetched.
+	Incoming *spool.Incoming
 	Logger   *slog.Logger // nil discards
 
 	// Version and Contact are sent in the RFC 2971 ID command (name "mailhook"); Contact goes in

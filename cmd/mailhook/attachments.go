@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -155,24 +154,21 @@ func (p *pipeline) shipAttachments(ev *watcher.Event, wh Webhook, pl *payload.Pa
 	return nil
 }
 
-// openDaemonSpool opens the attachment spool in state_dir/spool for the daemon, which holds the
-// state directory's lock: it empties the daemon's incoming directory (spooled for messages whose
-// commit never happened; they are fetched again) and points the watchers at it.
+// openDaemonSpool opens the attachment spool of state_dir for the daemon, which holds the state
+// directory's lock (the spool empties the daemon's incoming directory, spooled for messages whose
+// commit never happened; they are fetched again), and points the watchers at it.
 func (l *loaded) openDaemonSpool(logger *slog.Logger) error {
-	sp, err := dispatch.NewSpool(filepath.Join(l.cfg.StateDir, "spool"), dispatch.SpoolOptions{Logger: logger})
-	if err == nil {
-		err = sp.ResetIncoming()
-	}
+	sp, err := spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
-	l.spool, l.incoming = sp, sp.IncomingDir()
+	l.spool, l.incoming = sp, sp.Incoming()
 	return nil
 }
 
 // spoolObserver chains the dispatcher's Observe hook next with the spool: a delivered job's files
 // are removed once the outbox records it done.
-func spoolObserver(sp *dispatch.Spool, next func(dispatch.Event)) func(dispatch.Event) {
+func spoolObserver(sp *spool.Spool, next func(dispatch.Event)) func(dispatch.Event) {
 	return func(e dispatch.Event) {
 		if next != nil {
 			next(e)
@@ -187,14 +183,10 @@ func spoolObserver(sp *dispatch.Spool, next func(dispatch.Event)) func(dispatch.
 // daemon (replay), with an incoming directory of its own; the caller removes it when done (the
 // daemon's sweep does, an hour later, if the tool dies first).
 func (l *loaded) openToolSpool(logger *slog.Logger) (cleanup func(), err error) {
-	sp, err := dispatch.NewSpool(filepath.Join(l.cfg.StateDir, "spool"), dispatch.SpoolOptions{Logger: logger})
+	sp, err := spool.Open(l.cfg.StateDir, spool.Options{Logger: logger, Shared: true})
 	if err != nil {
 		return nil, err
 	}
-	dir, err := sp.TempIncomingDir()
-	if err != nil {
-		return nil, err
-	}
-	l.spool, l.incoming = sp, dir
-	return func() { _ = os.RemoveAll(dir) }, nil
+	l.spool, l.incoming = sp, sp.Incoming()
+	return func() { _ = sp.Close() }, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -29,7 +30,7 @@ type pipeline struct {
 	// inline holds the attachments_when filters of webhooks with attachments: inline, and spool
 	// the spool their jobs' files go to (nil: chosen attachments ship as metadata; attachments.go).
 	inline map[string]*rules.AttachmentFilter
-	spool  *dispatch.Spool
+	spool  *spool.Spool
 	// formats render each webhook's body (formats.go); states, when set, says which endpoints
 	// are disabled, whose jobs are committed held.
 	formats map[string]*payload.Formatter
@@ -193,7 +194,7 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 		Logger:  logger,
 		Version: version(), // sent in ID (RFC 2971)
 
-		SpoolDir: l.incoming, // "" unless this process ships attachments inline (run, replay)
+		Incoming: l.incoming, // nil unless this process ships attachments inline (run, replay)
 
 		MaxMessageSize: int64(a.Limits.MaxMessageSize),
 	}

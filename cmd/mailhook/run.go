@@ -14,6 +14,7 @@ import (
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -50,8 +51,8 @@ type loaded struct {
 	// (attachments.go). spool and incoming are set by the verbs that queue such webhooks (run,
 	// replay): the attachment spool and the directory their watchers stream attachments into.
 	inline   map[string]*rules.AttachmentFilter
-	spool    *dispatch.Spool
-	incoming string
+	spool    *spool.Spool
+	incoming *spool.Incoming
 	// formats render each webhook's body, by webhook name (formats.go).
 	formats map[string]*payload.Formatter
 }
@@ -137,7 +138,7 @@ type app struct {
 	cfg      *Config
 	ops      *ops                      // health checks, metrics and the http.listen listener (admin.go)
 	replies  *dispatch.ReplyDispatcher // reply workers of the accounts with smtp (replies.go)
-	spool    *dispatch.Spool           // inline attachments of queued webhooks (attachments.go)
+	spool    *spool.Spool              // inline attachments of queued webhooks (attachments.go)
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,

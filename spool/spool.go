@@ -1,10 +1,9 @@
-package dispatch
+package spool
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,52 +14,53 @@ import (
 	"github.com/mailhook/mailhook/store"
 )
 
-// Spool keeps the content of attachments shipped inline (`attachments: inline`) on disk, so a job
-// body in the outbox holds only a reference to it and no attachment is ever held whole in memory
-// or fetched from IMAP twice. Layout under its directory (state_dir/spool):
-//
-//	incoming/…            the watchers' per-message spool (watcher.Config.SpoolDir), removed after
-//	                      each commit; incoming/daemon belongs to the running daemon
-//	jobs/<job id>/<sect>  the files of one job: the decoded content of IMAP section <sect>
-//
-// The pipeline links a message's incoming files into the directories of its jobs (Attach) before
-// the jobs commit; the dispatcher reads them on every attempt and never changes them; they are
-// removed when the job is done (Done, then Run checks the outbox) or gone from the outbox (an
-// operator dropped it), and kept while it is dead, so `outbox retry` works. A crash between
-// spooling and commit leaves directories no job refers to: Sweep removes them once they are older
-// than Grace, and the daemon empties incoming/daemon at startup.
+// Spool is the attachment spool of one state directory. Its methods are safe for concurrent use.
 type Spool struct {
-	dir   string
-	grace time.Duration
-	every time.Duration
-	now   func() time.Time
-	log   *slog.Logger
-	done  chan string
+	dir      string
+	incoming *Incoming // the daemon's, or a tool's own (Options.Shared)
+	shared   bool
+	grace    time.Duration
+	every    time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	done     chan string
 }
 
-// SpoolJobs is the part of the outbox a Spool consults. *store.Store implements it.
-type SpoolJobs interface {
+// Jobs is the part of the outbox a Spool consults. *store.Store implements it.
+type Jobs interface {
 	// Job returns the job with the given id, or an error wrapping store.ErrNotFound.
 	Job(ctx context.Context, id string) (store.Job, []store.Attempt, error)
 }
 
-var _ SpoolJobs = (*store.Store)(nil)
+var _ Jobs = (*store.Store)(nil)
 
-// Spool defaults.
+// Defaults of Options.
 const (
-	// DefaultSpoolGrace is how old an unreferenced spool directory must be before Sweep removes it:
+	// DefaultGrace is how old an unreferenced spool directory must be before Sweep removes it:
 	// far longer than any fetch-to-commit, so a directory being written is never taken.
-	DefaultSpoolGrace = time.Hour
-	// DefaultSpoolSweep is how often Run sweeps the whole spool.
-	DefaultSpoolSweep = 10 * time.Minute
-	// daemonIncoming is the daemon's own subdirectory of incoming/.
-	daemonIncoming = "daemon"
+	DefaultGrace = time.Hour
+	// DefaultSweep is how often Run sweeps the whole spool.
+	DefaultSweep = 10 * time.Minute
 )
 
-// SpoolOptions tune a Spool; zero fields take the defaults.
-type SpoolOptions struct {
-	Grace      time.Duration    // DefaultSpoolGrace
-	SweepEvery time.Duration    // DefaultSpoolSweep
+// The layout under the state directory.
+const (
+	spoolDir       = "spool"    // the spool itself
+	jobsDir        = "jobs"     // jobs/<job id>/<section>
+	incomingDir    = "incoming" // incoming/<owner>/<message>/<section>
+	daemonIncoming = "daemon"   // the daemon's own owner directory
+	toolIncoming   = "tool-"    // prefix of a tool's owner directory
+)
+
+// Options tune a Spool; zero fields take the defaults.
+type Options struct {
+	// Shared opens the spool for a tool that runs beside the daemon (`mailhook replay`): its
+	// incoming directory is a fresh one of its own, which Close removes, and the daemon's is left
+	// alone. Without Shared the caller must hold the state directory's lock: Open empties the
+	// daemon's incoming directory.
+	Shared     bool
+	Grace      time.Duration    // DefaultGrace
+	SweepEvery time.Duration    // DefaultSweep
 	Now        func() time.Time // time.Now
 	Logger     *slog.Logger     // nil discards
 }
@@ -97,15 +97,17 @@ func validSection(sec string) bool {
 	return true
 }
 
-// NewSpool opens (creating with mode 0700) the spool in dir.
-func NewSpool(dir string, opts SpoolOptions) (*Spool, error) {
-	s := &Spool{dir: dir, grace: opts.Grace, every: opts.SweepEvery, now: opts.Now, log: opts.Logger,
-		done: make(chan string, 1024)}
+// Open opens (creating it with mode 0700) the attachment spool of the state directory stateDir.
+// Without Options.Shared it empties the daemon's incoming directory: what is there was fetched for
+// messages whose commit never happened (the process died), and those messages are fetched again.
+func Open(stateDir string, opts Options) (*Spool, error) {
+	s := &Spool{dir: filepath.Join(stateDir, spoolDir), shared: opts.Shared, grace: opts.Grace,
+		every: opts.SweepEvery, now: opts.Now, log: opts.Logger, done: make(chan string, 1024)}
 	if s.grace <= 0 {
-		s.grace = DefaultSpoolGrace
+		s.grace = DefaultGrace
 	}
 	if s.every <= 0 {
-		s.every = DefaultSpoolSweep
+		s.every = DefaultSweep
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -113,35 +115,37 @@ func NewSpool(dir string, opts SpoolOptions) (*Spool, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{filepath.Join(dir, "jobs"), filepath.Join(dir, "incoming")} {
+	for _, d := range []string{filepath.Join(s.dir, jobsDir), filepath.Join(s.dir, incomingDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("attachment spool: %w", err)
 		}
 	}
+	if s.shared {
+		d, err := os.MkdirTemp(filepath.Join(s.dir, incomingDir), toolIncoming)
+		if err != nil {
+			return nil, fmt.Errorf("attachment spool: %w", err)
+		}
+		s.incoming = &Incoming{dir: d}
+		return s, nil
+	}
+	s.incoming = &Incoming{dir: filepath.Join(s.dir, incomingDir, daemonIncoming)}
+	if err := s.incoming.remove(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
-// IncomingDir is the daemon's watcher spool (watcher.Config.SpoolDir), which only the process
-// holding the state directory's lock may use: ResetIncoming empties it at startup.
-func (s *Spool) IncomingDir() string { return filepath.Join(s.dir, "incoming", daemonIncoming) }
+// Incoming is where this process's watchers stream attachment content before a commit: the
+// daemon's incoming directory, or with Options.Shared the tool's own.
+func (s *Spool) Incoming() *Incoming { return s.incoming }
 
-// TempIncomingDir creates a fresh incoming directory for a tool running beside the daemon
-// (`mailhook replay`); Sweep removes it once it is older than Grace if the tool leaves it behind.
-func (s *Spool) TempIncomingDir() (string, error) {
-	d, err := os.MkdirTemp(filepath.Join(s.dir, "incoming"), "tool-")
-	if err != nil {
-		return "", fmt.Errorf("attachment spool: %w", err)
+// Close removes a shared spool's own incoming directory (a tool that dies first leaves it to the
+// daemon's sweep, once it is older than Options.Grace). It does nothing for the daemon's spool.
+func (s *Spool) Close() error {
+	if !s.shared {
+		return nil
 	}
-	return d, nil
-}
-
-// ResetIncoming empties the daemon's incoming directory: what is there was fetched for messages
-// whose commit never happened (the process died), and those messages are fetched again.
-func (s *Spool) ResetIncoming() error {
-	if err := os.RemoveAll(s.IncomingDir()); err != nil {
-		return fmt.Errorf("attachment spool: %w", err)
-	}
-	return nil
+	return s.incoming.remove()
 }
 
 // jobDir returns the directory of a job's files, or an error for an id unfit for a file name.
@@ -149,7 +153,7 @@ func (s *Spool) jobDir(id string) (string, error) {
 	if !validJobID(id) {
 		return "", fmt.Errorf("attachment spool: job id %q cannot name a directory", id)
 	}
-	return filepath.Join(s.dir, "jobs", id), nil
+	return filepath.Join(s.dir, jobsDir, id), nil
 }
 
 // Attach makes the spooled files (IMAP section → file, as watcher.Event.Spooled gives them) the
@@ -187,43 +191,9 @@ func (s *Spool) Attach(id string, files map[string]string) error {
 	return nil
 }
 
-// copyFile copies src to a new file dst and fsyncs it.
-func copyFile(src, dst string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	if _, err := io.Copy(out, in); err != nil {
-		return err
-	}
-	return out.Sync()
-}
-
-// syncDir fsyncs a directory, making the entries created in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// open opens the file of section sec of job id.
-func (s *Spool) open(id, sec string) (*os.File, error) {
+// OpenFile opens the file of section sec of job id, for reading. The sender opens it on every
+// attempt and never changes it.
+func (s *Spool) OpenFile(id, sec string) (*os.File, error) {
 	dir, err := s.jobDir(id)
 	if err != nil {
 		return nil, err
@@ -259,7 +229,7 @@ func (s *Spool) Done(id string) {
 // older than Grace, as a job's files are linked just before it commits), and incoming
 // directories older than Grace. It returns how many directories it removed; it goes on past
 // errors and returns the first.
-func (s *Spool) Sweep(ctx context.Context, jobs SpoolJobs) (int, error) {
+func (s *Spool) Sweep(ctx context.Context, jobs Jobs) (int, error) {
 	var first error
 	keep := func(err error) {
 		if first == nil {
@@ -268,7 +238,7 @@ func (s *Spool) Sweep(ctx context.Context, jobs SpoolJobs) (int, error) {
 	}
 	removed := 0
 	cut := s.now().Add(-s.grace)
-	entries, err := os.ReadDir(filepath.Join(s.dir, "jobs"))
+	entries, err := os.ReadDir(filepath.Join(s.dir, jobsDir))
 	if err != nil {
 		keep(fmt.Errorf("attachment spool: %w", err))
 	}
@@ -276,7 +246,7 @@ func (s *Spool) Sweep(ctx context.Context, jobs SpoolJobs) (int, error) {
 		if ctx.Err() != nil {
 			return removed, ctx.Err()
 		}
-		path := filepath.Join(s.dir, "jobs", e.Name())
+		path := filepath.Join(s.dir, jobsDir, e.Name())
 		j, _, err := jobs.Job(ctx, e.Name())
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -289,12 +259,12 @@ func (s *Spool) Sweep(ctx context.Context, jobs SpoolJobs) (int, error) {
 			removed += s.removeDir(path, "job done", &first)
 		}
 	}
-	entries, err = os.ReadDir(filepath.Join(s.dir, "incoming"))
+	entries, err = os.ReadDir(filepath.Join(s.dir, incomingDir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		keep(fmt.Errorf("attachment spool: %w", err))
 	}
 	for _, e := range entries {
-		path := filepath.Join(s.dir, "incoming", e.Name())
+		path := filepath.Join(s.dir, incomingDir, e.Name())
 		if e.Name() == daemonIncoming {
 			sub, _ := os.ReadDir(path)
 			for _, m := range sub {
@@ -351,7 +321,7 @@ func newerThan(path string, cut time.Time) bool {
 // Run sweeps the spool at once and then every SweepEvery, and removes the files of each job
 // reported by Done as soon as the outbox records it done (checking again every second for up to
 // a minute, for an outbox that records outcomes a little later). It returns nil when ctx is done.
-func (s *Spool) Run(ctx context.Context, jobs SpoolJobs) error {
+func (s *Spool) Run(ctx context.Context, jobs Jobs) error {
 	sweep := func() {
 		n, err := s.Sweep(ctx, jobs)
 		if err != nil && ctx.Err() == nil {
