@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/mailhook/mailhook/internal/failpoint"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -75,8 +76,8 @@ type outcome struct {
 	retryAfter time.Duration // Retry-After of a retryable response, 0 if none
 }
 
-// deliver sends one claimed job and records the outcome.
-func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
+// deliver sends one claimed job and returns the outcome.
+func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) outbox.Result {
 	log := ep.log.With("job", j.ID, "rule", j.Rule, "account", j.Account, "mailbox", j.Mailbox,
 		"uid", j.UID, "attempt", j.Attempts)
 	a := store.Attempt{JobID: j.ID, At: d.now()}
@@ -84,8 +85,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 		// Committed before the endpoint was disabled, or requeued by hand: hold it with the rest.
 		a.Status, a.Error = "held", "endpoint disabled: "+reason
 		log.Info("webhook endpoint disabled; job held", "reason", reason)
-		d.finish(ctx, log, j, store.StateHeld, time.Time{}, a)
-		return
+		return d.result(log, j, store.StateHeld, time.Time{}, a)
 	}
 	o := d.send(ctx, ep, j)
 
@@ -95,15 +95,13 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 		a.Status = "http " + strconv.Itoa(o.status)
 		log.Info("webhook delivered", "status", o.status, "tries", o.tries)
 		d.succeeded(ctx, ep)
-		d.finish(ctx, log, j, store.StateDone, time.Time{}, a)
-		return
+		return d.result(log, j, store.StateDone, time.Time{}, a)
 	}
 	if o.err != nil && ctx.Err() != nil {
 		// Shutdown cut the request short; the receiver may have it or not. Send it again later.
 		a.Status, a.Error = "canceled", "shut down during delivery"
 		log.Debug("delivery interrupted by shutdown; job requeued")
-		d.finish(ctx, log, j, store.StatePending, d.now(), a)
-		return
+		return d.result(log, j, store.StatePending, d.now(), a)
 	}
 
 	retry := false
@@ -148,12 +146,11 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 		// The endpoint is disabled (now or by another worker): hold the job instead of retrying.
 		a.Error += "; endpoint disabled"
 		log.Warn("webhook delivery failed; endpoint disabled, job held", "status", a.Status, "err", a.Error)
-		d.finish(ctx, log, j, store.StateHeld, time.Time{}, a)
-		return
+		return d.result(log, j, store.StateHeld, time.Time{}, a)
 	}
 
 	if retry {
-		if at, ok := ep.Retry.next(j.CreatedAt, d.now(), max(j.Attempts-1, 0), o.retryAfter, d.rand()); ok {
+		if at, ok := ep.Retry.Next(j.CreatedAt, d.now(), max(j.Attempts-1, 0), o.retryAfter, d.rand()); ok {
 			// One warning when the endpoint starts failing (and one Info when it recovers), not
 			// one per job and attempt: a backlog to a dead endpoint would flood the log.
 			level := slog.LevelDebug
@@ -162,8 +159,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 			}
 			log.Log(ctx, level, "webhook delivery failed; will retry", "status", a.Status, "err", a.Error,
 				"next_at", at)
-			d.finish(ctx, log, j, store.StatePending, at, a)
-			return
+			return d.result(log, j, store.StatePending, at, a)
 		}
 		a.Error += fmt.Sprintf("; gave up after max_age %v", ep.Retry.MaxAge)
 	}
@@ -171,7 +167,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) {
 		log.Error("webhook endpoint is gone (HTTP 410): every delivery to it will fail until it is fixed or removed")
 	}
 	log.Error("webhook delivery failed; job dead-lettered", "status", a.Status, "err", a.Error)
-	d.finish(ctx, log, j, store.StateDead, time.Time{}, a)
+	return d.result(log, j, store.StateDead, time.Time{}, a)
 }
 
 // send POSTs the job's body, signing each try afresh, with up to d.quick.Max quick retries.

@@ -2,40 +2,15 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
-
-// Outbox is the part of the store the dispatcher drives. Implementations must be safe for
-// concurrent use by many workers.
-type Outbox interface {
-	// Claim moves up to max pending jobs of kind whose next_at is at or before now (and whose
-	// dependencies are done) to in_flight, counts the attempt (the returned Job.Attempts includes
-	// it) and returns the jobs with their Body, oldest first. target selects the jobs of one
-	// target; "" selects jobs of any target. A claimed job stays in_flight until Finish; jobs left
-	// in_flight by a crash are pending again after a restart.
-	Claim(ctx context.Context, kind, target string, now time.Time, max int) ([]store.Job, error)
-	// Finish records one attempt of a claimed job, sets its last error to a.Error and moves it
-	// to state: StateDone, StateDead, or StatePending to be claimable again at nextAt. An error
-	// wrapping store.ErrState or store.ErrNotFound means the job is no longer in flight (an
-	// operator dropped or requeued it): retrying is pointless.
-	Finish(ctx context.Context, id, state string, nextAt time.Time, a store.Attempt) error
-	// NextDue returns the earliest next_at of the pending jobs of kind and target ("" = any
-	// target), or ok=false when there is none.
-	NextDue(ctx context.Context, kind, target string) (next time.Time, ok bool, err error)
-	// Wake returns a channel that becomes ready (receives or is closed) after the next commit of
-	// new or re-queued jobs following the call. Several workers wait on it at once, so every one of
-	// them must see it; a worker takes the channel before it claims, so a commit in between is
-	// never missed.
-	Wake() <-chan struct{}
-}
 
 // Options tune a Dispatcher. The zero value is usable.
 type Options struct {
@@ -44,8 +19,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is sent as User-Agent: mailhook/<Version> ("dev" when empty).
 	Version string
-	// Now is the clock for claiming, timestamps, Retry-After dates and retry schedules; nil
-	// means time.Now.
+	// Now is the clock for attempt timestamps, signatures, Retry-After dates and retry
+	// schedules; nil means time.Now. The outbox.Consumer running the lanes takes the same one.
 	Now func() time.Time
 	// Rand returns a uniform number in [0, 1) for backoff jitter and must be safe for concurrent
 	// use; nil means math/rand/v2.Float64.
@@ -77,11 +52,11 @@ type QuickRetry struct {
 	WaitMax time.Duration // longest wait (default 4s)
 }
 
-// Dispatcher delivers webhook jobs to their endpoints. Create it with New and start it with Run.
+// Dispatcher delivers webhook jobs to their endpoints, as an outbox.Worker. Create it with New and
+// run its Lanes in an outbox.Consumer.
 type Dispatcher struct {
-	out       Outbox
 	endpoints map[string]*endpoint
-	order     []*endpoint // configuration order, for starting workers
+	order     []*endpoint // configuration order, for the lanes
 	log       *slog.Logger
 	userAgent string
 	now       func() time.Time
@@ -90,17 +65,14 @@ type Dispatcher struct {
 	observer  func(Event)
 	states    EndpointStates
 	spool     *spool.Spool
-	beats     beats // worker loop heartbeats, for Heartbeat
 }
 
-// New checks the endpoints, fills in defaults and returns a Dispatcher for them. Errors name the
-// endpoint and the field, never the URL or a secret.
-func New(o Outbox, endpoints []Endpoint, opts Options) (*Dispatcher, error) {
-	if o == nil {
-		return nil, errors.New("dispatch: nil outbox")
-	}
+var _ outbox.Worker = (*Dispatcher)(nil)
+
+// New checks the endpoints, fills in defaults and returns a Dispatcher for them. It does no I/O.
+// Errors name the endpoint and the field, never the URL or a secret.
+func New(endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 	d := &Dispatcher{
-		out:       o,
 		endpoints: make(map[string]*endpoint, len(endpoints)),
 		log:       opts.Logger,
 		userAgent: "mailhook/" + opts.Version,
@@ -152,143 +124,56 @@ func New(o Outbox, endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 	return d, nil
 }
 
-// Run delivers jobs until ctx is done, then returns nil once every worker has stopped; a delivery
-// cut short by the shutdown goes back to the outbox as pending. Each endpoint has its own worker
-// loop, so a slow or failing endpoint never holds up another: it claims as many due jobs in one
-// transaction as the endpoint has free slots (Endpoint.Concurrency in all) and delivers each in its
-// own goroutine. One more worker claims jobs of any target: it dead-letters jobs whose endpoint is
-// no longer configured (last error "webhook_removed") and delivers the others within their
-// endpoint's concurrency limit. Workers sleep on Outbox.Wake and on a timer set to the next due job
-// (at most 30 s, to notice changes made by other processes); they do not poll.
-// Run must not be called again before it has returned.
-func (d *Dispatcher) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+// Lanes returns the dispatcher's claim lanes for an outbox.Consumer. Each endpoint has its own
+// lane, so a slow or failing endpoint never holds up another: it claims as many due jobs in one
+// transaction as the endpoint has free slots (Endpoint.Concurrency in all) and delivers each in
+// its own goroutine, holding a slot from before the claim until the outcome is recorded, so a
+// backlog costs one claim transaction per several deliveries. One more lane claims webhook jobs of
+// any endpoint, one at a time, and works them with Work.
+func (d *Dispatcher) Lanes() []outbox.Lane {
+	var lanes []outbox.Lane
 	for _, ep := range d.order {
-		wg.Go(func() { d.worker(ep).run(ctx) })
+		lanes = append(lanes, outbox.Lane{
+			Select:   store.Selector{Kind: store.KindWebhook, Target: ep.Name},
+			Gate:     ep,
+			Parallel: true,
+			Worker:   outbox.WorkerFunc(func(ctx context.Context, j store.Job) outbox.Result { return d.deliver(ctx, ep, j) }),
+			Log:      ep.log,
+		})
 	}
-	wg.Go(func() { d.worker(nil).run(ctx) })
-	wg.Wait()
-	for _, ep := range d.order {
-		ep.client.CloseIdleConnections()
-	}
-	d.log.Debug("dispatcher stopped")
-	return nil
+	return append(lanes, outbox.Lane{Select: store.Selector{Kind: store.KindWebhook}, Worker: d, Log: d.log})
 }
 
-// Worker pacing.
-const (
-	minStoreRetry = time.Second // first wait after a failed Claim or NextDue
-	maxStoreRetry = time.Minute // longest such wait
-	minPastDue    = 50 * time.Millisecond
-	maxPastDue    = 5 * time.Second // re-check of a due job Claim did not return (waiting on dependencies)
-	finishTimeout = 10 * time.Second
-	// recheck bounds every idle wait: an operator tool (`mailhook outbox retry`) may change the
-	// outbox from another process, whose writes do not reach this process's Wake.
-	recheck = 30 * time.Second
-)
-
-// worker returns the loop of endpoint ep's worker, or of the any-target worker when ep is nil.
-// An endpoint's worker holds a slot of the endpoint's semaphore for each job from before Claim
-// until the job is finished, so the endpoint's concurrency is never exceeded; it claims as many
-// jobs at once as slots are free, so a backlog costs one claim transaction per several deliveries.
-// The any-target worker claims one job at a time and takes the slot after claiming, once it knows
-// the job's endpoint.
-func (d *Dispatcher) worker(ep *endpoint) *pump {
-	p := &pump{
-		log:   d.log,
-		now:   d.now,
-		wake:  d.out.Wake,
-		beats: &d.beats,
-		claim: func(ctx context.Context, now time.Time, max int) ([]store.Job, error) {
-			return d.out.Claim(ctx, store.KindWebhook, "", now, max)
-		},
-		nextDue: func(ctx context.Context) (time.Time, bool, error) {
-			return d.out.NextDue(ctx, store.KindWebhook, "")
-		},
-		handle: d.route,
-	}
-	if ep != nil {
-		p.log = ep.log
-		p.claim = func(ctx context.Context, now time.Time, max int) ([]store.Job, error) {
-			return d.out.Claim(ctx, store.KindWebhook, ep.Name, now, max)
-		}
-		p.nextDue = func(ctx context.Context) (time.Time, bool, error) {
-			return d.out.NextDue(ctx, store.KindWebhook, ep.Name)
-		}
-		p.acquire, p.release, p.parallel = ep.acquireFree, ep.releaseN, true
-		p.handle = func(ctx context.Context, j store.Job) { d.deliver(ctx, ep, j) }
-	}
-	return p
-}
-
-// sleep waits until ctx is done, wake is ready or delay has passed (forever when delay < 0).
-func sleep(ctx context.Context, wake <-chan struct{}, delay time.Duration) {
-	var timer <-chan time.Time
-	if delay >= 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		timer = t.C
-	}
-	select {
-	case <-ctx.Done():
-	case <-wake:
-	case <-timer:
-	}
-}
-
-// route handles a job claimed by the any-target worker.
-func (d *Dispatcher) route(ctx context.Context, j store.Job) {
+// Work delivers a webhook job of any endpoint, within its endpoint's concurrency limit. A job whose
+// endpoint is no longer configured is dead-lettered (last error "webhook_removed").
+func (d *Dispatcher) Work(ctx context.Context, j store.Job) outbox.Result {
 	ep, ok := d.endpoints[j.Target]
 	if !ok {
 		log := d.log.With("webhook", j.Target, "job", j.ID, "rule", j.Rule)
 		log.Warn("webhook no longer configured; job dead-lettered", "err", "webhook_removed")
-		d.finish(ctx, log, j, store.StateDead, time.Time{},
+		return d.result(log, j, store.StateDead, time.Time{},
 			store.Attempt{JobID: j.ID, At: d.now(), Status: "removed", Error: "webhook_removed"})
-		return
 	}
 	if !ep.acquire(ctx) {
-		d.finish(ctx, ep.log.With("job", j.ID), j, store.StatePending, d.now(),
+		return d.result(ep.log.With("job", j.ID), j, store.StatePending, d.now(),
 			store.Attempt{JobID: j.ID, At: d.now(), Status: "canceled", Error: "shut down before sending"})
-		return
 	}
 	defer ep.release()
-	d.deliver(ctx, ep, j)
+	return d.deliver(ctx, ep, j)
 }
 
-// finish records the outcome of a webhook job (see persist).
-func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, j store.Job, state string, nextAt time.Time, a store.Attempt) {
-	d.observe(j, state, a)
-	persist(ctx, log, "delivery", state, func(ctx context.Context) error {
-		return d.out.Finish(ctx, j.ID, state, nextAt, a)
-	})
-}
-
-// persist runs finish, which records a job's outcome. It goes on while ctx is being cancelled, so
-// an outcome reached during shutdown is not lost (a sent webhook is not sent again, a sent reply
-// not marked unknown); it retries a failing store for up to finishTimeout, after which the job
-// stays in_flight until the next start. A job changed meanwhile (dropped, requeued) is left as the
-// operator made it.
-func persist(ctx context.Context, log *slog.Logger, what, state string, finish func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer cancel()
-	wait := 100 * time.Millisecond
-	for {
-		err := finish(ctx)
-		if err == nil {
-			return
-		}
-		if errors.Is(err, store.ErrState) || errors.Is(err, store.ErrNotFound) {
-			log.Warn("job changed while in flight; "+what+" outcome not recorded", "state", state, "err", err)
-			return
-		}
-		if ctx.Err() != nil {
-			log.Error("cannot record "+what+" outcome; job stays in flight until restart", "state", state, "err", err)
-			return
-		}
-		log.Warn("cannot record "+what+" outcome; retrying", "state", state, "err", err)
-		sleep(ctx, nil, wait)
-		wait *= 2
+// CloseIdleConnections closes the endpoints' idle HTTP connections, once the lanes have stopped.
+func (d *Dispatcher) CloseIdleConnections() {
+	for _, ep := range d.order {
+		ep.client.CloseIdleConnections()
 	}
+}
+
+// result reports the outcome of a webhook job to Options.Observe and returns it for the consumer
+// to record.
+func (d *Dispatcher) result(log *slog.Logger, j store.Job, state string, nextAt time.Time, a store.Attempt) outbox.Result {
+	d.observe(j, state, a)
+	return outbox.Result{State: state, NextAt: nextAt, Attempt: a, Log: log}
 }
 
 // acquire takes a slot of the endpoint's concurrency limit; false when ctx is done first.
@@ -302,3 +187,31 @@ func (ep *endpoint) acquire(ctx context.Context) bool {
 }
 
 func (ep *endpoint) release() { <-ep.sem }
+
+var _ outbox.Gate = (*endpoint)(nil)
+
+// Acquire takes one slot of the endpoint's concurrency limit, waiting for it, then as many more as
+// are free at once: how many jobs one claim of the endpoint's lane may start. It returns 0 when
+// ctx is done before the first slot.
+func (ep *endpoint) Acquire(ctx context.Context) int {
+	if !ep.acquire(ctx) {
+		return 0
+	}
+	n := 1
+	for n < cap(ep.sem) {
+		select {
+		case ep.sem <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// Release gives back n slots.
+func (ep *endpoint) Release(n int) {
+	for range n {
+		ep.release()
+	}
+}

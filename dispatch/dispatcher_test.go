@@ -21,6 +21,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -90,7 +91,7 @@ func noMore(t *testing.T, ch <-chan recorded) {
 }
 
 // start runs d until the test ends; the cleanup waits for Run to return.
-func start(t *testing.T, d *Dispatcher) context.CancelFunc {
+func start(t *testing.T, d *running) context.CancelFunc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -120,19 +121,33 @@ func newJob(id, target string, created time.Time) store.Job {
 	}
 }
 
-func mustNew(t *testing.T, o Outbox, eps []Endpoint, opts Options) *Dispatcher {
+// running is a Dispatcher as the daemon runs it: its lanes in an outbox.Consumer of an outbox.
+type running struct {
+	*Dispatcher
+	*outbox.Consumer
+}
+
+// mustNew builds a Dispatcher for eps and the consumer that runs its lanes over o, with the
+// dispatcher's clock and logger, as the daemon wires them.
+func mustNew(t *testing.T, o outbox.Store, eps []Endpoint, opts Options) *running {
 	t.Helper()
-	d, err := New(o, eps, opts)
+	d, err := New(eps, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return d
+	return &running{Dispatcher: d, Consumer: consumer(o, d, opts)}
+}
+
+// consumer returns the outbox consumer of d's lanes over o, wired as the daemon wires it.
+func consumer(o outbox.Store, d *Dispatcher, opts Options) *outbox.Consumer {
+	return outbox.New(o, d.Lanes(), outbox.Options{Name: "dispatcher", Logger: opts.Logger, Now: opts.Now,
+		Stopped: d.CloseIdleConnections})
 }
 
 var noQuick = QuickRetry{Max: -1}
 
 // fastRetry makes durable retries wait milliseconds of real time.
-var fastRetry = RetryPolicy{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+var fastRetry = outbox.RetryPolicy{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 
 func TestDeliverSigned(t *testing.T) {
 	s1, k1 := testSecret(t, 1, 32)
@@ -774,7 +789,7 @@ func TestNewValidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := ok
 			tc.mod(&e)
-			_, err := New(newFakeOutbox(), []Endpoint{e}, Options{})
+			_, err := New([]Endpoint{e}, Options{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -783,10 +798,10 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(newFakeOutbox(), []Endpoint{ok, ok}, Options{}); err == nil || !strings.Contains(err.Error(), "twice") {
+	if _, err := New([]Endpoint{ok, ok}, Options{}); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate name: err = %v", err)
 	}
-	if _, err := New(newFakeOutbox(), []Endpoint{ok}, Options{}); err != nil {
+	if _, err := New([]Endpoint{ok}, Options{}); err != nil {
 		t.Errorf("valid endpoint: %v", err)
 	}
 }
@@ -871,7 +886,7 @@ func TestContentTypeSent(t *testing.T) {
 	if got := r.header.Get("Content-Type"); got != "text/plain; charset=utf-8" {
 		t.Errorf("configured Content-Type %q", got)
 	}
-	if _, err := New(out, []Endpoint{{Name: "bad", URL: srv.URL, Secrets: [][]byte{key}, ContentType: "text/plain\r\nX: y"}}, Options{}); err == nil {
+	if _, err := New([]Endpoint{{Name: "bad", URL: srv.URL, Secrets: [][]byte{key}, ContentType: "text/plain\r\nX: y"}}, Options{}); err == nil {
 		t.Error("a Content-Type with CR LF was accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
 )
 
@@ -42,8 +43,9 @@ type Endpoint struct {
 	// Timeout bounds one HTTP attempt, from dialling to the response headers and the capped read
 	// of the response body (default 15s, at most 30s).
 	Timeout time.Duration
-	// Retry is the durable retry schedule.
-	Retry RetryPolicy
+	// Retry is the durable retry schedule (defaults DefaultMaxAge, DefaultMinBackoff,
+	// DefaultMaxBackoff).
+	Retry outbox.RetryPolicy
 	// MaxResponseBytes caps how much of a response body is read (default 64 KiB); the rest is
 	// discarded with the connection.
 	MaxResponseBytes int64
@@ -67,18 +69,6 @@ type Endpoint struct {
 type Header struct {
 	Name  string
 	Value string
-}
-
-// RetryPolicy is the durable retry schedule of an endpoint. A failed attempt that may succeed later
-// is retried after an exponential backoff with full jitter: after the n-th failed attempt (n from
-// 0), a uniformly random delay between MinBackoff and min(MaxBackoff, MinBackoff·2ⁿ), and never
-// sooner than the response's Retry-After (itself capped at MaxBackoff). A job still failing MaxAge
-// after it was created is dead-lettered; its last attempt is made at MaxAge, so a job is tried for
-// at least MaxAge.
-type RetryPolicy struct {
-	MaxAge     time.Duration // default 72h
-	MinBackoff time.Duration // default 5s
-	MaxBackoff time.Duration // default 1h
 }
 
 // reserved reports whether the dispatcher sets the header name itself, so Endpoint.Headers may
@@ -161,55 +151,17 @@ func (e Endpoint) withDefaults() (Endpoint, error) {
 	case e.DisableAfter < 0:
 		return fail("disable_after %v is negative", e.DisableAfter)
 	}
-	if e.Retry, err = e.Retry.withDefaults(); err != nil {
+	if e.Retry, err = retryDefaults(e.Retry); err != nil {
 		return fail("%v", err)
 	}
 	return e, nil
 }
 
-func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
-	if p.MaxAge == 0 {
-		p.MaxAge = DefaultMaxAge
-	}
-	if p.MinBackoff == 0 {
-		p.MinBackoff = DefaultMinBackoff
-	}
-	if p.MaxBackoff == 0 {
-		p.MaxBackoff = DefaultMaxBackoff
-	}
-	switch {
-	case p.MaxAge < 0 || p.MinBackoff < 0 || p.MaxBackoff < 0:
-		return p, errors.New("retry durations must not be negative")
-	case p.MinBackoff > p.MaxBackoff:
-		return p, fmt.Errorf("retry min_backoff %v exceeds max_backoff %v", p.MinBackoff, p.MaxBackoff)
-	}
-	return p, nil
-}
-
-// next returns when to try a job again after its attempt number n (counting from 0) failed at now
-// in a way that may succeed later, or ok=false when the job must be dead-lettered because
-// it has been tried for MaxAge. retryAfter is the response's Retry-After (0 if none); rnd is a
-// uniform random number in [0, 1). p must have its defaults set.
-func (p RetryPolicy) next(created, now time.Time, n int, retryAfter time.Duration, rnd float64) (time.Time, bool) {
-	deadline := created.Add(p.MaxAge)
-	if !now.Before(deadline) {
-		return time.Time{}, false
-	}
-	ceiling := p.MaxBackoff
-	if n < 62 {
-		if c := float64(p.MinBackoff) * math.Pow(2, float64(n)); c < float64(ceiling) {
-			ceiling = time.Duration(c)
-		}
-	}
-	delay := p.MinBackoff + time.Duration(rnd*float64(ceiling-p.MinBackoff))
-	if retryAfter = min(retryAfter, p.MaxBackoff); delay < retryAfter {
-		delay = retryAfter
-	}
-	at := now.Add(delay)
-	if at.After(deadline) {
-		at = deadline
-	}
-	return at, true
+// retryDefaults returns p with its zero fields set to the webhook defaults, or an error when it
+// cannot work.
+func retryDefaults(p outbox.RetryPolicy) (outbox.RetryPolicy, error) {
+	p = p.WithDefaults(outbox.RetryPolicy{MaxAge: DefaultMaxAge, MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff})
+	return p, p.Check()
 }
 
 // retryable reports whether an HTTP status may succeed if the same request is sent later: 408

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
-// fakeOutbox is an in-memory Outbox with the store's semantics, except that it wakes workers only
+// fakeOutbox is an in-memory outbox.Store with the store's semantics, except that it wakes workers only
 // on add (a commit), not on Finish, so the tests show the dispatcher does not depend on it.
 type fakeOutbox struct {
 	mu       sync.Mutex
@@ -30,7 +31,7 @@ type finishCall struct {
 	store.Attempt
 }
 
-var _ Outbox = (*fakeOutbox)(nil)
+var _ outbox.Store = (*fakeOutbox)(nil)
 
 func newFakeOutbox() *fakeOutbox {
 	return &fakeOutbox{
@@ -56,7 +57,7 @@ func (f *fakeOutbox) add(jobs ...store.Job) {
 	f.wake = make(chan struct{})
 }
 
-func (f *fakeOutbox) Claim(_ context.Context, kind, target string, now time.Time, max int) ([]store.Job, error) {
+func (f *fakeOutbox) Claim(_ context.Context, sel store.Selector, now time.Time, max int) ([]store.Job, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.claimErr; err != nil {
@@ -65,8 +66,7 @@ func (f *fakeOutbox) Claim(_ context.Context, kind, target string, now time.Time
 	}
 	var due []*store.Job
 	for _, j := range f.jobs {
-		if j.State == store.StatePending && j.Kind == kind && (target == "" || j.Target == target) &&
-			!j.NextAt.After(now) {
+		if j.State == store.StatePending && picks(sel, j) && !j.NextAt.After(now) {
 			due = append(due, j)
 		}
 	}
@@ -96,19 +96,28 @@ func (f *fakeOutbox) Finish(_ context.Context, id, state string, nextAt time.Tim
 	return nil
 }
 
-func (f *fakeOutbox) NextDue(_ context.Context, kind, target string) (time.Time, bool, error) {
+func (f *fakeOutbox) NextDue(_ context.Context, sel store.Selector) (time.Time, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var next time.Time
 	ok := false
 	for _, j := range f.jobs {
-		if j.State == store.StatePending && j.Kind == kind && (target == "" || j.Target == target) &&
-			(!ok || j.NextAt.Before(next)) {
+		if j.State == store.StatePending && picks(sel, j) && (!ok || j.NextAt.Before(next)) {
 			next, ok = j.NextAt, true
 		}
 	}
 	return next, ok, nil
 }
+
+// picks reports whether sel selects j.
+func picks(sel store.Selector, j *store.Job) bool {
+	match := func(want, got string) bool { return want == "" || want == got }
+	return match(sel.Kind, j.Kind) && match(sel.Target, j.Target) && match(sel.Account, j.Account) &&
+		match(sel.Mailbox, j.Mailbox)
+}
+
+// Heartbeat renews nothing: the fake's claims never expire.
+func (f *fakeOutbox) Heartbeat(context.Context, time.Time) error { return nil }
 
 func (f *fakeOutbox) Wake() <-chan struct{} {
 	f.mu.Lock()

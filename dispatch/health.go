@@ -11,8 +11,8 @@ import (
 	"github.com/mailhook/mailhook/store"
 )
 
-// DefaultDisableAfter is how long an endpoint may fail without a single success before it is
-// disabled (REQUIREMENTS D87).
+// DefaultDisableAfter is how long an endpoint may fail continuously, without a single success,
+// before it is disabled and reported.
 const DefaultDisableAfter = 5 * 24 * time.Hour
 
 // EndpointStates is the part of the store that remembers the health of endpoints across restarts
@@ -101,10 +101,11 @@ func (d *Dispatcher) succeeded(ctx context.Context, ep *endpoint) {
 }
 
 // failed records a failed delivery to ep at now with HTTP status (0 without a response) and
-// reports whether the endpoint is disabled as a result: at once for 410 Gone (REQUIREMENTS D73),
-// or when it has been failing without a success for Endpoint.DisableAfter (D87). Disabling holds
-// the endpoint's pending jobs in the store and is logged at error level. started reports whether
-// this failure began the endpoint's failure streak, so callers log a storm of retries once.
+// reports whether the endpoint is disabled as a result: at once for 410 Gone (the receiver says it
+// is gone for good), or when it has been failing without a success for Endpoint.DisableAfter.
+// Disabling holds the endpoint's pending jobs in the store and is logged at error level. started
+// reports whether this failure began the endpoint's failure streak, so callers log a storm of
+// retries once.
 func (d *Dispatcher) failed(ctx context.Context, ep *endpoint, log *slog.Logger, status int) (disabled, started bool) {
 	h := &ep.health
 	h.mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/storeshim"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -68,7 +70,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	})
 	var ev events
 	commitJobs(t, st, 1, "ci", "msg_1", "msg_2", "msg_3")
-	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1}},
+	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1}},
 		Options{Quick: noQuick, Now: clk.Now, Observe: ev.observe, States: st}))
 
 	// Two workers may claim (the endpoint's and the any-target one), so which job goes first is
@@ -126,8 +128,8 @@ func TestFailingPeriodDisables(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
-	retry := RetryPolicy{MinBackoff: time.Minute, MaxBackoff: time.Minute}
-	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1,
+	retry := outbox.RetryPolicy{MinBackoff: time.Minute, MaxBackoff: time.Minute}
+	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1,
 		Retry: retry, DisableAfter: time.Hour}}, Options{Quick: noQuick, Now: clk.Now, States: st}))
 	ctx := context.Background()
 	failingSince := func() time.Time {
@@ -217,7 +219,7 @@ func TestDisabledStateIsLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	commitJobs(t, st, 1, "ci", "msg_1") // as if committed in the instant before the disable
-	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}}},
+	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}}},
 		Options{Quick: noQuick, Now: clk.Now, States: st}))
 	waitJob(t, st, "msg_1", store.StateHeld)
 	noMore(t, reqs)

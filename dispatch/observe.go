@@ -3,9 +3,6 @@ package dispatch
 import (
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/mailhook/mailhook/store"
 )
@@ -97,56 +94,4 @@ func (d *Dispatcher) observe(j store.Job, state string, a store.Attempt) {
 	}
 	d.observer(Event{Webhook: j.Target, JobID: j.ID, Rule: j.Rule, Account: j.Account, Mailbox: j.Mailbox,
 		State: state, Status: a.Status, Attempt: j.Attempts})
-}
-
-// Heartbeat returns the oldest of the times at which each running worker last began a round of
-// its loop, or the zero time when Run is not running. A worker goes round at least every 30 s
-// while idle (the recheck bound), and after every delivery, which its endpoint's timeout bounds:
-// a heartbeat much older than that means a worker is stuck, which a liveness probe reports.
-func (d *Dispatcher) Heartbeat() time.Time { return d.beats.oldest() }
-
-// beats records, per running worker loop, when it last went round.
-type beats struct {
-	mu      sync.Mutex
-	running map[*beat]struct{}
-}
-
-// beat is one worker loop's last round, in Unix nanoseconds.
-type beat struct{ at atomic.Int64 }
-
-// join registers a worker loop that starts now; the loop calls beat on every round and leave
-// when it ends.
-func (b *beats) join() *beat {
-	hb := &beat{}
-	hb.beat()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.running == nil {
-		b.running = map[*beat]struct{}{}
-	}
-	b.running[hb] = struct{}{}
-	return hb
-}
-
-func (b *beats) leave(hb *beat) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.running, hb)
-}
-
-func (hb *beat) beat() { hb.at.Store(time.Now().UnixNano()) }
-
-func (b *beats) oldest() time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var min int64
-	for hb := range b.running {
-		if at := hb.at.Load(); min == 0 || at < min {
-			min = at
-		}
-	}
-	if min == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, min)
 }

@@ -5,13 +5,15 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/mailhook/mailhook/outbox"
 )
 
 // D76: with the default policy a failing job is retried over MaxAge (72h, so at least 24h), with
 // every wait inside [MinBackoff, MaxBackoff], and dead-lettered only after the last attempt at
 // MaxAge.
 func TestDefaultScheduleSpansMaxAge(t *testing.T) {
-	p, err := RetryPolicy{}.withDefaults()
+	p, err := retryDefaults(outbox.RetryPolicy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +25,7 @@ func TestDefaultScheduleSpansMaxAge(t *testing.T) {
 	now, attempts, grew := created, 0, false
 	var prev time.Duration
 	for {
-		at, ok := p.next(created, now, attempts, 0, rng.Float64())
+		at, ok := p.Next(created, now, attempts, 0, rng.Float64())
 		if !ok {
 			break
 		}
@@ -47,43 +49,6 @@ func TestDefaultScheduleSpansMaxAge(t *testing.T) {
 		t.Errorf("%d attempts: the schedule does not look exponential", attempts)
 	}
 	t.Logf("%d attempts over %v", attempts, now.Sub(created))
-}
-
-func TestRetryPolicyNext(t *testing.T) {
-	p := RetryPolicy{MaxAge: 72 * time.Hour, MinBackoff: 5 * time.Second, MaxBackoff: time.Hour}
-	created := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		name       string
-		age        time.Duration
-		attempts   int
-		retryAfter time.Duration
-		rnd        float64
-		want       time.Duration // from now; -1 means dead
-	}{
-		{"first, no jitter", 0, 0, 0, 0, 5 * time.Second},
-		{"first, full jitter", 0, 0, 0, 0.999, 5 * time.Second},
-		{"fourth, half jitter", time.Minute, 3, 0, 0.5, 5*time.Second + 17500*time.Millisecond},
-		{"capped at max", time.Hour, 40, 0, 0.5, 5*time.Second + (time.Hour-5*time.Second)/2},
-		{"huge attempt count", time.Hour, 1 << 30, 0, 0, 5 * time.Second},
-		{"retry-after wins", 0, 0, 2 * time.Minute, 0.5, 2 * time.Minute},
-		{"retry-after capped", 0, 0, 5 * time.Hour, 0, time.Hour},
-		{"clamped to max age", 72*time.Hour - time.Minute, 10, 0, 0.9, time.Minute},
-		{"at max age", 72 * time.Hour, 10, 0, 0, -1},
-		{"past max age", 100 * time.Hour, 10, 0, 0, -1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			now := created.Add(tc.age)
-			at, ok := p.next(created, now, tc.attempts, tc.retryAfter, tc.rnd)
-			switch {
-			case tc.want < 0 && ok:
-				t.Errorf("retry at +%v, want dead", at.Sub(now))
-			case tc.want >= 0 && !ok:
-				t.Errorf("dead, want retry at +%v", tc.want)
-			case ok && at.Sub(now) != tc.want:
-				t.Errorf("retry at +%v, want +%v", at.Sub(now), tc.want)
-			}
-		})
-	}
 }
 
 func TestParseRetryAfter(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -20,7 +21,7 @@ func TestNoQuickRetryWhenDurableIsSooner(t *testing.T) {
 	})
 	out := newFakeOutbox()
 	start(t, mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key},
-		Retry: RetryPolicy{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}}},
+		Retry: outbox.RetryPolicy{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}}},
 		Options{Quick: QuickRetry{Max: 2, WaitMin: time.Hour, WaitMax: time.Hour}}))
 	out.add(newJob("msg_Q", "ci", time.Now()))
 	h := out.waitFinished(t, "msg_Q", 2)

@@ -9,12 +9,11 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
-
-var _ Outbox = (*store.Store)(nil)
 
 // The dispatcher against the real SQLite outbox: a payload committed by the watcher's path is
 // retried, delivered byte for byte with a verifiable signature, and a job of a removed webhook is
@@ -51,7 +50,7 @@ func TestWithSQLiteStore(t *testing.T) {
 	if err := st.Commit(ctx, "personal", "INBOX", store.Checkpoint{UIDValidity: 7, LastUID: 42}, "key42", jobs); err != nil {
 		t.Fatal(err)
 	}
-	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry}},
+	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry}},
 		Options{Quick: noQuick}))
 
 	next(t, reqs) // the 503

@@ -14,13 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/storeshim"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
 // BenchmarkDrain10k measures how fast the dispatcher drains a backlog of 10,000 queued webhook
 // jobs to one loopback receiver, with the real SQLite outbox in a directory on disk
 // (synchronous=FULL, as the daemon opens it) and the daemon's settings otherwise: concurrency 4,
-// quick retries on, the store as EndpointStates. Each iteration commits a fresh backlog (not
+// quick retries on, the store as EndpointStates, the dispatcher's lanes in an outbox.Consumer. Each iteration commits a fresh backlog (not
 // timed), runs the dispatcher until every job has been delivered and Run has returned (so every
 // outcome is durably recorded, not merely sent), and reports deliveries/s (successful deliveries
 // per second of wall time), requests/delivery and cpu-µs/delivery (CPU time of the whole process,
@@ -91,22 +93,24 @@ func benchDrain(b *testing.B, n int, fail bool) {
 		}
 		var events atomic.Int64
 		allSent := make(chan struct{})
-		d, err := New(st, []Endpoint{{Name: "sink", URL: srv.URL, Secrets: [][]byte{key},
-			Retry: RetryPolicy{MinBackoff: 10 * time.Millisecond}}}, Options{States: st,
+		opts := Options{States: st,
 			Observe: func(e Event) {
 				if e.State == store.StateDone && events.Add(1) == int64(n) {
 					close(allSent)
 				}
-			}})
+			}}
+		d, err := New([]Endpoint{{Name: "sink", URL: srv.URL, Secrets: [][]byte{key},
+			Retry: outbox.RetryPolicy{MinBackoff: 10 * time.Millisecond}}}, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
+		c := consumer(storeshim.Wrap(st), d, opts)
 		runCtx, cancel := context.WithCancel(ctx)
 		stopped := make(chan struct{})
 
 		b.StartTimer()
 		t0, cpu0 := time.Now(), cpuTime(b)
-		go func() { _ = d.Run(runCtx); close(stopped) }()
+		go func() { _ = c.Run(runCtx); close(stopped) }()
 		select {
 		case <-allSent:
 		case <-time.After(10 * time.Minute):

@@ -12,13 +12,15 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
-// Post-actions (DESIGN "Data flow" step 10): mark_seen, flag, move and copy jobs of this watcher's
-// mailbox. The outbox holds them until the same rule's webhook and reply jobs are done; the
-// watcher claims them between IDLE cycles and runs them on its own connection, so they cost no
-// extra IMAP connection and never race the catch-up of the same mailbox.
+// Post-actions: mark_seen, flag, move and copy jobs of this watcher's mailbox. The outbox holds
+// them until the same rule's webhook and reply jobs are done; the watcher claims them between IDLE
+// cycles (go-imap admits no other command during IDLE) and runs them on its own connection, through
+// the outbox's Drain and Due, so they cost no extra IMAP connection and never race the catch-up of
+// the same mailbox.
 //
 // Guarantees:
 //   - A job whose uidvalidity differs from the selected mailbox's is skipped (done, with a note
@@ -32,17 +34,6 @@ import (
 //   - A server refusal (NO/BAD) is retried with backoff and dead-lettered after
 //     maxPostActionAttempts; a move or copy to a missing mailbox creates it once ([TRYCREATE],
 //     RFC 3501 §7.1). A connection failure puts the job back (pending) and ends the session.
-
-// PostActions is the part of the outbox a watcher drives for the post-action jobs of its mailbox.
-// *store.Store implements it. Set it as Config.PostActions; nil means the watcher runs none.
-type PostActions interface {
-	ClaimSelected(ctx context.Context, sel store.Selector, now time.Time, max int) ([]store.Job, error)
-	Finish(ctx context.Context, id, state string, nextAt time.Time, a store.Attempt) error
-	NextDueSelected(ctx context.Context, sel store.Selector) (time.Time, bool, error)
-	Wake() <-chan struct{}
-}
-
-var _ PostActions = (*store.Store)(nil)
 
 // Post-action operations.
 const (
@@ -96,100 +87,101 @@ func ParsePostAction(body []byte) (PostAction, error) {
 	return p, nil
 }
 
-// Post-action pacing.
-const (
-	maxPostActionAttempts = 5
-	postActionBatch       = 16
-	postActionRecheck     = 30 * time.Second // bounds waits, for jobs changed by another process
-	postActionFinishWait  = 10 * time.Second
-)
+// maxPostActionAttempts is how often a job the server refuses is tried before it is dead-lettered.
+const maxPostActionAttempts = 5
 
 // selector selects this watcher's post-action jobs.
 func (w *Watcher) postActionSelector() store.Selector {
 	return store.Selector{Kind: store.KindPostAction, Account: w.cfg.Account, Mailbox: w.cfg.Mailbox}
 }
 
-// runPostActions runs every claimable post-action job of the mailbox. It returns an error only
-// when the connection failed (the session must end); store errors are logged and left for the
-// next cycle.
+// runPostActions runs every claimable post-action job of the mailbox, on this session's connection
+// (outbox.Drain). It returns an error only when the connection failed (the session must end);
+// store errors are logged and left for the next cycle.
 func (s *session) runPostActions(ctx context.Context) error {
 	w := s.w
 	pa := w.cfg.PostActions
 	if pa == nil {
 		return nil
 	}
-	for ctx.Err() == nil {
-		jobs, err := pa.ClaimSelected(ctx, w.postActionSelector(), time.Now(), postActionBatch)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("cannot claim post-actions; will try again", "err", err)
-			}
-			return nil
+	err := outbox.Drain(ctx, pa, w.postActionSelector(), &postActions{s: s}, outbox.DrainOptions{Logger: w.log})
+	if ce, ok := errors.AsType[*outbox.ClaimError](err); ok {
+		if ctx.Err() == nil {
+			w.log.Warn("cannot claim post-actions; will try again", "err", ce.Err)
 		}
-		if len(jobs) == 0 {
-			return nil
-		}
-		for i, j := range jobs {
-			if err := s.postAction(ctx, j); err != nil {
-				for _, rest := range jobs[i+1:] {
-					s.finishPostAction(ctx, rest, store.StatePending, time.Now(), store.Attempt{Status: "canceled", Error: "session ended before it ran"})
-				}
-				return err
-			}
-		}
+		return nil
 	}
-	return nil
+	return err
 }
 
-// postAction runs one claimed job and settles it. A returned error is a connection failure.
-func (s *session) postAction(ctx context.Context, j store.Job) error {
+// postActions is the outbox.Worker of one drain of a session's post-actions. Once the connection
+// failed, it puts the jobs still claimed back without running them.
+type postActions struct {
+	s    *session
+	lost error // the connection failure, once one job met it
+}
+
+var _ outbox.Worker = (*postActions)(nil)
+
+// Work runs one claimed job on the session's connection.
+func (p *postActions) Work(ctx context.Context, j store.Job) outbox.Result {
+	if p.lost != nil {
+		return outbox.Result{State: store.StatePending, NextAt: time.Now(),
+			Attempt: store.Attempt{Status: "canceled", Error: "session ended before it ran"}}
+	}
+	r := p.s.postAction(ctx, j)
+	p.lost = r.Stop
+	return r
+}
+
+// postAction runs one claimed job and returns its outcome; a connection failure is the Result's
+// Stop.
+func (s *session) postAction(ctx context.Context, j store.Job) outbox.Result {
 	w := s.w
 	log := w.log.With("job", j.ID, "uid", j.UID, "rule", j.Rule, "action", j.Target, "attempt", j.Attempts)
+	result := func(state string, next time.Time, a store.Attempt) outbox.Result {
+		return outbox.Result{State: state, NextAt: next, Attempt: a, Log: log}
+	}
 	p, err := ParsePostAction(j.Body)
 	if err != nil {
 		log.Error("post-action unreadable; dead-lettered", "err", err)
-		s.finishPostAction(ctx, j, store.StateDead, time.Time{}, store.Attempt{Status: "bad_job", Error: err.Error()})
-		return nil
+		return result(store.StateDead, time.Time{}, store.Attempt{Status: "bad_job", Error: err.Error()})
 	}
 	if j.UIDValidity != s.validity {
 		note := fmt.Sprintf("skipped: uidvalidity changed from %d to %d", j.UIDValidity, s.validity)
 		log.Warn("post-action skipped: the mailbox's uidvalidity changed, the uid may name another message",
 			"job_uidvalidity", j.UIDValidity, "uidvalidity", s.validity)
-		s.finishPostAction(ctx, j, store.StateDone, time.Time{}, store.Attempt{Status: "skipped", Error: note})
-		return nil
+		return result(store.StateDone, time.Time{}, store.Attempt{Status: "skipped", Error: note})
 	}
 	uids := imap.UIDSetNum(imap.UID(j.UID))
 	s.begin()
 	msgs, err := s.c.Fetch(uids, &imap.FetchOptions{UID: true, Flags: true}).Collect()
 	if err == nil && !slices.ContainsFunc(msgs, func(m *imapclient.FetchMessageBuffer) bool { return uint32(m.UID) == j.UID }) {
 		log.Info("post-action skipped: the message is no longer in the mailbox")
-		s.finishPostAction(ctx, j, store.StateDone, time.Time{}, store.Attempt{Status: "skipped", Error: "skipped: message no longer in the mailbox"})
-		return nil
+		return result(store.StateDone, time.Time{}, store.Attempt{Status: "skipped", Error: "skipped: message no longer in the mailbox"})
 	}
 	if err == nil {
 		err = s.applyPostAction(p, uids)
 	}
 	if err == nil {
 		log.Info("post-action done")
-		s.finishPostAction(ctx, j, store.StateDone, time.Time{}, store.Attempt{Status: "ok"})
-		return nil
+		return result(store.StateDone, time.Time{}, store.Attempt{Status: "ok"})
 	}
 	var ie *imap.Error
 	if !errors.As(err, &ie) {
 		// The connection failed: the job goes back, the session ends and reconnects.
-		s.finishPostAction(ctx, j, store.StatePending, time.Now(), store.Attempt{Status: "network", Error: err.Error()})
-		return fmt.Errorf("post-action %s uid %d: %w", j.Target, j.UID, err)
+		r := result(store.StatePending, time.Now(), store.Attempt{Status: "network", Error: err.Error()})
+		r.Stop = fmt.Errorf("post-action %s uid %d: %w", j.Target, j.UID, err)
+		return r
 	}
 	a := store.Attempt{Status: "imap " + strings.ToLower(string(ie.Type)), Error: err.Error()}
 	if j.Attempts >= maxPostActionAttempts {
 		log.Error("post-action refused by the server; dead-lettered", "err", err)
-		s.finishPostAction(ctx, j, store.StateDead, time.Time{}, a)
-		return nil
+		return result(store.StateDead, time.Time{}, a)
 	}
 	next := time.Now().Add(min(time.Minute<<min(j.Attempts-1, 6), time.Hour))
 	log.Warn("post-action refused by the server; will retry", "err", err, "next_at", next)
-	s.finishPostAction(ctx, j, store.StatePending, next, a)
-	return nil
+	return result(store.StatePending, next, a)
 }
 
 // applyPostAction sends the command(s) of p for uids.
@@ -233,16 +225,6 @@ func (s *session) applyPostAction(p PostAction, uids imap.UIDSet) error {
 	return fmt.Errorf("unknown post-action %q", p.Op)
 }
 
-// finishPostAction records the outcome of a job, going on during shutdown for a short while.
-func (s *session) finishPostAction(ctx context.Context, j store.Job, state string, nextAt time.Time, a store.Attempt) {
-	a.JobID, a.At = j.ID, time.Now()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postActionFinishWait)
-	defer cancel()
-	if err := s.w.cfg.PostActions.Finish(ctx, j.ID, state, nextAt, a); err != nil {
-		s.w.log.Error("cannot record a post-action outcome; it runs again after a restart", "job", j.ID, "state", state, "err", err)
-	}
-}
-
 // postActionsDue returns a channel that is closed once a post-action job of the mailbox is due
 // (pending, due, its dependencies done), for the IDLE and poll waits to end on; stop ends the
 // goroutine behind it. Without Config.PostActions the channel is nil (never ready).
@@ -251,34 +233,5 @@ func (s *session) postActionsDue(ctx context.Context) (due <-chan struct{}, stop
 	if pa == nil {
 		return nil, func() {}
 	}
-	ch := make(chan struct{})
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sel := s.w.postActionSelector()
-		for {
-			wake := pa.Wake()
-			delay := postActionRecheck
-			next, ok, err := pa.NextDueSelected(ctx, sel)
-			if err == nil && ok {
-				d := time.Until(next)
-				if d <= 0 {
-					close(ch)
-					return
-				}
-				delay = min(d, delay)
-			}
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-wake:
-			case <-t.C:
-			}
-			t.Stop()
-		}
-	}()
-	return ch, func() { cancel(); <-done }
+	return outbox.Due(ctx, pa, s.w.postActionSelector())
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
@@ -103,7 +104,7 @@ func TestDovecotPostActions(t *testing.T) {
 
 	logs, wire := &syncBuffer{}, &wireLog{}
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
-	cfg.PostActions = st
+	cfg.PostActions = storeshim.Wrap(st)
 	cfg.Dial = wire.dial
 	w := mustNew(t, cfg, st, watcher.HandlerFunc(func(context.Context, *watcher.Event) ([]store.Job, error) { return nil, nil }))
 	runWatcher(t, w, logs)

@@ -51,6 +51,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
@@ -138,7 +139,7 @@ type Config struct {
 	// PostActions, when set, is the outbox of the mailbox's post-action jobs (mark_seen, flag,
 	// move, copy), which the watcher runs between IDLE cycles on its own connection; see
 	// postaction.go. nil means the watcher runs none.
-	PostActions PostActions
+	PostActions outbox.Store
 	// Incoming is where the content of the attachments Plan.Inline chooses is streamed, one
 	// directory per message. nil means no attachment content is fetched.
 	Incoming *spool.Incoming

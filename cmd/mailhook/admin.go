@@ -54,7 +54,7 @@ const (
 )
 
 // heartbeater is a worker pool as the liveness check sees it: the oldest last iteration of its
-// running loops, zero when not running. *dispatch.Dispatcher implements it.
+// running loops, zero when not running. *outbox.Consumer implements it.
 type heartbeater interface{ Heartbeat() time.Time }
 
 // workerLoop is a named heartbeater, such as the webhook dispatcher.

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -162,8 +163,8 @@ func TestMetricsScrape(t *testing.T) {
 	o.metrics.delivered(dispatch.Event{Webhook: "ci", State: store.StatePending, Status: "http 503"})
 	o.metrics.delivered(dispatch.Event{Webhook: "ci", State: store.StateDead, Status: "http 400"})
 	o.metrics.replySkipped("acct", "loop_guard")
-	o.metrics.replyOutcome("acct", dispatch.ReplySent)
-	o.metrics.replyOutcome("acct", dispatch.ReplyDuplicate)
+	o.metrics.replyOutcome("acct", reply.OutcomeSent)
+	o.metrics.replyOutcome("acct", reply.OutcomeDuplicate)
 	srv := httptest.NewServer(o.handler())
 	defer srv.Close()
 

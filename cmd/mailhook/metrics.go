@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -92,11 +93,11 @@ func (m *metrics) delivered(ev dispatch.Event) {
 	}
 }
 
-// replyOutcome counts one settled reply job; it fits dispatch.ReplyOptions.OnOutcome. "sent" is a
+// replyOutcome counts one settled reply job; it fits reply.Options.OnOutcome. "sent" is a
 // sent reply; every other outcome (duplicate, paused, retry, dead, unknown, …) is counted as not
 // sent, with the outcome as the reason.
 func (m *metrics) replyOutcome(account, outcome string) {
-	if outcome == dispatch.ReplySent {
+	if outcome == reply.OutcomeSent {
 		m.repliesSent.WithLabelValues(account).Inc()
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/spool"
@@ -130,7 +131,7 @@ func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
 	for i, w := range cfg.Webhooks {
 		ep := dispatch.Endpoint{
 			Name: w.Name, URL: w.URL, Timeout: w.Timeout, Concurrency: w.Concurrency, AllowLinkLocal: w.AllowLinkLocal,
-			Retry:        dispatch.RetryPolicy{MaxAge: w.Retry.MaxAge, MinBackoff: w.Retry.MinBackoff, MaxBackoff: w.Retry.MaxBackoff},
+			Retry:        outbox.RetryPolicy{MaxAge: w.Retry.MaxAge, MinBackoff: w.Retry.MinBackoff, MaxBackoff: w.Retry.MaxBackoff},
 			DisableAfter: w.DisableAfter,
 		}
 		for _, s := range w.Secrets {

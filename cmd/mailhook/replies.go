@@ -2,9 +2,9 @@ package main
 
 // Auto-replies and mailbox post-actions in the pipeline (issue 6): the loop guards run at commit
 // time, so a reply job exists only for a message that may be answered; the reply worker
-// (dispatch.ReplyDispatcher) checks the once-per ledger and the daily cap again right before it
-// sends. Post-actions become jobs that depend on the same rule's webhook and reply jobs, run by
-// the mailbox's watcher.
+// (reply.Worker) checks the once-per ledger and the daily cap again right before it sends.
+// Post-actions become jobs that depend on the same rule's webhook and reply jobs, run by the
+// mailbox's watcher.
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
@@ -23,15 +23,15 @@ import (
 
 // compileReplies parses every reply's templates once, at load time. Errors name the field:
 // `replies[0] "ack".subject: …`.
-func compileReplies(cfg *Config) (map[string]*dispatch.ReplyTemplate, error) {
-	out := make(map[string]*dispatch.ReplyTemplate, len(cfg.Replies))
+func compileReplies(cfg *Config) (map[string]*reply.Template, error) {
+	out := make(map[string]*reply.Template, len(cfg.Replies))
 	var errs []error
 	for i, r := range cfg.Replies {
-		tpl, err := dispatch.ParseReplyTemplate(r.Name, r.Subject, r.Body, r.HTML)
+		tpl, err := reply.ParseTemplate(r.Name, r.Subject, r.Body, r.HTML)
 		if err != nil {
 			path := itemPath("replies", i, r.Name)
 			for _, e := range unjoin(err) {
-				var te *dispatch.TemplateError
+				var te *reply.TemplateError
 				if errors.As(e, &te) {
 					errs = append(errs, &FieldError{Field: path + "." + te.Field, Problem: te.Err.Error()})
 				} else {
@@ -86,13 +86,13 @@ var _ replyLedger = (*store.Store)(nil)
 
 // replySetup is what the pipeline needs for replies, built once from the loaded configuration.
 type replySetup struct {
-	templates map[string]*dispatch.ReplyTemplate
+	templates map[string]*reply.Template
 	replies   map[string]*Reply
 	accounts  map[string]Account
 	own       map[string][]string // account → every own address of the account, for C61
 	ledger    replyLedger         // nil: no ledger (tools that do not send)
 	// onSkip is called for every reply a loop guard (or the ledger pre-check) skipped, with
-	// its reason (dispatch.Skip* or "already_replied"), and for every message ignored as our
+	// its reason (reply.Skip* or "already_replied"), and for every message ignored as our
 	// own (reason "own_message"). Metrics hook it; the default does nothing.
 	onSkip func(account, reply, reason string)
 }
@@ -127,7 +127,7 @@ func (p *pipeline) replySetup() *replySetup { return p.replyCfg }
 // we recorded): it triggers nothing at all, neither webhooks nor replies (REQUIREMENTS C61).
 func (p *pipeline) ownMessage(ctx context.Context, ev *watcher.Event) (bool, error) {
 	rs := p.replySetup()
-	own := dispatch.IsOwnMessage(ev.Message, rs.own[ev.Account])
+	own := reply.IsOwnMessage(ev.Message, rs.own[ev.Account])
 	if !own && rs.ledger != nil && ev.Message.MessageID != "" {
 		var err error
 		if own, err = rs.ledger.OwnReply(ctx, ev.Message.MessageID); err != nil {
@@ -136,8 +136,8 @@ func (p *pipeline) ownMessage(ctx context.Context, ev *watcher.Event) (bool, err
 	}
 	if own {
 		p.logger.Debug("message is a reply mailhook sent; ignored", "account", ev.Account, "mailbox", ev.Mailbox,
-			"uid", ev.UID, "reason", dispatch.SkipOwnMessage)
-		rs.onSkip(ev.Account, "", dispatch.SkipOwnMessage)
+			"uid", ev.UID, "reason", reply.SkipOwnMessage)
+		rs.onSkip(ev.Account, "", reply.SkipOwnMessage)
 	}
 	return own, nil
 }
@@ -156,9 +156,9 @@ func (p *pipeline) replyJob(ctx context.Context, ev *watcher.Event, rule string,
 		rs.onSkip(ev.Account, name, reason)
 		return nil, nil
 	}
-	policy := dispatch.ReplyPolicy{OwnAddresses: ownAddresses(acct, r), MaxReceived: r.MaxReceived,
-		Suppress: append(dispatch.DefaultSuppress(), r.Suppress...)}
-	to, reason := dispatch.CheckReply(ev.Message, policy)
+	policy := reply.Policy{OwnAddresses: ownAddresses(acct, r), MaxReceived: r.MaxReceived,
+		Suppress: append(reply.DefaultSuppress(), r.Suppress...)}
+	to, reason := reply.Check(ev.Message, policy)
 	if reason != "" {
 		return skip(reason)
 	}
@@ -171,7 +171,7 @@ func (p *pipeline) replyJob(ctx context.Context, ev *watcher.Event, rule string,
 			return skip("already_replied")
 		}
 	}
-	rj, err := dispatch.NewReplyJob(tpl, ev.Message, to, dispatch.ReplyParams{Account: ev.Account,
+	rj, err := reply.NewJob(tpl, ev.Message, to, reply.Params{Account: ev.Account,
 		From: acct.SMTP.From, EnvelopeFrom: acct.SMTP.EnvelopeFrom, OncePer: r.OncePer})
 	if err != nil {
 		// A template that fails on this message must not stall the mailbox.
@@ -223,14 +223,14 @@ func (p *pipeline) postActionJobs(ev *watcher.Event, spec rules.Spec, idx []int,
 }
 
 // replyAccounts builds the SMTP sender of every account that has an smtp section.
-func replyAccounts(l *loaded, logger *slog.Logger) ([]dispatch.ReplyAccount, error) {
-	var out []dispatch.ReplyAccount
+func replyAccounts(l *loaded, logger *slog.Logger) ([]reply.Account, error) {
+	var out []reply.Account
 	for _, a := range l.cfg.Accounts {
 		s := a.SMTP
 		if !s.Configured() {
 			continue
 		}
-		sc := dispatch.SMTPConfig{Addr: s.Addr(), Security: s.Security, HelloName: s.HelloName,
+		sc := reply.SMTPConfig{Addr: s.Addr(), Security: s.Security, HelloName: s.HelloName,
 			Username: s.Username, Password: s.Password, Timeout: s.Timeout}
 		if s.Security != SecurityPlain {
 			tc, err := s.TLS.ClientConfig(s.Host)
@@ -246,11 +246,11 @@ func replyAccounts(l *loaded, logger *slog.Logger) ([]dispatch.ReplyAccount, err
 		if auth != nil {
 			sc.Auth, sc.OnAuthFailure, sc.Password = auth, authFailed, ""
 		}
-		sender, err := dispatch.NewSMTPSender(sc)
+		sender, err := reply.NewSMTPSender(sc)
 		if err != nil {
 			return nil, fmt.Errorf("accounts %q smtp: %w", a.Name, err)
 		}
-		out = append(out, dispatch.ReplyAccount{Name: a.Name, Sender: sender, PerDay: a.Limits.RepliesPerDay})
+		out = append(out, reply.Account{Name: a.Name, Sender: sender, PerDay: a.Limits.RepliesPerDay})
 	}
 	return out, nil
 }

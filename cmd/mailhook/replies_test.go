@@ -17,9 +17,9 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -195,7 +195,7 @@ func TestDovecotTwoInstancesNoReplyLoop(t *testing.T) {
 	// Each instance sees the other's reply in its mailbox and does not answer it.
 	for name, logs := range map[string]*logBuf{"alpha": logA, "beta": logB} {
 		eventually(t, 30*time.Second, name+" to skip the other's auto-reply", func() bool {
-			return strings.Contains(logs.String(), "reason="+dispatch.SkipAutoSubmitted)
+			return strings.Contains(logs.String(), "reason="+reply.SkipAutoSubmitted)
 		})
 	}
 	// A second human message from the same sender: no second reply within once_per.
@@ -487,7 +487,7 @@ rules:
 	if got := kinds(jobs); !slices.Equal(got, want) {
 		t.Errorf("with a guarded reply, jobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if jobs := handle(base + dispatch.LoopHeader + ": help@us.test\r\n\r\nhi\r\n"); len(jobs) != 0 {
+	if jobs := handle(base + reply.LoopHeader + ": help@us.test\r\n\r\nhi\r\n"); len(jobs) != 0 {
 		t.Errorf("our own reply produced jobs: %v", kinds(jobs))
 	}
 	// A Message-ID we recorded as one of our replies (without the marker) counts as ours too; a
@@ -500,7 +500,7 @@ rules:
 	if got := kinds(jobs); len(got) != 3 || slices.ContainsFunc(jobs, func(j store.Job) bool { return j.Kind == store.KindReply }) {
 		t.Errorf("a sender in the ledger got jobs %v", got)
 	}
-	want = []string{dispatch.SkipAutoSubmitted, dispatch.SkipOwnMessage, dispatch.SkipOwnMessage, "already_replied"}
+	want = []string{reply.SkipAutoSubmitted, reply.SkipOwnMessage, reply.SkipOwnMessage, "already_replied"}
 	if !slices.Equal(skips, want) {
 		t.Errorf("skips counted %v, want %v", skips, want)
 	}

@@ -12,7 +12,10 @@ import (
 	"sync"
 
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/internal/storeshim"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
+	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
@@ -46,7 +49,7 @@ type loaded struct {
 	rules *rules.Set
 	oauth *oauthSources // token sources of oauth2 accounts, created on first use (oauth2.go)
 	// replies are the parsed templates of the replies: section, by name (replies.go).
-	replies map[string]*dispatch.ReplyTemplate
+	replies map[string]*reply.Template
 	// inline holds the attachments_when filters of webhooks with attachments: inline
 	// (attachments.go). spool and incoming are set by the verbs that queue such webhooks (run,
 	// replay): the attachment spool and the directory their watchers stream attachments into.
@@ -128,17 +131,18 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// app is a running mailhook: the state store, the dispatcher and one watcher per mailbox.
+// app is a running mailhook: the state store, the outbox consumers (webhook deliveries, replies)
+// and one watcher per mailbox.
 type app struct {
 	store    *store.Store
-	dispatch *dispatch.Dispatcher
+	dispatch *outbox.Consumer // webhook deliveries: the dispatcher's lanes
 	watchers []*watcher.Watcher
 	budgets  []*watcher.ByteBudget // one per account, shared by its mailboxes' watchers (status.go)
 	logger   *slog.Logger
 	cfg      *Config
-	ops      *ops                      // health checks, metrics and the http.listen listener (admin.go)
-	replies  *dispatch.ReplyDispatcher // reply workers of the accounts with smtp (replies.go)
-	spool    *spool.Spool              // inline attachments of queued webhooks (attachments.go)
+	ops      *ops             // health checks, metrics and the http.listen listener (admin.go)
+	replies  *outbox.Consumer // reply workers of the accounts with smtp (replies.go)
+	spool    *spool.Spool     // inline attachments of queued webhooks (attachments.go)
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
@@ -159,25 +163,28 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	a.spool = l.spool
+	ob := storeshim.Wrap(st) // the outbox methods under the store contract's names
 	eps, err := endpoints(l.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	a.dispatch, err = dispatch.New(st, eps, dispatch.Options{Logger: logger, Version: version(),
+	d, err := dispatch.New(eps, dispatch.Options{Logger: logger, Version: version(),
 		Observe: spoolObserver(l.spool, a.ops.metrics.delivered), Spool: l.spool, States: st})
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
+	a.dispatch = outbox.New(ob, d.Lanes(), outbox.Options{Name: "dispatcher", Logger: logger,
+		Stopped: d.CloseIdleConnections})
 	a.ops.addLoop("dispatch", a.dispatch)
 	senders, err := replyAccounts(l, logger)
 	if err != nil {
 		return nil, fmt.Errorf("replies: %w", err)
 	}
-	a.replies, err = dispatch.NewReplyDispatcher(st, senders, dispatch.ReplyOptions{Logger: logger,
-		OnOutcome: a.ops.metrics.replyOutcome})
+	rw, err := reply.New(st, senders, reply.Options{Logger: logger, OnOutcome: a.ops.metrics.replyOutcome})
 	if err != nil {
 		return nil, fmt.Errorf("replies: %w", err)
 	}
+	a.replies = outbox.New(ob, rw.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger})
 	a.ops.addLoop("replies", a.replies)
 	pl := newPipeline(l, logger).withLedger(st)
 	// Jobs of a disabled endpoint are committed held (formats.go); mailhook_webhook_disabled
@@ -198,7 +205,7 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
 			wc.Budget = budget
-			wc.PostActions = st // mark_seen, flag, move, copy of this mailbox
+			wc.PostActions = ob // mark_seen, flag, move, copy of this mailbox
 			w, err := watcher.New(wc, st, p)
 			if err != nil {
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
@@ -213,7 +220,7 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 	return a, nil
 }
 
-// Run runs the watchers and the dispatcher until ctx is cancelled, then closes the store.
+// Run runs the watchers and the outbox consumers until ctx is cancelled, then closes the store.
 func (a *app) Run(ctx context.Context) error {
 	defer a.store.Close()
 	stopOps := a.ops.serve(ctx)

@@ -1,4 +1,4 @@
-package dispatch
+package reply
 
 import (
 	"context"
@@ -103,7 +103,7 @@ const (
 type SMTPConfig struct {
 	Addr     string      // host:port
 	Security string      // SMTPSecurityTLS (default) | SMTPSecurityStartTLS | SMTPSecurityPlain
-	TLS      *tls.Config // nil: system roots; ServerName defaults to the host of Addr (C64)
+	TLS      *tls.Config // nil: system roots; ServerName defaults to the host of Addr, which the certificate must name
 	// HelloName is the EHLO name (RFC 5321 §4.1.1.1). Default "localhost". With STARTTLS the
 	// first EHLO, before TLS, always says "localhost" (go-smtp sends it itself); the EHLO after
 	// TLS uses HelloName.
@@ -205,7 +205,7 @@ func (s *SMTPSender) Send(ctx context.Context, envelopeFrom, to string, msg []by
 		c = smtp.NewClient(tc)
 	case SMTPSecurityStartTLS:
 		// RFC 3207 §4: without STARTTLS in the EHLO answer this fails before any credential or
-		// message byte is sent (REQUIREMENTS C63).
+		// message byte is sent: a server that does not offer TLS never sees a password.
 		c, err = smtp.NewClientStartTLS(conn, s.tlsConfig())
 		if err != nil {
 			guard.Stop()

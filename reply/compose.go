@@ -1,4 +1,4 @@
-package dispatch
+package reply
 
 import (
 	"bytes"
@@ -39,20 +39,20 @@ type TemplateError struct {
 func (e *TemplateError) Error() string { return e.Field + ": " + e.Err.Error() }
 func (e *TemplateError) Unwrap() error { return e.Err }
 
-// ReplyTemplate is a parsed auto-reply: subject, plain-text body and optional HTML body, each a
+// Template is a parsed auto-reply: subject, plain-text body and optional HTML body, each a
 // Go text/template executed with the original *message.Message as its data ({{ .Subject }},
-// {{ .From.Address }}, …). Parse it once at startup with ParseReplyTemplate; it is safe for
+// {{ .From.Address }}, …). Parse it once at startup with ParseTemplate; it is safe for
 // concurrent use.
-type ReplyTemplate struct {
+type Template struct {
 	Name                string
 	subject, text, html *template.Template
 }
 
-// ParseReplyTemplate parses the templates of reply name and executes each once against an empty
+// ParseTemplate parses the templates of reply name and executes each once against an empty
 // message, so a reference to a field that does not exist fails here, at startup, not on the first
 // message. Errors are *TemplateError naming the field. html may be "" (plain text only).
-func ParseReplyTemplate(name, subject, text, html string) (*ReplyTemplate, error) {
-	t := &ReplyTemplate{Name: name}
+func ParseTemplate(name, subject, text, html string) (*Template, error) {
+	t := &Template{Name: name}
 	var errs []error
 	parse := func(field, src string) *template.Template {
 		tpl, err := template.New(field).Option("missingkey=error").Parse(src)
@@ -85,8 +85,9 @@ func ParseReplyTemplate(name, subject, text, html string) (*ReplyTemplate, error
 }
 
 // Render executes the templates over m. The subject is made one line (CR, LF and other control
-// characters become spaces, REQUIREMENTS C57) and cut at 900 bytes; the bodies are cut at 1 MiB.
-func (t *ReplyTemplate) Render(m *message.Message) (subject, text, html string, err error) {
+// characters become spaces, so nothing from the message can start a header of its own) and cut at
+// 900 bytes; the bodies are cut at 1 MiB.
+func (t *Template) Render(m *message.Message) (subject, text, html string, err error) {
 	run := func(tpl *template.Template) (string, error) {
 		if tpl == nil {
 			return "", nil
@@ -148,10 +149,10 @@ func oneLine(s string, max int) string {
 	return b.String()
 }
 
-// ReplyJob is the body of an outbox job of kind reply (stored as JSON): everything needed to send
+// Job is the body of an outbox job of kind reply (stored as JSON): everything needed to send
 // one auto-reply, rendered when the original message was committed, so a retry sends the same
 // reply under the same Message-ID. Compose turns it into the RFC 5322 message.
-type ReplyJob struct {
+type Job struct {
 	Version int    `json:"version"` // 1
 	Account string `json:"account"`
 	Reply   string `json:"reply"` // name of the reply template
@@ -175,8 +176,8 @@ type ReplyJob struct {
 	Marker string `json:"marker"`
 }
 
-// ReplyParams are the per-account parts of a reply that do not come from the templates.
-type ReplyParams struct {
+// Params are the per-account parts of a reply that do not come from the templates.
+type Params struct {
 	Account      string
 	From         string // From header, e.g. "Support <help@example.com>"
 	EnvelopeFrom string // "" = null sender
@@ -186,8 +187,8 @@ type ReplyParams struct {
 	MessageID string
 }
 
-// NewReplyJob renders t over the original m for a reply to the address to (from CheckReply).
-func NewReplyJob(t *ReplyTemplate, m *message.Message, to string, p ReplyParams) (*ReplyJob, error) {
+// NewJob renders t over the original m for a reply to the address to (from Check).
+func NewJob(t *Template, m *message.Message, to string, p Params) (*Job, error) {
 	from, err := mail.ParseAddress(p.From)
 	if err != nil {
 		return nil, fmt.Errorf("reply %q: from address: %w", t.Name, err)
@@ -203,7 +204,7 @@ func NewReplyJob(t *ReplyTemplate, m *message.Message, to string, p ReplyParams)
 	if id == "" {
 		id = NewMessageID(from.Address)
 	}
-	j := &ReplyJob{
+	j := &Job{
 		Version: 1, Account: p.Account, Reply: t.Name, To: to, From: p.From, EnvelopeFrom: p.EnvelopeFrom,
 		OncePer: p.OncePer, MessageID: id, Subject: subject, Text: text, HTML: html,
 		Marker: strings.ToLower(from.Address),
@@ -269,11 +270,11 @@ func NewMessageID(addr string) string {
 }
 
 // Marshal encodes j as a job body.
-func (j *ReplyJob) Marshal() ([]byte, error) { return json.Marshal(j) }
+func (j *Job) Marshal() ([]byte, error) { return json.Marshal(j) }
 
-// ParseReplyJob decodes a job body written by Marshal.
-func ParseReplyJob(body []byte) (*ReplyJob, error) {
-	var j ReplyJob
+// ParseJob decodes a job body written by Marshal.
+func ParseJob(body []byte) (*Job, error) {
+	var j Job
 	if err := json.Unmarshal(body, &j); err != nil {
 		return nil, fmt.Errorf("reply job body: %w", err)
 	}
@@ -295,7 +296,7 @@ func ParseReplyJob(body []byte) (*ReplyJob, error) {
 // octets (RFC 5322 §2.1.1). It carries Auto-Submitted: auto-replied (RFC 3834 §5) and
 // LoopHeader. Bodies are UTF-8 in quoted-printable; with HTML the message is
 // multipart/alternative (RFC 2046 §5.1.4).
-func (j *ReplyJob) Compose(now time.Time) ([]byte, error) {
+func (j *Job) Compose(now time.Time) ([]byte, error) {
 	from, err := mail.ParseAddress(j.From)
 	if err != nil {
 		return nil, fmt.Errorf("compose reply: from address: %w", err)

@@ -1,4 +1,4 @@
-package dispatch
+package reply
 
 import (
 	"bytes"
@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -51,7 +53,8 @@ func (b *syncBuf) String() string {
 	return b.b.String()
 }
 
-// replyRig is a store, an SMTP sink and a running ReplyDispatcher for account "support".
+// replyRig is a store, an SMTP sink and a running reply Worker for account "support", wired as the
+// daemon wires them.
 type replyRig struct {
 	t     *testing.T
 	dir   string
@@ -81,10 +84,11 @@ func (r *replyRig) start(perDay int) {
 	}
 	r.st = st
 	sender := newSender(t, SMTPConfig{Addr: r.sink.Addr(), Security: SMTPSecurityPlain})
-	d, err := NewReplyDispatcher(st, []ReplyAccount{{Name: "support", Sender: sender, PerDay: perDay}}, ReplyOptions{
-		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	logger := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := New(st, []Account{{Name: "support", Sender: sender, PerDay: perDay}}, Options{
+		Logger: logger,
 		Now:    r.clock.Now, Rand: func() float64 { return 0 },
-		Retry: RetryPolicy{MaxAge: time.Hour, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+		Retry: outbox.RetryPolicy{MaxAge: time.Hour, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
 		OnOutcome: func(account, outcome string) {
 			r.mu.Lock()
 			r.outs = append(r.outs, outcome)
@@ -94,11 +98,12 @@ func (r *replyRig) start(perDay int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := outbox.New(storeshim.Wrap(st), w.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger, Now: r.clock.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = d.Run(ctx)
+		_ = c.Run(ctx)
 	}()
 	stopped := false
 	r.stop = func() {
@@ -125,11 +130,11 @@ func (r *replyRig) add(sender string) string {
 	tpl := mustTemplate(t, "Re: {{ .Subject }}", "Thanks.", "")
 	raw := fmt.Sprintf("Return-Path: <%s>\r\nFrom: %s\r\nTo: help@us.test\r\nSubject: n%d\r\nMessage-ID: <m%d@x>\r\n\r\nhi\r\n", sender, sender, r.uid, r.uid)
 	m := parseRaw(t, raw)
-	to, skip := CheckReply(m, ReplyPolicy{OwnAddresses: []string{"help@us.test"}})
+	to, skip := Check(m, Policy{OwnAddresses: []string{"help@us.test"}})
 	if skip != "" {
 		t.Fatal(skip)
 	}
-	j, err := NewReplyJob(tpl, m, to, ReplyParams{Account: "support", From: "help@us.test", OncePer: 7 * 24 * time.Hour})
+	j, err := NewJob(tpl, m, to, Params{Account: "support", From: "help@us.test", OncePer: 7 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +188,7 @@ func (r *replyRig) outcomes() []string {
 
 // C52 at the worker: one reply per sender and period, even for several messages, and across a
 // restart; the job of a skipped reply is done, so post-actions go on.
-func TestReplyDispatcherOncePerSender(t *testing.T) {
+func TestWorkerOncePerSender(t *testing.T) {
 	r := newReplyRig(t, 0)
 	a1 := r.add("alice@example.com")
 	a2 := r.add("Alice@Example.com")
@@ -211,7 +216,7 @@ func TestReplyDispatcherOncePerSender(t *testing.T) {
 
 // C65: a 4xx before DATA completes is retried with backoff; the ledger does not keep a reply that
 // was never sent.
-func TestReplyDispatcherTemporaryFailureRetried(t *testing.T) {
+func TestWorkerTemporaryFailureRetried(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{Stage: "rcpt", Code: 451, Enhanced: "4.3.0", Message: "try again"},
 		testmail.SMTPFault{Stage: "mail", Code: 421, Enhanced: "4.7.0", Message: "busy"})
@@ -233,7 +238,7 @@ func TestReplyDispatcherTemporaryFailureRetried(t *testing.T) {
 }
 
 // C65: a 5xx is not retried: dead-lettered, the reservation released.
-func TestReplyDispatcherPermanentFailureDead(t *testing.T) {
+func TestWorkerPermanentFailureDead(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{Stage: "rcpt", Code: 550, Enhanced: "5.1.1", Message: "no such user"})
 	id := r.add("alice@example.com")
@@ -250,7 +255,7 @@ func TestReplyDispatcherPermanentFailureDead(t *testing.T) {
 }
 
 // C65: `550 5.4.5` pauses every reply of the account until the window allows, then they go.
-func TestReplyDispatcherDailyLimitPausesAll(t *testing.T) {
+func TestWorkerDailyLimitPausesAll(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{Stage: "data", Code: 550, Enhanced: "5.4.5", Message: "Daily user sending limit exceeded"})
 	a := r.add("alice@example.com")
@@ -278,7 +283,7 @@ func TestReplyDispatcherDailyLimitPausesAll(t *testing.T) {
 }
 
 // C66: connection lost after DATA: unknown, never resent, and the sender counts as answered.
-func TestReplyDispatcherDropAfterDataUnknown(t *testing.T) {
+func TestWorkerDropAfterDataUnknown(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{DropAfterData: true})
 	id := r.add("alice@example.com")
@@ -298,7 +303,7 @@ func TestReplyDispatcherDropAfterDataUnknown(t *testing.T) {
 }
 
 // C60: the rolling daily cap stops replies and raises an alert; they resume when the window moves.
-func TestReplyDispatcherDailyCap(t *testing.T) {
+func TestWorkerDailyCap(t *testing.T) {
 	r := newReplyRig(t, 2)
 	before := r.clock.Now()
 	a := r.add("a@example.com")
@@ -323,5 +328,37 @@ func TestReplyDispatcherDailyCap(t *testing.T) {
 	r.waitState(d, store.StateDone)
 	if n := len(r.sink.Messages()); n != 4 {
 		t.Errorf("%d replies once the window moved, want 4", n)
+	}
+}
+
+// The reply worker's lanes report heartbeats while their consumer runs, and none after.
+func TestReplyHeartbeat(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	w, err := New(st, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := outbox.New(storeshim.Wrap(st), w.Lanes(), outbox.Options{})
+	if hb := d.Heartbeat(); !hb.IsZero() {
+		t.Errorf("Heartbeat before Run = %v, want zero", hb)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Heartbeat().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("no heartbeat while running")
+		}
+		time.Sleep(time.Millisecond) // polling with a deadline
+	}
+	cancel()
+	<-done
+	if hb := d.Heartbeat(); !hb.IsZero() {
+		t.Errorf("Heartbeat after Run returned = %v, want zero", hb)
 	}
 }

@@ -1,4 +1,4 @@
-package dispatch
+package reply
 
 import (
 	"fmt"
@@ -49,13 +49,13 @@ func guardMessage(t *testing.T, extra string, drop ...string) *message.Message {
 
 // Every never-reply case of REQUIREMENTS C45–C51, C61, C62, and the cases that must still reply.
 func TestCheckReply(t *testing.T) {
-	policy := ReplyPolicy{OwnAddresses: []string{"Help@US.test", "me@us.test"}}
+	policy := Policy{OwnAddresses: []string{"Help@US.test", "me@us.test"}}
 	manyReceived := strings.Repeat("Received: from hop by hop; Mon, 2 Mar 2026 10:00:00 +0000\r\n", 30)
 	tests := []struct {
 		name   string
 		extra  string
 		drop   []string
-		policy *ReplyPolicy
+		policy *Policy
 		to     string // expected recipient when a reply is due
 		skip   string
 	}{
@@ -95,7 +95,7 @@ func TestCheckReply(t *testing.T) {
 		{name: "-request", extra: "Return-Path: <dev-request@lists.example.com>", drop: []string{"Return-Path"}, skip: SkipSuppressed},
 		{name: "owner-", extra: "Return-Path: <owner-dev@lists.example.com>", drop: []string{"Return-Path"}, skip: SkipSuppressed},
 		{name: "suppressed From with a normal return path", extra: "From: MAILER-DAEMON@mx.example.com", drop: []string{"From"}, skip: SkipSuppressed},
-		{name: "configured pattern", policy: &ReplyPolicy{OwnAddresses: policy.OwnAddresses, Suppress: append(DefaultSuppress(), "*@example.com")}, skip: SkipSuppressed},
+		{name: "configured pattern", policy: &Policy{OwnAddresses: policy.OwnAddresses, Suppress: append(DefaultSuppress(), "*@example.com")}, skip: SkipSuppressed},
 		{name: "owner in the domain only is fine", extra: "Return-Path: <bob@owner-example.com>", drop: []string{"Return-Path"}, to: "bob@owner-example.com"},
 		// C50
 		{name: "return path is us", extra: "Return-Path: <ME@us.test>", drop: []string{"Return-Path"}, skip: SkipOwnSender},
@@ -109,13 +109,13 @@ func TestCheckReply(t *testing.T) {
 		{name: "us in resent-cc", extra: "To: someone@else.test\r\nResent-Cc: <me@us.test>", drop: []string{"To"}, to: "alice@example.com"},
 		{name: "us in resent-bcc", extra: "To: someone@else.test\r\nResent-Bcc: me@us.test", drop: []string{"To"}, to: "alice@example.com"},
 		{name: "our address only in an encoded display name", extra: "To: =?utf-8?q?help=40us.test?= <someone@else.test>", drop: []string{"To"}, skip: SkipNotAddressed},
-		{name: "no own addresses configured", policy: &ReplyPolicy{}, skip: SkipNotAddressed},
+		{name: "no own addresses configured", policy: &Policy{}, skip: SkipNotAddressed},
 		// C61
 		{name: "our loop marker", extra: LoopHeader + ": help@us.test", skip: SkipOwnMessage},
 		{name: "another instance's loop marker", extra: LoopHeader + ": other@else.test", to: "alice@example.com"},
 		// C62
 		{name: "30 more received headers", extra: manyReceived, skip: SkipTooManyReceived},
-		{name: "exactly the threshold", extra: manyReceived, policy: &ReplyPolicy{OwnAddresses: policy.OwnAddresses, MaxReceived: 31}, to: "alice@example.com"},
+		{name: "exactly the threshold", extra: manyReceived, policy: &Policy{OwnAddresses: policy.OwnAddresses, MaxReceived: 31}, to: "alice@example.com"},
 		// C54: the Return-Path, not From or Reply-To.
 		{name: "reply-to is ignored", extra: "Reply-To: other@example.org", to: "alice@example.com"},
 		{name: "return path differs from from", extra: "Return-Path: <bounces+alice@mailer.example.com>", drop: []string{"Return-Path"}, to: "bounces+alice@mailer.example.com"},
@@ -127,7 +127,7 @@ func TestCheckReply(t *testing.T) {
 				p = *tc.policy
 			}
 			m := guardMessage(t, tc.extra, tc.drop...)
-			to, skip := CheckReply(m, p)
+			to, skip := Check(m, p)
 			if to != tc.to || skip != tc.skip {
 				t.Errorf("CheckReply = (%q, %q), want (%q, %q)", to, skip, tc.to, tc.skip)
 			}
@@ -172,10 +172,10 @@ func TestGlobMatch(t *testing.T) {
 	}
 }
 
-func ExampleCheckReply() {
+func ExampleCheck() {
 	raw := "Return-Path: <alice@example.com>\r\nFrom: alice@example.com\r\nTo: help@us.test\r\n" +
 		"Auto-Submitted: auto-replied\r\n\r\nOut of office\r\n"
 	m, _ := message.Parse(strings.NewReader(raw), message.Limits{})
-	fmt.Println(CheckReply(m, ReplyPolicy{OwnAddresses: []string{"help@us.test"}}))
+	fmt.Println(Check(m, Policy{OwnAddresses: []string{"help@us.test"}}))
 	// Output:  auto_submitted
 }

@@ -1,4 +1,4 @@
-package dispatch
+package reply
 
 import (
 	"bytes"
@@ -39,9 +39,9 @@ func golden(t *testing.T, name string, got []byte) {
 
 var replyDate = time.Date(2026, 3, 2, 10, 5, 0, 0, time.UTC)
 
-func mustTemplate(t *testing.T, subject, body, html string) *ReplyTemplate {
+func mustTemplate(t *testing.T, subject, body, html string) *Template {
 	t.Helper()
-	tpl, err := ParseReplyTemplate("ack", subject, body, html)
+	tpl, err := ParseTemplate("ack", subject, body, html)
 	if err != nil {
 		t.Fatalf("parse templates: %v", err)
 	}
@@ -58,14 +58,14 @@ func parseRaw(t *testing.T, raw string) *message.Message {
 }
 
 // composeFor renders tpl over the original raw and composes the reply at replyDate.
-func composeFor(t *testing.T, tpl *ReplyTemplate, raw string) ([]byte, *ReplyJob) {
+func composeFor(t *testing.T, tpl *Template, raw string) ([]byte, *Job) {
 	t.Helper()
 	m := parseRaw(t, raw)
-	to, skip := CheckReply(m, ReplyPolicy{OwnAddresses: []string{"help@us.test"}})
+	to, skip := Check(m, Policy{OwnAddresses: []string{"help@us.test"}})
 	if skip != "" {
 		t.Fatalf("guards refused the original: %s", skip)
 	}
-	j, err := NewReplyJob(tpl, m, to, ReplyParams{Account: "support", From: "Support Team <help@us.test>",
+	j, err := NewJob(tpl, m, to, Params{Account: "support", From: "Support Team <help@us.test>",
 		OncePer: 7 * 24 * time.Hour, MessageID: "<fixed.mailhook@us.test>"})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func composeFor(t *testing.T, tpl *ReplyTemplate, raw string) ([]byte, *ReplyJob
 	if err != nil {
 		t.Fatal(err)
 	}
-	j2, err := ParseReplyJob(body)
+	j2, err := ParseJob(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestReplySubjectInjection(t *testing.T) {
 	tpl := mustTemplate(t, "Re: {{ .Subject }}", "ok", "")
 	m := parseRaw(t, original)
 	m.Subject = "Hello\r\nBcc: victim@example.net\r\nX-Evil: 1\nSubject: second"
-	j, err := NewReplyJob(tpl, m, "alice@example.com", ReplyParams{Account: "support", From: "help@us.test",
+	j, err := NewJob(tpl, m, "alice@example.com", Params{Account: "support", From: "help@us.test",
 		OncePer: time.Hour, MessageID: "<fixed.mailhook@us.test>"})
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestReplySubjectEncoding(t *testing.T) {
 	} {
 		m := parseRaw(t, original)
 		m.Subject = subject
-		j, err := NewReplyJob(tpl, m, "alice@example.com", ReplyParams{Account: "a", From: "help@us.test", OncePer: time.Hour})
+		j, err := NewJob(tpl, m, "alice@example.com", Params{Account: "a", From: "help@us.test", OncePer: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,10 +272,10 @@ func TestParseReplyTemplateErrors(t *testing.T) {
 		{"", "ok", "", "subject: empty"},
 		{"Re", " ", "", "body: empty"},
 	} {
-		_, err := ParseReplyTemplate("ack", tc.subject, tc.body, tc.html)
+		_, err := ParseTemplate("ack", tc.subject, tc.body, tc.html)
 		var te *TemplateError
 		if err == nil || !errors.As(err, &te) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ParseReplyTemplate(%q, %q, %q) = %v, want an error with %q", tc.subject, tc.body, tc.html, err, tc.want)
+			t.Errorf("ParseTemplate(%q, %q, %q) = %v, want an error with %q", tc.subject, tc.body, tc.html, err, tc.want)
 		}
 	}
 }
@@ -285,8 +285,8 @@ func TestParseReplyJobRejects(t *testing.T) {
 		`{`, `{"version":2}`, `{"version":1,"account":"a","reply":"r","to":"x","message_id":"<m@x>"}`,
 		`{"version":1,"account":"a","reply":"r","to":"a@x","message_id":"<m@x>","envelope_from":"a b@x"}`,
 	} {
-		if _, err := ParseReplyJob([]byte(body)); err == nil {
-			t.Errorf("ParseReplyJob(%s) accepted", body)
+		if _, err := ParseJob([]byte(body)); err == nil {
+			t.Errorf("ParseJob(%s) accepted", body)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package dispatch
+package reply
 
 import (
 	netmail "net/mail"
@@ -7,17 +7,19 @@ import (
 	"github.com/mailhook/mailhook/message"
 )
 
-// The loop guards of auto-replies (RFC 3834 §2 and §3, RFC 5230 §4.5, REQUIREMENTS C45–C51,
-// C61–C62). CheckReply is a pure function of the message and the policy, so every case is a row
-// of a table test; the ledger (once per sender and period) and the daily cap need state and are
-// checked by the reply worker (ReplyDispatcher) instead.
+// The loop guards of auto-replies (RFC 3834 §2 and §3, RFC 5230 §4.5): never answer automated
+// mail, mail without a usable return path, list mail, mail that has travelled too far, mail from
+// mailer daemons or from ourselves, or mail not addressed to us; and never answer our own
+// replies. Check is a pure function of the message and the policy, so every case is a row of a
+// table test; the ledger (once per sender and period) and the daily cap need state and are
+// checked by the reply Worker instead.
 
 // LoopHeader marks every reply mailhook sends; its value is the sending account's From address.
-// A message carrying it with one of our own addresses is one we sent (REQUIREMENTS C61).
+// A message carrying it with one of our own addresses is one we sent: it triggers nothing.
 const LoopHeader = "X-Mailhook-Loop"
 
 // DefaultMaxReceived is the Received-header count above which a message is considered looping
-// (REQUIREMENTS C62).
+// and never answered (RFC 5321 §6.3 detects loops by counting Received fields).
 const DefaultMaxReceived = 30
 
 // DefaultSuppress returns the sender patterns never answered (RFC 3834 §3.1.8 and RFC 5230 §4.5:
@@ -27,23 +29,23 @@ func DefaultSuppress() []string {
 	return []string{"MAILER-DAEMON*", "LISTSERV*", "majordomo*", "*-request@*", "owner-*"}
 }
 
-// Reasons CheckReply gives for not replying. They are stable: logs and metrics use them.
+// Reasons Check gives for not replying. They are stable: logs and metrics use them.
 const (
-	SkipOwnMessage      = "own_message"       // carries our loop marker (C61)
-	SkipAutoSubmitted   = "auto_submitted"    // Auto-Submitted other than "no" (C45)
-	SkipNoReturnPath    = "no_return_path"    // no Return-Path header (C46)
-	SkipNullReturnPath  = "null_return_path"  // Return-Path <> (C46)
+	SkipOwnMessage      = "own_message"       // carries our loop marker: a reply we sent
+	SkipAutoSubmitted   = "auto_submitted"    // Auto-Submitted other than "no" (RFC 3834 §2)
+	SkipNoReturnPath    = "no_return_path"    // no Return-Path header (RFC 3834 §2)
+	SkipNullReturnPath  = "null_return_path"  // Return-Path <>: a bounce or other notice (RFC 3834 §2)
 	SkipBadReturnPath   = "bad_return_path"   // Return-Path that is not one address
-	SkipPrecedence      = "precedence"        // Precedence bulk, list or junk (C47)
-	SkipListHeader      = "list_header"       // a List-* header (C48, RFC 2369, RFC 2919)
-	SkipTooManyReceived = "too_many_received" // more Received headers than the threshold (C62)
-	SkipSuppressed      = "suppressed_sender" // sender matches the suppression list (C49)
-	SkipOwnSender       = "own_sender"        // sender is one of our addresses (C50)
-	SkipNotAddressed    = "not_addressed"     // none of our addresses in To/Cc/Bcc/Resent-* (C51)
+	SkipPrecedence      = "precedence"        // Precedence bulk, list or junk (RFC 3834 §3.1.8)
+	SkipListHeader      = "list_header"       // a List-* header (RFC 2369, RFC 2919): list mail
+	SkipTooManyReceived = "too_many_received" // more Received headers than the threshold: a loop
+	SkipSuppressed      = "suppressed_sender" // sender matches the suppression list
+	SkipOwnSender       = "own_sender"        // sender is one of our addresses
+	SkipNotAddressed    = "not_addressed"     // none of our addresses in To/Cc/Bcc/Resent-* (RFC 3834 §2)
 )
 
-// ReplyPolicy is what the loop guards know about "us".
-type ReplyPolicy struct {
+// Policy is what the loop guards know about "us".
+type Policy struct {
 	// OwnAddresses are the addresses that are us: a reply goes out only when one of them is a
 	// recipient of the original, and never to one of them. Compared case-insensitively. Empty
 	// means no message is ever addressed to us, so nothing is answered.
@@ -56,10 +58,10 @@ type ReplyPolicy struct {
 	MaxReceived int
 }
 
-// CheckReply applies the loop guards to m. It returns the address to reply to — the Return-Path
-// address (RFC 3834 §4: the envelope sender, never From or Reply-To; REQUIREMENTS C54) — or, when
+// Check applies the loop guards to m. It returns the address to reply to — the Return-Path
+// address (RFC 3834 §4: the envelope sender, never From or Reply-To) — or, when
 // no reply may be sent, one of the Skip* reasons.
-func CheckReply(m *message.Message, p ReplyPolicy) (to, skip string) {
+func Check(m *message.Message, p Policy) (to, skip string) {
 	own := make(map[string]bool, len(p.OwnAddresses))
 	for _, a := range p.OwnAddresses {
 		own[strings.ToLower(strings.TrimSpace(a))] = true
@@ -130,8 +132,9 @@ func CheckReply(m *message.Message, p ReplyPolicy) (to, skip string) {
 	return rp, ""
 }
 
-// IsOwnMessage reports whether m carries our loop marker with one of ownAddresses: a reply we sent
-// (REQUIREMENTS C61). Callers also check m.MessageID against the Message-IDs they recorded.
+// IsOwnMessage reports whether m carries our loop marker with one of ownAddresses: a reply we
+// sent, which triggers nothing. Callers also check m.MessageID against the Message-IDs they
+// recorded.
 func IsOwnMessage(m *message.Message, ownAddresses []string) bool {
 	own := make(map[string]bool, len(ownAddresses))
 	for _, a := range ownAddresses {

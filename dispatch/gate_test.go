@@ -1,0 +1,74 @@
+package dispatch
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/store"
+)
+
+// An endpoint's gate takes every free slot, waiting for the first.
+func TestEndpointGate(t *testing.T) {
+	ep := &endpoint{sem: make(chan struct{}, 4)}
+	ctx := context.Background()
+	ep.sem <- struct{}{}
+	if n := ep.Acquire(ctx); n != 3 {
+		t.Errorf("with 1 of 4 slots taken, Acquire = %d, want 3", n)
+	}
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if n := ep.Acquire(short); n != 0 {
+		t.Errorf("with every slot taken, Acquire = %d, want 0 once ctx is done", n)
+	}
+	if taken := len(ep.sem); taken == 4 {
+		ep.Release(taken)
+		if len(ep.sem) != 0 {
+			t.Errorf("%d slots still taken after releasing all", len(ep.sem))
+		}
+	}
+}
+
+// An endpoint's worker claims as many jobs at once as the endpoint has free slots, so a backlog
+// costs one claim per several deliveries.
+func TestEndpointClaimsFreeSlots(t *testing.T) {
+	_, key := testSecret(t, 1, 32)
+	srv, _ := receiver(t, nil)
+	out := &claimLog{fakeOutbox: newFakeOutbox()}
+	t0 := time.Now()
+	for i := range 8 {
+		out.add(newJob("msg_"+string(rune('A'+i)), "ci", t0))
+	}
+	start(t, mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 4}}, Options{}))
+	for i := range 8 {
+		out.waitState(t, "msg_"+string(rune('A'+i)), store.StateDone)
+	}
+	if got := out.most("ci"); got < 2 {
+		t.Errorf("most jobs claimed at once for the endpoint = %d, want several (up to 4)", got)
+	}
+}
+
+// claimLog is a fakeOutbox that remembers the most jobs one Claim returned, per target.
+type claimLog struct {
+	*fakeOutbox
+	mu   sync.Mutex
+	peak map[string]int
+}
+
+func (c *claimLog) Claim(ctx context.Context, sel store.Selector, now time.Time, limit int) ([]store.Job, error) {
+	jobs, err := c.fakeOutbox.Claim(ctx, sel, now, limit)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peak == nil {
+		c.peak = map[string]int{}
+	}
+	c.peak[sel.Target] = max(c.peak[sel.Target], len(jobs))
+	return jobs, err
+}
+
+func (c *claimLog) most(target string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak[target]
+}
