@@ -9,7 +9,8 @@ import (
 // "bad_address" defect). RFC 5322 sets no limit, but 16 KiB holds some 400 recipients, and
 // net/mail's cost per byte grows with the length of a phrase or quoted string (it allocates per
 // word, and the collector's work grows with it): at 64 KiB a long display name cost 57× a 4 KB
-// one, against REQUIREMENTS B41's 25× (TestAddressScalesLinearly, BenchmarkAddressLong).
+// one, where address parsing must stay near-linear (a 100 KB phrase at most 25× a 4 KB one;
+// TestAddressScalesLinearly, BenchmarkAddressLong).
 const maxAddressInput = 16 << 10
 
 // addresses parses an address-list header value (RFC 5322 §3.4) tolerantly: when the whole list

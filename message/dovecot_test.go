@@ -16,8 +16,7 @@ import (
 	"github.com/mailhook/mailhook/internal/testmail"
 )
 
-// TestBuildMatchesParseDovecot is TestBuildMatchesParse against a real server (REQUIREMENTS
-// issue 4 item 7): for every fixture, the Message built from Dovecot's pieces — its header
+// TestBuildMatchesParseDovecot is TestBuildMatchesParse against a real server: for every fixture, the Message built from Dovecot's pieces — its header
 // section, its BODYSTRUCTURE (computed by Dovecot's own MIME parser, not ours) and the body parts
 // BodySections names — equals the Message parsed from the whole file, attachments[].size
 // included.

@@ -58,7 +58,7 @@ func (l *logSink) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// assertNoSecrets is the log-scanning check of REQUIREMENTS D88: no token, code or client secret
+// assertNoSecrets is the log-scanning check that no secret leaks: no token, code or client secret
 // the token server issued appears in any log line.
 func assertNoSecrets(t *testing.T, ts *testmail.TokenServer, logs string) {
 	t.Helper()
@@ -218,7 +218,7 @@ func startWatcher(t *testing.T, e *env, addr, user string, backoff watcher.Backo
 }
 
 // TestWatcherRefusedTokenNoTightLoop: a server that refuses every token gets one login attempt
-// per backoff.auth_min, each with a token refreshed once (REQUIREMENTS A20), never a tight loop.
+// per backoff.auth_min, each with a token refreshed once, never a tight loop.
 // With BareRefusal (Microsoft 365's bare "NO AUTHENTICATE failed.", no challenge) the token is
 // dropped through watcher.Config.OnAuthFailure instead of the error challenge.
 func TestWatcherRefusedTokenNoTightLoop(t *testing.T) {
@@ -253,7 +253,7 @@ func testRefusedTokenNoTightLoop(t *testing.T, bare bool) {
 }
 
 // TestWatcherInvalidGrant: when the refresh token is revoked, the watcher's status reason says
-// "re-authorisation needed (invalid_grant)" (what /readyz reports, REQUIREMENTS A22) and the
+// "re-authorisation needed (invalid_grant)" (what /readyz reports, so an operator knows to re-authorise) and the
 // next attempt waits out the token source's hold-off instead of asking again.
 func TestWatcherInvalidGrant(t *testing.T) {
 	const hold = 400 * time.Millisecond

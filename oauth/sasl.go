@@ -47,7 +47,7 @@ func parseServerError(challenge []byte) *ServerError {
 }
 
 // XOAuth2Initial returns the XOAUTH2 initial client response,
-// "user=" + user + "\x01auth=Bearer " + token + "\x01\x01" (REQUIREMENTS A19; the protocol is
+// "user=" + user + "\x01auth=Bearer " + token + "\x01\x01" (the protocol is
 // Google's "OAuth 2.0 Mechanism" page). The transport base64-encodes it.
 func XOAuth2Initial(user, token string) []byte {
 	return []byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01")

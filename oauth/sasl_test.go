@@ -31,7 +31,7 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
-// TestXOAuth2InitialResponseGolden pins the wire form of XOAUTH2 (REQUIREMENTS A19) with the
+// TestXOAuth2InitialResponseGolden pins the wire form of XOAUTH2 with the
 // example of Google's "OAuth 2.0 Mechanism" page: the base64 the transport sends.
 func TestXOAuth2InitialResponseGolden(t *testing.T) {
 	c := &XOAuth2Client{Username: "someuser@example.com", Token: "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"}
@@ -67,7 +67,7 @@ func TestOAuthBearerInitialResponseGolden(t *testing.T) {
 }
 
 // TestErrorChallenge: on an error challenge the client answers as its mechanism requires (XOAUTH2
-// empty, OAUTHBEARER %x01), reports the refusal, and aborts on a second challenge (REQUIREMENTS A20).
+// empty, OAUTHBEARER %x01), reports the refusal, and aborts on a second challenge.
 func TestErrorChallenge(t *testing.T) {
 	challenge := []byte(`{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}`)
 	for _, tc := range []struct {

@@ -23,7 +23,7 @@ import (
 )
 
 // RefreshMargin is how much validity an access token must have left to be used: with less, it
-// is refreshed first (REQUIREMENTS A21). A login takes seconds, and an IMAP server checks the
+// is refreshed first. A login takes seconds, and an IMAP server checks the
 // token only at login, so five minutes is ample.
 const RefreshMargin = 5 * time.Minute
 

@@ -54,8 +54,8 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// noSecrets fails the test if any secret the token server issued appears in logs
-// (REQUIREMENTS D88).
+// noSecrets fails the test if any secret the token server issued appears in logs:
+// no log line may carry a token, an authorisation code or a client secret.
 func noSecrets(t *testing.T, ts *testmail.TokenServer, logs string) {
 	t.Helper()
 	for _, s := range ts.Secrets() {
@@ -98,7 +98,7 @@ func (f *fixture) source(t *testing.T) *Source {
 }
 
 // TestRefreshMargin: a cached token is used while more than 5 minutes of validity remain and
-// refreshed before use once fewer do (REQUIREMENTS A21).
+// refreshed before use once fewer do.
 func TestRefreshMargin(t *testing.T) {
 	for _, tc := range []struct {
 		elapsed     time.Duration // since the token was issued (lifetime 10m)
@@ -209,7 +209,7 @@ func TestRotationPersisted(t *testing.T) {
 
 // TestInvalidGrant: a refused refresh is a GrantError matching ErrReauthorize, saying
 // "re-authorisation needed (invalid_grant)"; the Source then holds off the token endpoint,
-// doubling the hold-off up to HoldMax (REQUIREMENTS A22).
+// doubling the hold-off up to HoldMax.
 func TestInvalidGrant(t *testing.T) {
 	f := newFixture(t, testmail.TokenOptions{})
 	f.ts.Revoke("")

@@ -47,7 +47,8 @@ func guardMessage(t *testing.T, extra string, drop ...string) *message.Message {
 	return m
 }
 
-// Every never-reply case of REQUIREMENTS C45–C51, C61, C62, and the cases that must still reply.
+// Every case that must never get an auto-reply (automated, list and bulk mail, bounces, mailer
+// daemons, our own messages, mail not addressed to us, loops), and the cases that must still reply.
 func TestCheckReply(t *testing.T) {
 	policy := Policy{OwnAddresses: []string{"Help@US.test", "me@us.test"}}
 	manyReceived := strings.Repeat("Received: from hop by hop; Mon, 2 Mar 2026 10:00:00 +0000\r\n", 30)
