@@ -61,6 +61,10 @@ const (
 	DefaultIdleRefresh    = 10 * time.Minute
 	DefaultPollInterval   = 10 * time.Minute
 	DefaultCommandTimeout = 2 * time.Minute
+	DefaultBackoffMin     = time.Second     // Backoff.Min
+	DefaultBackoffMax     = 5 * time.Minute // Backoff.Max
+	DefaultBackoffAuthMin = time.Minute     // Backoff.AuthMin
+	DefaultBackoffQuota   = time.Hour       // Backoff.QuotaMin
 	DefaultWatchdogSlack  = 60 * time.Second
 	DefaultStableAfter    = time.Minute
 	DefaultBatchSize      = 100
@@ -316,10 +320,10 @@ func New(cfg Config, st State, h Handler) (*Watcher, error) {
 	setDefault(&c.CommandTimeout, DefaultCommandTimeout)
 	setDefault(&c.WatchdogSlack, DefaultWatchdogSlack)
 	setDefault(&c.StableAfter, DefaultStableAfter)
-	setDefault(&c.Backoff.Min, time.Second)
-	setDefault(&c.Backoff.Max, 5*time.Minute)
-	setDefault(&c.Backoff.AuthMin, time.Minute)
-	setDefault(&c.Backoff.QuotaMin, time.Hour)
+	setDefault(&c.Backoff.Min, DefaultBackoffMin)
+	setDefault(&c.Backoff.Max, DefaultBackoffMax)
+	setDefault(&c.Backoff.AuthMin, DefaultBackoffAuthMin)
+	setDefault(&c.Backoff.QuotaMin, DefaultBackoffQuota)
 	if c.Backoff.Max < c.Backoff.Min {
 		return nil, fmt.Errorf("watcher %s/%s: backoff max %v below min %v", cfg.Account, cfg.Mailbox, c.Backoff.Max, c.Backoff.Min)
 	}
