@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -97,7 +98,7 @@ func newOps(version string, logger *slog.Logger) *ops {
 }
 
 // watch adds the watcher of one (account, mailbox) to the health checks and metrics.
-func (o *ops) watch(a Account, mailbox string, w *watcher.Watcher) {
+func (o *ops) watch(a config.Account, mailbox string, w *watcher.Watcher) {
 	o.mailboxes = append(o.mailboxes, &watchedMailbox{
 		account: a.Name, mailbox: mailbox,
 		idleRefresh:    cmpDuration(a.IMAP.IdleRefresh, watcher.DefaultIdleRefresh),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/payload"
@@ -13,41 +14,22 @@ import (
 	"github.com/mailhook/mailhook/watcher"
 )
 
-// Attachments shipped inline (webhooks[].attachments: inline): the configuration checks, the
+// Attachments shipped inline (webhooks[].attachments: inline; checked by package config): the
 // compiled attachments_when filters, the watcher's fetch decision (inlinePlan) and the payload
 // side (shipAttachments). Both sides call rules.ChooseInline with the same arguments, so what is
 // fetched is exactly what the payload ships.
 
-// validateAttachments checks attachments, attachments_when and max_inline_bytes of a webhook.
-func (w *Webhook) validateAttachments(p *problems, path string) {
-	switch w.Attachments {
-	case AttachmentsNone, AttachmentsMetadata, AttachmentsInline: // inline needs format json: formats.go
-	default:
-		p.add(path+".attachments", "%q is not one of none, metadata, inline", w.Attachments)
-	}
-	if w.AttachmentsWhen != "" {
-		if w.Attachments != AttachmentsInline {
-			p.add(path+".attachments_when", "applies only to attachments: inline")
-		} else if _, err := rules.CompileAttachmentFilter(w.AttachmentsWhen); err != nil {
-			p.add(path+".attachments_when", "%s", err)
-		}
-	}
-	if w.MaxInlineBytes <= 0 {
-		p.add(path+".max_inline_bytes", "must be positive")
-	}
-}
-
 // compileInline compiles the attachments_when of every webhook with attachments: inline, by
 // webhook name (nil for the default choice).
-func compileInline(cfg *Config) (map[string]*rules.AttachmentFilter, error) {
+func compileInline(cfg *config.Config) (map[string]*rules.AttachmentFilter, error) {
 	out := map[string]*rules.AttachmentFilter{}
 	for i, w := range cfg.Webhooks {
-		if w.Attachments != AttachmentsInline {
+		if w.Attachments != config.AttachmentsInline {
 			continue
 		}
 		f, err := rules.CompileAttachmentFilter(w.AttachmentsWhen)
 		if err != nil {
-			return nil, fmt.Errorf("%s.attachments_when: %w", itemPath("webhooks", i, w.Name), err)
+			return nil, fmt.Errorf("%s.attachments_when: %w", config.ItemPath("webhooks", i, w.Name), err)
 		}
 		out[w.Name] = f
 	}
@@ -60,9 +42,9 @@ func compileInline(cfg *Config) (map[string]*rules.AttachmentFilter, error) {
 // some rule sends inline, and only the attachments chosen and fitting under max_inline_bytes. It
 // returns nil when no rule applying to the mailbox has such a webhook: then nothing is fetched.
 func inlinePlan(l *loaded, account, mailbox string) func(ev *watcher.Event) []message.Attachment {
-	webhooks := map[string]Webhook{}
+	webhooks := map[string]config.Webhook{}
 	for _, w := range l.cfg.Webhooks {
-		if w.Attachments == AttachmentsInline {
+		if w.Attachments == config.AttachmentsInline {
 			webhooks[w.Name] = w
 		}
 	}
@@ -115,12 +97,12 @@ func inlinePlan(l *loaded, account, mailbox string) func(ev *watcher.Event) []me
 // the list; inline puts a spool reference in the content_base64 of each chosen attachment the
 // watcher spooled, links the files into the job's spool directory (before the job commits), and
 // marks the payload truncated when a chosen attachment is shipped as metadata only.
-func (p *pipeline) shipAttachments(ev *watcher.Event, wh Webhook, pl *payload.Payload, id string) error {
+func (p *pipeline) shipAttachments(ev *watcher.Event, wh config.Webhook, pl *payload.Payload, id string) error {
 	switch wh.Attachments {
-	case AttachmentsNone:
+	case config.AttachmentsNone:
 		pl.OmitAttachments()
 		return nil
-	case AttachmentsInline:
+	case config.AttachmentsInline:
 	default:
 		return nil
 	}

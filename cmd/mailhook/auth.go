@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/oauth"
 )
 
@@ -75,7 +76,7 @@ func authVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitConfig
 	}
 	switch {
-	case provider != ProviderGoogle && provider != ProviderMicrosoft && provider != ProviderCustom:
+	case provider != config.ProviderGoogle && provider != config.ProviderMicrosoft && provider != config.ProviderCustom:
 		return fail("provider %q: want google, microsoft or custom", provider)
 	case *clientID == "":
 		return fail("--client-id is required")
@@ -85,7 +86,7 @@ func authVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail("give --client-secret or --client-secret-file, not both")
 	}
 	if *secretFile != "" {
-		s, err := readSmallFile(*secretFile)
+		s, err := config.ReadSecretFile(*secretFile)
 		if err != nil {
 			return fail("--client-secret-file: %v", err)
 		}
@@ -109,7 +110,7 @@ func authVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if *flow == "" {
 		*flow = "loopback"
-		if provider == ProviderMicrosoft {
+		if provider == config.ProviderMicrosoft {
 			*flow = "device"
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -59,9 +60,9 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *online {
 		quiet := slog.New(slog.DiscardHandler) // the report lines say everything
-		return onlineCheck(ctx, l.cfg, func(a Account, mb string) (watcher.Config, error) {
+		return onlineCheck(ctx, l.cfg, func(a config.Account, mb string) (watcher.Config, error) {
 			return watcherConfig(l, a, mb, quiet)
-		}, func(a Account) (func(context.Context) (sasl.Client, error), error) {
+		}, func(a config.Account) (func(context.Context) (sasl.Client, error), error) {
 			newClient, _, err := l.smtpSASL(a, quiet)
 			return newClient, err
 		}, stdout)

@@ -14,6 +14,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/internal/demo"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -22,7 +23,7 @@ import (
 const demoSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // demoConfig is the built-in configuration of `mailhook demo`: the same YAML a user writes, with
-// the loopback addresses filled in. It goes through LoadConfig like any other file.
+// the loopback addresses filled in. It goes through config.Load like any other file.
 var demoConfig = template.Must(template.New("demo").Parse(`# mailhook demo configuration (generated)
 state_dir: {{.StateDir}}
 log: {level: info, format: text}
@@ -123,7 +124,7 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "mailhook demo\n  IMAP server  %s  user %s  password %s  (plain, loopback)\n  webhooks  →  %s/hook  secret %s\n  rules        ci-failures, invoices\n\n",
 		mem.Addr(), mem.User(), mem.Password(), recv.URL(), demoSecret)
 
-	a, err := newApp(l, newLogger(LogConfig{Level: "warn", Format: "text"}, stderr))
+	a, err := newApp(l, newLogger(config.LogConfig{Level: "warn", Format: "text"}, stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook demo: %v\n", err)
 		return exitFail

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailhook/mailhook/config"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -96,7 +97,7 @@ func TestDeployKubernetesExamples(t *testing.T) {
 						t.Fatal(err)
 					}
 					env := func(string) (string, bool) { return "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", true }
-					c, _, err := LoadConfig(cfg, env)
+					c, _, err := config.Load(cfg, config.Options{Getenv: env})
 					if err != nil {
 						t.Errorf("embedded config does not load: %v", err)
 					} else if c.HTTP.Listen != "0.0.0.0:9090" || c.StateDir != "/var/lib/mailhook" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/mailhook/mailhook/config"
 	"io"
 	"net"
 	"net/http"
@@ -19,7 +20,7 @@ import (
 func healthcheckVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	path := configFlag(fs)
-	addr := fs.String("addr", "", "`host:port` of the HTTP listener (default: http.listen of --config, else "+defaultHTTPListen+")")
+	addr := fs.String("addr", "", "`host:port` of the HTTP listener (default: http.listen of --config, else "+config.DefaultHTTPListen+")")
 	ready := fs.Bool("ready", false, "check /readyz instead of /healthz")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this `duration`")
 	if !parseFlags(fs, args, stderr) {
@@ -27,7 +28,7 @@ func healthcheckVerb(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	target := *addr
 	if target == "" && *path != "" {
-		cfg, _, err := LoadConfig(*path, os.LookupEnv)
+		cfg, _, err := config.Load(*path, config.Options{Getenv: os.LookupEnv})
 		if err != nil {
 			fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", *path, indent(err.Error()))
 			return exitConfig
@@ -39,7 +40,7 @@ func healthcheckVerb(ctx context.Context, args []string, stdout, stderr io.Write
 		target = cfg.HTTP.Listen
 	}
 	if target == "" {
-		target = defaultHTTPListen
+		target = config.DefaultHTTPListen
 	}
 	url, err := healthURL(target, *ready)
 	if err != nil {

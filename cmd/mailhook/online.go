@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -28,8 +29,8 @@ const onlineTimeout = 60 * time.Second
 // It prints one line per check, in configuration order, then a summary, and returns exitOK when
 // every check passed, exitFail otherwise. Lines carry names, addresses and server answers, never a
 // password or token.
-func onlineCheck(ctx context.Context, cfg *Config, wcfg func(Account, string) (watcher.Config, error),
-	smtpAuth func(Account) (func(context.Context) (sasl.Client, error), error), stdout io.Writer) int {
+func onlineCheck(ctx context.Context, cfg *config.Config, wcfg func(config.Account, string) (watcher.Config, error),
+	smtpAuth func(config.Account) (func(context.Context) (sasl.Client, error), error), stdout io.Writer) int {
 	reports := make([][]checkLine, len(cfg.Accounts))
 	var wg sync.WaitGroup
 	for i, a := range cfg.Accounts {
@@ -71,8 +72,8 @@ type checkLine struct {
 }
 
 // checkAccount runs the IMAP and SMTP checks of one account.
-func checkAccount(ctx context.Context, cfg *Config, a Account, wcfg func(Account, string) (watcher.Config, error),
-	smtpAuth func(Account) (func(context.Context) (sasl.Client, error), error)) []checkLine {
+func checkAccount(ctx context.Context, cfg *config.Config, a config.Account, wcfg func(config.Account, string) (watcher.Config, error),
+	smtpAuth func(config.Account) (func(context.Context) (sasl.Client, error), error)) []checkLine {
 	var lines []checkLine
 	folders := actionFolders(cfg, a)
 	mailboxes := a.IMAP.Mailboxes
@@ -114,11 +115,11 @@ func checkAccount(ctx context.Context, cfg *Config, a Account, wcfg func(Account
 
 // actionFolders returns the move: and copy: targets of the rules that apply to account a, in
 // rule order, without repeats.
-func actionFolders(cfg *Config, a Account) []string {
+func actionFolders(cfg *config.Config, a config.Account) []string {
 	var folders []string
 	for _, r := range cfg.Rules {
 		applies := false
-		for _, ra := range cfg.ruleAccounts(r) {
+		for _, ra := range cfg.RuleAccounts(r) {
 			applies = applies || ra.Name == a.Name
 		}
 		if !applies {
@@ -137,11 +138,11 @@ func actionFolders(cfg *Config, a Account) []string {
 
 // probeSMTP connects to the account's SMTP server as the reply sender would, says EHLO and
 // authenticates (PLAIN with a password, or the oauth2 SASL client), then QUITs. Nothing is sent.
-func probeSMTP(ctx context.Context, a Account, smtpAuth func(Account) (func(context.Context) (sasl.Client, error), error)) error {
+func probeSMTP(ctx context.Context, a config.Account, smtpAuth func(config.Account) (func(context.Context) (sasl.Client, error), error)) error {
 	sc := a.SMTP
 	addr := sc.Addr()
 	var tc *tls.Config
-	if sc.Security != SecurityPlain {
+	if sc.Security != config.SecurityPlain {
 		var err error
 		if tc, err = sc.TLS.ClientConfig(sc.Host); err != nil {
 			return fmt.Errorf("smtp.tls: %w", err)
@@ -161,13 +162,13 @@ func probeSMTP(ctx context.Context, a Account, smtpAuth func(Account) (func(cont
 
 	var c *smtp.Client
 	switch sc.Security {
-	case SecurityTLS:
+	case config.SecurityTLS:
 		tlsConn := tls.Client(conn, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
 			return fmt.Errorf("tls handshake with %s: %w", addr, err)
 		}
 		c = smtp.NewClient(tlsConn)
-	case SecurityStartTLS:
+	case config.SecurityStartTLS:
 		if c, err = smtp.NewClientStartTLS(conn, tc); err != nil {
 			return fmt.Errorf("starttls with %s: %w", addr, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/watcher"
@@ -93,9 +94,9 @@ rules:
 		t.Fatal(err)
 	}
 	env := map[string]string{"IMAP_PW": mem.Password(), "SMTP_PW": "smtp-pw-Lq93"}
-	cfg, _, err := LoadConfig(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, _, err := config.Load(path, config.Options{Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	if err != nil {
-		t.Fatalf("LoadConfig: %v", err)
+		t.Fatalf("config.Load: %v", err)
 	}
 	set, err := rules.Compile(ruleSpecs(cfg))
 	if err != nil {
@@ -103,7 +104,7 @@ rules:
 	}
 	l := &loaded{cfg: cfg, rules: set}
 	var out strings.Builder
-	code := onlineCheck(context.Background(), cfg, func(a Account, mb string) (watcher.Config, error) {
+	code := onlineCheck(context.Background(), cfg, func(a config.Account, mb string) (watcher.Config, error) {
 		return watcherConfig(l, a, mb, nil)
 	}, nil, &out)
 	report := out.String()

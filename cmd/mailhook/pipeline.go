@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
@@ -21,7 +22,7 @@ import (
 // sends the very same bytes under the same webhook-id.
 type pipeline struct {
 	rules    *rules.Set
-	webhooks map[string]Webhook
+	webhooks map[string]config.Webhook
 	authserv map[string]string // account name → trusted authserv-id
 	logger   *slog.Logger
 	// jobID derives every job id (store.JobID; replay.go substitutes replay ids).
@@ -41,7 +42,7 @@ type pipeline struct {
 var _ watcher.Handler = (*pipeline)(nil)
 
 func newPipeline(l *loaded, logger *slog.Logger) *pipeline {
-	p := &pipeline{rules: l.rules, webhooks: map[string]Webhook{}, authserv: map[string]string{}, logger: logger,
+	p := &pipeline{rules: l.rules, webhooks: map[string]config.Webhook{}, authserv: map[string]string{}, logger: logger,
 		jobID: store.JobID, replyCfg: newReplySetup(l), inline: l.inline, spool: l.spool,
 		formats: l.formats}
 	for _, w := range l.cfg.Webhooks {
@@ -112,7 +113,7 @@ func (p *pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 }
 
 // ruleSpecs converts the rules: section for rules.Compile.
-func ruleSpecs(cfg *Config) []rules.Spec {
+func ruleSpecs(cfg *config.Config) []rules.Spec {
 	specs := make([]rules.Spec, 0, len(cfg.Rules))
 	for _, r := range cfg.Rules {
 		s := rules.Spec{Name: r.Name, Account: r.Account, Mailbox: r.Mailbox, When: r.When, Stop: r.Stop}
@@ -126,7 +127,7 @@ func ruleSpecs(cfg *Config) []rules.Spec {
 }
 
 // endpoints converts the webhooks: section for the dispatcher.
-func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
+func endpoints(cfg *config.Config) ([]dispatch.Endpoint, error) {
 	eps := make([]dispatch.Endpoint, 0, len(cfg.Webhooks))
 	for i, w := range cfg.Webhooks {
 		ep := dispatch.Endpoint{
@@ -144,13 +145,13 @@ func endpoints(cfg *Config) ([]dispatch.Endpoint, error) {
 		for _, h := range w.Headers {
 			ep.Headers = append(ep.Headers, dispatch.Header{Name: h.Name, Value: h.Value})
 		}
-		f, err := payload.NewFormatter(w.formatOptions())
+		f, err := payload.NewFormatter(w.FormatOptions())
 		if err != nil {
 			return nil, fmt.Errorf("webhooks[%d] %q: %w", i, w.Name, err)
 		}
 		ep.ContentType = f.ContentType()
 		for _, fh := range f.Headers() { // e.g. GitHub's Accept, unless configured
-			if !slices.ContainsFunc(w.Headers, func(h Header) bool { return strings.EqualFold(h.Name, fh.Name) }) {
+			if !slices.ContainsFunc(w.Headers, func(h config.Header) bool { return strings.EqualFold(h.Name, fh.Name) }) {
 				ep.Headers = append(ep.Headers, dispatch.Header{Name: fh.Name, Value: fh.Value})
 			}
 		}
@@ -175,15 +176,15 @@ func plan(l *loaded, account, mailbox string) watcher.Plan {
 		}
 		for _, a := range r.Actions {
 			b := body[a.Webhook] // "" for other actions
-			pl.Text = pl.Text || b == BodyText || b == BodyBoth
-			pl.HTML = pl.HTML || b == BodyHTML || b == BodyBoth
+			pl.Text = pl.Text || b == config.BodyText || b == config.BodyBoth
+			pl.HTML = pl.HTML || b == config.BodyHTML || b == config.BodyBoth
 		}
 	}
 	return pl
 }
 
 // watcherConfig builds the watcher configuration of one (account, mailbox).
-func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (watcher.Config, error) {
+func watcherConfig(l *loaded, a config.Account, mailbox string, logger *slog.Logger) (watcher.Config, error) {
 	im := a.IMAP
 	wc := watcher.Config{
 		Account: a.Name, Mailbox: mailbox,
@@ -199,7 +200,7 @@ func watcherConfig(l *loaded, a Account, mailbox string, logger *slog.Logger) (w
 
 		MaxMessageSize: int64(a.Limits.MaxMessageSize),
 	}
-	if im.Security != SecurityPlain {
+	if im.Security != config.SecurityPlain {
 		tc, err := im.TLS.ClientConfig(im.Host)
 		if err != nil {
 			return wc, fmt.Errorf("accounts %q imap.tls: %w", a.Name, err)

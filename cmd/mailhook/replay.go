@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -87,7 +88,7 @@ func replayVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if tag == "" {
 		tag = time.Now().UTC().Format("20060102T150405Z")
 	}
-	logger := newLogger(LogConfig{Level: "warn"}, stderr)
+	logger := newLogger(config.LogConfig{Level: "warn"}, stderr)
 	r := &replayer{account: acct.Name, mailbox: mb, rule: *rule, dryRun: *dryRun, tag: tag, out: stdout, logger: logger}
 	if err := r.run(ctx, l, acct, sel); err != nil {
 		fmt.Fprintf(stderr, "mailhook replay: %v\n", err)
@@ -128,7 +129,7 @@ type replayer struct {
 	logger           *slog.Logger
 }
 
-func (r *replayer) run(ctx context.Context, l *loaded, acct Account, sel watcher.Selection) error {
+func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel watcher.Selection) error {
 	st, err := store.OpenWith(l.cfg.StateDir, store.Options{Shared: true})
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)

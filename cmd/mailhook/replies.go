@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/store"
@@ -23,17 +24,17 @@ import (
 
 // compileReplies parses every reply's templates once, at load time. Errors name the field:
 // `replies[0] "ack".subject: …`.
-func compileReplies(cfg *Config) (map[string]*reply.Template, error) {
+func compileReplies(cfg *config.Config) (map[string]*reply.Template, error) {
 	out := make(map[string]*reply.Template, len(cfg.Replies))
 	var errs []error
 	for i, r := range cfg.Replies {
 		tpl, err := reply.ParseTemplate(r.Name, r.Subject, r.Body, r.HTML)
 		if err != nil {
-			path := itemPath("replies", i, r.Name)
+			path := config.ItemPath("replies", i, r.Name)
 			for _, e := range unjoin(err) {
 				var te *reply.TemplateError
 				if errors.As(e, &te) {
-					errs = append(errs, &FieldError{Field: path + "." + te.Field, Problem: te.Err.Error()})
+					errs = append(errs, &config.FieldError{Field: path + "." + te.Field, Problem: te.Err.Error()})
 				} else {
 					errs = append(errs, fmt.Errorf("%s: %w", path, e))
 				}
@@ -56,7 +57,7 @@ func unjoin(err error) []error {
 // ownAddresses returns the addresses that are "us" for reply r of account a (lower-cased): the
 // reply's own_addresses, or by default the IMAP username (when it is an address) and smtp.from;
 // smtp.from always counts, since replies go out under it.
-func ownAddresses(a Account, r *Reply) []string {
+func ownAddresses(a config.Account, r *config.Reply) []string {
 	var out []string
 	add := func(s string) {
 		if addr, err := netmail.ParseAddress(s); err == nil {
@@ -87,8 +88,8 @@ var _ replyLedger = (*store.Store)(nil)
 // replySetup is what the pipeline needs for replies, built once from the loaded configuration.
 type replySetup struct {
 	templates map[string]*reply.Template
-	replies   map[string]*Reply
-	accounts  map[string]Account
+	replies   map[string]*config.Reply
+	accounts  map[string]config.Account
 	own       map[string][]string // account → every own address of the account, for C61
 	ledger    replyLedger         // nil: no ledger (tools that do not send)
 	// onSkip is called for every reply a loop guard (or the ledger pre-check) skipped, with
@@ -98,7 +99,7 @@ type replySetup struct {
 }
 
 func newReplySetup(l *loaded) *replySetup {
-	rs := &replySetup{templates: l.replies, replies: map[string]*Reply{}, accounts: map[string]Account{},
+	rs := &replySetup{templates: l.replies, replies: map[string]*config.Reply{}, accounts: map[string]config.Account{},
 		own: map[string][]string{}, onSkip: func(string, string, string) {}}
 	for i := range l.cfg.Replies {
 		rs.replies[l.cfg.Replies[i].Name] = &l.cfg.Replies[i]
@@ -232,7 +233,7 @@ func replyAccounts(l *loaded, logger *slog.Logger) ([]reply.Account, error) {
 		}
 		sc := reply.SMTPConfig{Addr: s.Addr(), Security: s.Security, HelloName: s.HelloName,
 			Username: s.Username, Password: s.Password, Timeout: s.Timeout}
-		if s.Security != SecurityPlain {
+		if s.Security != config.SecurityPlain {
 			tc, err := s.TLS.ClientConfig(s.Host)
 			if err != nil {
 				return nil, fmt.Errorf("accounts %q smtp.tls: %w", a.Name, err)

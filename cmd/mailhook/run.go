@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/outbox"
@@ -45,7 +46,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok bool) {
 
 // loaded is a configuration that passed validation, with its rules compiled.
 type loaded struct {
-	cfg   *Config
+	cfg   *config.Config
 	rules *rules.Set
 	oauth *oauthSources // token sources of oauth2 accounts, created on first use (oauth2.go)
 	// replies are the parsed templates of the replies: section, by name (replies.go).
@@ -67,7 +68,7 @@ func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*l
 		fmt.Fprintln(stderr, "mailhook: --config FILE is required")
 		return nil, exitConfig
 	}
-	cfg, warnings, err := LoadConfig(path, getenv)
+	cfg, warnings, err := config.Load(path, config.Options{Getenv: getenv})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
 		return nil, exitConfig
@@ -121,7 +122,7 @@ func runVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // newLogger builds the process logger from the log: section.
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level)) // validated at load time
 	opts := &slog.HandlerOptions{Level: level}
@@ -139,7 +140,7 @@ type app struct {
 	watchers []*watcher.Watcher
 	budgets  []*watcher.ByteBudget // one per account, shared by its mailboxes' watchers (status.go)
 	logger   *slog.Logger
-	cfg      *Config
+	cfg      *config.Config
 	ops      *ops             // health checks, metrics and the http.listen listener (admin.go)
 	replies  *outbox.Consumer // reply workers of the accounts with smtp (replies.go)
 	spool    *spool.Spool     // inline attachments of queued webhooks (attachments.go)

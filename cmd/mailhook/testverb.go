@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/store"
@@ -110,7 +111,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if *uid != 0 {
 		sel = watcher.Selection{UIDMin: uint32(*uid), UIDMax: uint32(*uid)}
 	}
-	logger := newLogger(LogConfig{Level: "warn"}, stderr)
+	logger := newLogger(config.LogConfig{Level: "warn"}, stderr)
 	n := 0
 	err = fetchLive(ctx, l, acct, mb, sel, logger, func(ctx context.Context, ev *watcher.Event) error {
 		n++
@@ -148,9 +149,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) (positional []string, ok
 
 // pickMailbox resolves --account and --mailbox: the named account (default the first) and the
 // named mailbox, which must be one it watches (default its first).
-func pickMailbox(cfg *Config, account, mailbox string) (Account, string, error) {
+func pickMailbox(cfg *config.Config, account, mailbox string) (config.Account, string, error) {
 	if len(cfg.Accounts) == 0 {
-		return Account{}, "", errors.New("the configuration has no account")
+		return config.Account{}, "", errors.New("the configuration has no account")
 	}
 	acct := cfg.Accounts[0]
 	if account != "" {
@@ -162,18 +163,18 @@ func pickMailbox(cfg *Config, account, mailbox string) (Account, string, error) 
 			}
 		}
 		if !found {
-			return Account{}, "", fmt.Errorf("--account %q: no such account in the configuration", account)
+			return config.Account{}, "", fmt.Errorf("--account %q: no such account in the configuration", account)
 		}
 	}
 	if mailbox == "" {
 		return acct, acct.IMAP.Mailboxes[0], nil
 	}
 	for _, mb := range acct.IMAP.Mailboxes {
-		if sameMailbox(mb, mailbox) {
+		if config.SameMailbox(mb, mailbox) {
 			return acct, mb, nil
 		}
 	}
-	return Account{}, "", fmt.Errorf("--mailbox %q: account %q does not watch it (mailboxes: %s)",
+	return config.Account{}, "", fmt.Errorf("--mailbox %q: account %q does not watch it (mailboxes: %s)",
 		mailbox, acct.Name, strings.Join(acct.IMAP.Mailboxes, ", "))
 }
 
@@ -197,7 +198,7 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 // connection settings and fetch plan), charging the account's download budget, which it loads
 // from and writes back to the state directory (opened Shared, so a running daemon is no
 // obstacle). fn runs for each message.
-func fetchLive(ctx context.Context, l *loaded, acct Account, mb string, sel watcher.Selection, logger *slog.Logger,
+func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, sel watcher.Selection, logger *slog.Logger,
 	fn func(ctx context.Context, ev *watcher.Event) error) error {
 	wc, err := watcherConfig(l, acct, mb, logger)
 	if err != nil {
@@ -233,7 +234,7 @@ func fetchLive(ctx context.Context, l *loaded, acct Account, mb string, sel watc
 type tester struct {
 	l       *loaded
 	p       *pipeline
-	account Account
+	account config.Account
 	mailbox string
 	json    bool
 	out     io.Writer

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -60,7 +61,7 @@ type endpointReport struct {
 
 // endpointReports describes the configured webhooks in configuration order, then any other
 // endpoint the store knows (a webhook removed from the configuration, with jobs or a state left).
-func endpointReports(ctx context.Context, cfg *Config, st *store.Store) ([]endpointReport, error) {
+func endpointReports(ctx context.Context, cfg *config.Config, st *store.Store) ([]endpointReport, error) {
 	states, err := st.Endpoints(ctx)
 	if err != nil {
 		return nil, err
@@ -179,7 +180,7 @@ func webhooksEnable(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "mailhook webhooks enable: %v\n", err)
 		return exitFail
 	}
-	configured := slices.ContainsFunc(l.cfg.Webhooks, func(w Webhook) bool { return w.Name == name })
+	configured := slices.ContainsFunc(l.cfg.Webhooks, func(w config.Webhook) bool { return w.Name == name })
 	if !configured && !before.Disabled() {
 		fmt.Fprintf(stderr, "mailhook webhooks enable: no webhook %q in the configuration or the state\n", name)
 		return exitFail
@@ -247,7 +248,7 @@ func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // webhookNames returns the configured webhook names in configuration order.
-func webhookNames(cfg *Config) []string {
+func webhookNames(cfg *config.Config) []string {
 	names := make([]string, 0, len(cfg.Webhooks))
 	for _, w := range cfg.Webhooks {
 		names = append(names, w.Name)

@@ -1,0 +1,220 @@
+package config
+
+// Secrets kept out of the file: ${NAME} references expanded from the environment, and the *_file
+// keys read into the fields they stand for.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+)
+
+// expandEnv replaces ${NAME} in every string of cfg, reporting every unset variable with the field
+// that references it.
+func expandEnv(cfg *Config, getenv func(string) (string, bool)) error {
+	var p problems
+	walkStrings(reflect.ValueOf(cfg).Elem(), "", func(field string, v reflect.Value) {
+		out, err := expandString(v.String(), getenv)
+		if err != nil {
+			p.add(field, "%s", err)
+			return
+		}
+		v.SetString(out)
+	})
+	return p.err()
+}
+
+// expandString expands every ${NAME} in s. Errors name the variable, never the value.
+func expandString(s string, getenv func(string) (string, bool)) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var b strings.Builder
+	var unset []string
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", errors.New(`"${" without a closing "}" (only ${NAME} is expanded)`)
+		}
+		name := s[i+2 : i+end]
+		if !validEnvName(name) {
+			return "", errors.New(`malformed variable reference: only ${NAME} with letters, digits and underscores is expanded`)
+		}
+		val, ok := getenv(name)
+		if !ok {
+			unset = append(unset, "${"+name+"}")
+		}
+		b.WriteString(val)
+		s = s[i+end+1:]
+	}
+	switch len(unset) {
+	case 0:
+		return b.String(), nil
+	case 1:
+		return "", fmt.Errorf("%s is not set", unset[0])
+	default:
+		return "", fmt.Errorf("%s are not set", strings.Join(unset, ", "))
+	}
+}
+
+func validEnvName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// walkStrings calls fn with the field path of every settable string in v (structs, slices of
+// structs or strings), naming fields by their mapstructure tag.
+func walkStrings(v reflect.Value, path string, fn func(field string, v reflect.Value)) {
+	switch v.Kind() {
+	case reflect.String:
+		fn(path, v)
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkStrings(v.Elem(), path, fn)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+			if tag == "-" {
+				continue
+			}
+			if tag == "" {
+				tag = strings.ToLower(f.Name)
+			}
+			child := tag
+			if path != "" {
+				child = path + "." + tag
+			}
+			walkStrings(v.Field(i), child, fn)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			e := v.Index(i)
+			name := ""
+			if e.Kind() == reflect.Struct {
+				if n := e.FieldByName("Name"); n.IsValid() && n.Kind() == reflect.String {
+					name = n.String()
+				}
+			}
+			walkStrings(e, ItemPath(path, i, name), fn)
+		}
+	}
+}
+
+// readFiles reads password_file and secret_file into the fields they stand for, and checks that
+// every tls.ca_file holds a certificate.
+func (c *Config) readFiles() error {
+	var p problems
+	for i := range c.Accounts {
+		c.Accounts[i].readFiles(&p, ItemPath("accounts", i, c.Accounts[i].Name))
+	}
+	for i := range c.Webhooks {
+		c.Webhooks[i].readFiles(&p, ItemPath("webhooks", i, c.Webhooks[i].Name))
+	}
+	return p.err()
+}
+
+// readFiles reads an account's password and oauth2 secret files and checks its CA files.
+func (a *Account) readFiles(p *problems, path string) {
+	readSecretFile(p, path+".imap", "password", &a.IMAP.Password, a.IMAP.PasswordFile)
+	readSecretFile(p, path+".smtp", "password", &a.SMTP.Password, a.SMTP.PasswordFile)
+	for _, o := range []struct {
+		path string
+		cfg  *OAuth2Config
+	}{{path + ".imap.oauth2", a.IMAP.OAuth2}, {path + ".smtp.oauth2", a.SMTP.OAuth2}} {
+		if o.cfg != nil {
+			readSecretFile(p, o.path, "client_secret", &o.cfg.ClientSecret, o.cfg.ClientSecretFile)
+			readSecretFile(p, o.path, "refresh_token", &o.cfg.RefreshToken, o.cfg.RefreshTokenFile)
+		}
+	}
+	if a.IMAP.TLS.CAFile != "" {
+		if _, err := a.IMAP.TLS.ClientConfig(a.IMAP.Host); err != nil {
+			p.add(path+".imap.tls.ca_file", "%s", err)
+		}
+	}
+	if a.SMTP.TLS.CAFile != "" {
+		if _, err := a.SMTP.TLS.ClientConfig(a.SMTP.Host); err != nil {
+			p.add(path+".smtp.tls.ca_file", "%s", err)
+		}
+	}
+}
+
+// readFiles reads a webhook's secret, header value and template files.
+func (w *Webhook) readFiles(p *problems, path string) {
+	if w.SecretFile != "" && len(w.Secrets) > 0 {
+		p.add(path+".secret_file", "set both secret_file and secrets; use one")
+		return
+	}
+	readSecretFile(p, path, "secret", &w.Secret, w.SecretFile)
+	for j := range w.Headers {
+		h := &w.Headers[j]
+		readSecretFile(p, fmt.Sprintf("%s.headers[%d]", path, j), "value", &h.Value, h.ValueFile)
+	}
+	readTemplateFile(p, path, w) // formats.go
+}
+
+// readSecretFile reads file into *value (the field named key under path), refusing both set.
+func readSecretFile(p *problems, path, key string, value *string, file string) {
+	if file == "" {
+		return
+	}
+	field := path + "." + key + "_file"
+	if *value != "" {
+		p.add(field, "set both %s and %s_file; use one", key, key)
+		return
+	}
+	s, err := ReadSecretFile(file)
+	if err != nil {
+		p.add(field, "%s", err)
+		return
+	}
+	s = strings.TrimSuffix(s, "\n")
+	s = strings.TrimSuffix(s, "\r")
+	if s == "" {
+		p.add(field, "file %s is empty", file)
+		return
+	}
+	*value = s
+}
+
+// maxSecretFileSize bounds a *_file secret.
+const maxSecretFileSize = 64 << 10
+
+// ReadSecretFile reads a secret file whole, refusing anything larger than a secret could be
+// (64 KiB). Its errors name the file, never its content.
+func ReadSecretFile(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(b) > maxSecretFileSize {
+		return "", fmt.Errorf("file %s is larger than %d bytes: not a secret file?", name, maxSecretFileSize)
+	}
+	return string(b), nil
+}
