@@ -16,8 +16,8 @@ import (
 const DefaultDisableAfter = 5 * 24 * time.Hour
 
 // EndpointStates is the part of the store that remembers the health of endpoints across restarts
-// and processes: which are disabled, and since when each has been failing. *store.Store
-// implements it. Another process (`mailhook webhooks enable`) may re-enable an endpoint at any
+// and processes: which are disabled, and since when each has been failing (the part of
+// store.Endpoints it uses). Another process (`mailhook webhooks enable`) may re-enable an endpoint at any
 // time; the dispatcher reads the state again before it holds a job of an endpoint it believes
 // disabled.
 type EndpointStates interface {
@@ -29,7 +29,7 @@ type EndpointStates interface {
 	DisableEndpoint(ctx context.Context, name, reason string, at time.Time) (int, error)
 }
 
-var _ EndpointStates = (*store.Store)(nil)
+var _ EndpointStates = store.Endpoints(nil)
 
 // endpointHealth is the dispatcher's view of one endpoint's health, loaded from EndpointStates on
 // the first delivery and written through on every change. Its mutex is held across those writes,

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 )
 
 // healthStore is a SQLite store on a settable clock, both Outbox and EndpointStates.
-func healthStore(t *testing.T, clk *clock) *store.Store {
+func healthStore(t *testing.T, clk *clock) store.Backend {
 	t.Helper()
-	st, err := store.OpenWith(t.TempDir(), store.Options{Now: clk.Now})
+	st, err := sqlite.Open(t.TempDir(), store.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,21 +25,21 @@ func healthStore(t *testing.T, clk *clock) *store.Store {
 }
 
 // commitJobs commits webhook jobs for target with the given ids, as the pipeline does.
-func commitJobs(t *testing.T, st *store.Store, uid uint32, target string, ids ...string) {
+func commitJobs(t *testing.T, st store.Backend, uid uint32, target string, ids ...string) {
 	t.Helper()
 	var jobs []store.Job
 	for _, id := range ids {
 		jobs = append(jobs, store.Job{ID: id, Kind: store.KindWebhook, Target: target, Account: "personal",
 			Mailbox: "INBOX", UIDValidity: 7, UID: uid, Rule: "r", Body: []byte(`{"id":"` + id + `"}`)})
 	}
-	if err := st.Commit(context.Background(), "personal", "INBOX", store.Checkpoint{UIDValidity: 7, LastUID: uid}, "", jobs); err != nil {
+	if err := store.CommitMessage(context.Background(), st, "personal", "INBOX", store.Commit{Checkpoint: store.Checkpoint{UIDValidity: 7, LastUID: uid}, Jobs: jobs}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // waitJob polls the store until job id is in state (the store's Finish wakes nothing we can wait on
 // from here without racing the workers).
-func waitJob(t *testing.T, st *store.Store, id, state string) store.Job {
+func waitJob(t *testing.T, st store.Backend, id, state string) store.Job {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -70,7 +70,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	})
 	var ev events
 	commitJobs(t, st, 1, "ci", "msg_1", "msg_2", "msg_3")
-	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1}},
+	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1}},
 		Options{Quick: noQuick, Now: clk.Now, Observe: ev.observe, States: st}))
 
 	// Two workers may claim (the endpoint's and the any-target one), so which job goes first is
@@ -129,7 +129,7 @@ func TestFailingPeriodDisables(t *testing.T) {
 		}
 	})
 	retry := outbox.RetryPolicy{MinBackoff: time.Minute, MaxBackoff: time.Minute}
-	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1,
+	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: 1,
 		Retry: retry, DisableAfter: time.Hour}}, Options{Quick: noQuick, Now: clk.Now, States: st}))
 	ctx := context.Background()
 	failingSince := func() time.Time {
@@ -165,7 +165,7 @@ func TestFailingPeriodDisables(t *testing.T) {
 		pokes++
 		poke := store.Job{ID: "poke_" + time.Duration(pokes).String(), Kind: store.KindPostAction, Target: "mark_seen",
 			Account: "personal", Mailbox: "INBOX", UIDValidity: 7, UID: pokes, Rule: "r"}
-		if err := st.Commit(ctx, "personal", "INBOX", store.Checkpoint{UIDValidity: 7, LastUID: pokes}, "", []store.Job{poke}); err != nil {
+		if err := store.CommitMessage(ctx, st, "personal", "INBOX", store.Commit{Checkpoint: store.Checkpoint{UIDValidity: 7, LastUID: pokes}, Jobs: []store.Job{poke}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -219,7 +219,7 @@ func TestDisabledStateIsLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	commitJobs(t, st, 1, "ci", "msg_1") // as if committed in the instant before the disable
-	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}}},
+	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}}},
 		Options{Quick: noQuick, Now: clk.Now, States: st}))
 	waitJob(t, st, "msg_1", store.StateHeld)
 	noMore(t, reqs)

@@ -9,17 +9,17 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 )
 
 // The dispatcher against the real SQLite outbox: a payload committed by the watcher's path is
 // retried, delivered byte for byte with a verifiable signature, and a job of a removed webhook is
 // dead-lettered.
 func TestWithSQLiteStore(t *testing.T) {
-	st, err := store.Open(t.TempDir())
+	st, err := sqlite.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +47,10 @@ func TestWithSQLiteStore(t *testing.T) {
 		{ID: removed, Kind: store.KindWebhook, Target: "old", Account: "personal", Mailbox: "INBOX",
 			UIDValidity: 7, UID: 42, Rule: "ci-failures", Body: body},
 	}
-	if err := st.Commit(ctx, "personal", "INBOX", store.Checkpoint{UIDValidity: 7, LastUID: 42}, "key42", jobs); err != nil {
+	if err := store.CommitMessage(ctx, st, "personal", "INBOX", store.Commit{Checkpoint: store.Checkpoint{UIDValidity: 7, LastUID: 42}, Key: "key42", Jobs: jobs}); err != nil {
 		t.Fatal(err)
 	}
-	start(t, mustNew(t, storeshim.Wrap(st), []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry}},
+	start(t, mustNew(t, st, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry}},
 		Options{Quick: noQuick}))
 
 	next(t, reqs) // the 503
@@ -74,7 +74,7 @@ func TestWithSQLiteStore(t *testing.T) {
 }
 
 // waitStored polls the store until job id is in state, failing after 10s.
-func waitStored(t *testing.T, st *store.Store, id, state string) (store.Job, []store.Attempt) {
+func waitStored(t *testing.T, st store.Backend, id, state string) (store.Job, []store.Attempt) {
 	t.Helper()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

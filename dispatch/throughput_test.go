@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 )
 
 // BenchmarkDrain10k measures how fast the dispatcher drains a backlog of 10,000 queued webhook
@@ -73,7 +73,7 @@ func benchDrain(b *testing.B, n int, fail bool) {
 	var delivered int
 	for i := range b.N {
 		b.StopTimer()
-		st, err := store.Open(fmt.Sprintf("%s/%d", b.TempDir(), i))
+		st, err := sqlite.Open(fmt.Sprintf("%s/%d", b.TempDir(), i), store.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func benchDrain(b *testing.B, n int, fail bool) {
 					UIDValidity: 1, UID: uint32(u + 1), Rule: "r", Body: body})
 			}
 			cp := store.Checkpoint{UIDValidity: 1, LastUID: uint32(min(k+perCommit, n))}
-			if err := st.Commit(ctx, "acct", "INBOX", cp, fmt.Sprint("k", k), jobs); err != nil {
+			if err := store.CommitMessage(ctx, st, "acct", "INBOX", store.Commit{Checkpoint: cp, Key: fmt.Sprint("k", k), Jobs: jobs}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -104,7 +104,7 @@ func benchDrain(b *testing.B, n int, fail bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := consumer(storeshim.Wrap(st), d, opts)
+		c := consumer(st, d, opts)
 		runCtx, cancel := context.WithCancel(ctx)
 		stopped := make(chan struct{})
 

@@ -18,6 +18,7 @@ import (
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/oauth"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -189,7 +190,11 @@ func startWatcher(t *testing.T, e *env, addr, user string, backoff watcher.Backo
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir())
+	st, err := sqlite.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw, err := st.Mailbox(context.Background(), "acct", "INBOX")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +203,7 @@ func startWatcher(t *testing.T, e *env, addr, user string, backoff watcher.Backo
 		Account: "acct", Mailbox: "INBOX", Addr: addr, Security: watcher.SecurityPlain, Username: user,
 		SASL: au.SASL, OnAuthFailure: au.AuthFailed, Start: watcher.StartAll,
 		IdleRefresh: time.Minute, CommandTimeout: 10 * time.Second, Backoff: backoff, Logger: e.logs.logger(),
-	}, st, h)
+	}, mw, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,14 +15,14 @@ import (
 
 // Ledger is the part of the store the reply worker consults right before it sends: the reply
 // ledger (once per sender and period), the rolling daily count and the account's sending pause.
-// *store.Store implements it; see store.ReserveReply for the ledger's contract.
+// It is the part of store.Replies it uses; see there for the ledger's contract.
 type Ledger interface {
 	ReserveReply(ctx context.Context, k store.ReplyKey, messageID string, oncePer time.Duration, perDay int, now time.Time) (store.Reservation, error)
 	ReleaseReply(ctx context.Context, k store.ReplyKey, messageID string) error
 	PauseReplies(ctx context.Context, account string, now time.Time, reason string) (time.Time, error)
 }
 
-var _ Ledger = (*store.Store)(nil)
+var _ Ledger = store.Replies(nil)
 
 // Account is one account that sends replies.
 type Account struct {

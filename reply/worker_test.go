@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 )
 
 // fakeClock is the real clock shifted by a settable offset, shared by the store and the
@@ -58,7 +58,7 @@ func (b *syncBuf) String() string {
 type replyRig struct {
 	t     *testing.T
 	dir   string
-	st    *store.Store
+	st    store.Backend
 	sink  *testmail.SMTPSink
 	clock *fakeClock
 	logs  *syncBuf
@@ -78,7 +78,7 @@ func newReplyRig(t *testing.T, perDay int) *replyRig {
 // start opens the store and runs a dispatcher until stopped (or the test ends).
 func (r *replyRig) start(perDay int) {
 	t := r.t
-	st, err := store.OpenWith(r.dir, store.Options{Now: r.clock.Now})
+	st, err := sqlite.Open(r.dir, store.Options{Now: r.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func (r *replyRig) start(perDay int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := outbox.New(storeshim.Wrap(st), w.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger, Now: r.clock.Now})
+	c := outbox.New(st, w.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger, Now: r.clock.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -142,7 +142,7 @@ func (r *replyRig) add(sender string) string {
 	id := store.JobID("support", "INBOX", 1, r.uid, "auto", 0)
 	job := store.Job{ID: id, Kind: store.KindReply, Target: "ack", Account: "support", Mailbox: "INBOX",
 		UIDValidity: 1, UID: r.uid, Rule: "auto", Body: body}
-	if err := r.st.Commit(context.Background(), "support", "INBOX", store.Checkpoint{UIDValidity: 1, LastUID: r.uid}, "", []store.Job{job}); err != nil {
+	if err := store.CommitMessage(context.Background(), r.st, "support", "INBOX", store.Commit{Checkpoint: store.Checkpoint{UIDValidity: 1, LastUID: r.uid}, Jobs: []store.Job{job}}); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -333,7 +333,7 @@ func TestWorkerDailyCap(t *testing.T) {
 
 // The reply worker's lanes report heartbeats while their consumer runs, and none after.
 func TestReplyHeartbeat(t *testing.T) {
-	st, err := store.Open(t.TempDir())
+	st, err := sqlite.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestReplyHeartbeat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := outbox.New(storeshim.Wrap(st), w.Lanes(), outbox.Options{})
+	d := outbox.New(st, w.Lanes(), outbox.Options{})
 	if hb := d.Heartbeat(); !hb.IsZero() {
 		t.Errorf("Heartbeat before Run = %v, want zero", hb)
 	}

@@ -26,13 +26,13 @@ type Spool struct {
 	done     chan string
 }
 
-// Jobs is the part of the outbox a Spool consults. *store.Store implements it.
+// Jobs is the part of the outbox a Spool consults (of store.OutboxAdmin).
 type Jobs interface {
 	// Job returns the job with the given id, or an error wrapping store.ErrNotFound.
 	Job(ctx context.Context, id string) (store.Job, []store.Attempt, error)
 }
 
-var _ Jobs = (*store.Store)(nil)
+var _ Jobs = store.OutboxAdmin(nil)
 
 // Defaults of Options.
 const (

@@ -36,3 +36,21 @@ func JobID(account, mailbox string, uidvalidity, uid uint32, rule string, action
 	enc := base32.NewEncoding(jobIDAlphabet).WithPadding(base32.NoPadding)
 	return "msg_" + enc.EncodeToString(sum[:16])
 }
+
+// ReplayJobID returns the id of the replay named replay of the job whose id is original: "msg_"
+// and the lower-case, unpadded base32 of the first 16 bytes of SHA-256 over the fields "replay",
+// replay and original, each written as a 4-byte big-endian length followed by its bytes. The
+// leading field keeps replay ids apart from JobID's, and the id differs from the original's, so a
+// receiver that deduplicates on webhook-id delivers the replay; yet it is the same for the same
+// replay name, so running one replay twice queues nothing twice.
+func ReplayJobID(replay, original string) string {
+	h := sha256.New()
+	for _, f := range []string{"replay", replay, original} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	sum := h.Sum(nil)
+	return "msg_" + base32.NewEncoding(jobIDAlphabet).WithPadding(base32.NoPadding).EncodeToString(sum[:16])
+}

@@ -1,22 +1,46 @@
-// Package store is mailhook's durable state in an embedded SQLite database (modernc.org/sqlite, WAL,
-// synchronous=FULL): per-mailbox checkpoints, the seen-keys that bridge a UIDVALIDITY change, and the
-// outbox of jobs (webhooks, replies, post-actions) with their attempts and dead letters. A message's
-// jobs and its checkpoint advance commit in one transaction. It imports none of mailhook's packages.
+// Package store is the contract of mailhook's durable state: the types (checkpoints, outbox jobs
+// and their attempts, ledgers), the errors callers test with errors.Is, the stable job ids, and the
+// interfaces a backend implements ([Backend] and its parts). It imports none of mailhook's
+// packages and no database driver: the SQLite backend lives in store/sqlite, and store/storetest is
+// the conformance suite every backend passes. Consumers declare the narrow interfaces they use.
 //
-// One process owns a state directory: [Open] takes an exclusive lock on dir/lock and keeps it until
-// [Store.Close], so a second instance fails at once with [ErrLocked] (REQUIREMENTS E90).
+// # What is stored
 //
-// # Outbox contract
+// Per (account, mailbox): a checkpoint (how far the mailbox has been processed), the seen keys
+// that bridge a UIDVALIDITY change, the record of an unfinished fetch and the fetch failures
+// ("strikes") of single messages. The outbox: jobs (webhooks, replies, post-actions) with their
+// attempts and dead letters. Ledgers: the reply ledger (at most one auto-reply per sender and
+// period, the rolling daily cap, sending pauses), the download budget of each account, and the
+// health of each webhook endpoint.
 //
-// A job is inserted by [Store.Commit] (pending, or held/dead when the caller says so), claimed by a
-// worker with [Store.Claim] (pending → in_flight, attempts+1) and settled with [Store.Finish] (done,
-// dead, unknown, held, or pending again with a later next_at). A job is claimable when it is pending,
-// due (next_at ≤ now) and every job it depends on is done; a dependency that is dead, unknown, held or
-// missing holds it (DESIGN "unknown holds them") until an operator requeues or drops jobs. Jobs left
-// in_flight by a crash are recovered when the store is opened: webhooks and post-actions go back to
-// pending (at least once), replies become unknown (at most once: the SMTP outcome cannot be known).
-// Nothing here polls: [Store.Wake] is a broadcast that fires after every change that can make a job
-// claimable, and [Store.NextDue] says when the next retry falls due.
+// # Writes for a mailbox
+//
+// Every write that belongs to one mailbox goes through its [MailboxWriter] ([Mailboxes.Mailbox]):
+// checkpoint creation, advance and reset, the jobs and seen keys of processed messages (a batch of
+// messages in one transaction: the checkpoint never gets ahead of the jobs), fetch records and
+// strikes, the claiming and finishing of the mailbox's post-actions, and download-budget
+// reservations. A backend shared by several processes fences these writes with the writer's lease
+// and fails them with [ErrLeaseLost] once another process took the mailbox over; a backend owned
+// by one process (SQLite, whose state directory is locked) has no lease to lose.
+//
+// # Outbox
+//
+// A job is inserted by a commit (pending, or held/dead when the caller says so) or by [Outbox.Enqueue],
+// claimed by a worker with [Outbox.Claim] (pending → in_flight, attempts+1, under the store handle's
+// claim owner with an expiry) and settled with [Outbox.Finish] (done, dead, unknown, held, or
+// pending again with a later next_at). A job is claimable when it is pending, due (next_at ≤ now)
+// and every job it depends on is done; a dependency that is dead, unknown, held or missing holds it
+// until an operator requeues or drops jobs ("unknown holds them").
+//
+// Claims expire: a worker's process renews its claims with [Outbox.Heartbeat]; [Outbox.Recover],
+// called by the daemon at start and periodically (never implicitly when a store is opened),
+// settles the in-flight jobs whose claims expired: webhooks and post-actions go back to pending (at
+// least once), replies become unknown (at most once: the SMTP outcome cannot be known). A backend
+// that knows a claim's owner is gone (SQLite: the state directory's lock proves the previous
+// process has exited) may treat its claims as expired at once.
+//
+// Nothing here polls: [Outbox.Wake] is a broadcast that fires after every change of this process
+// that can make a job claimable, and [Outbox.NextDue] says when the next retry falls due.
 package store
 
 import (
@@ -43,11 +67,11 @@ const (
 
 // Errors callers may test with errors.Is.
 var (
-	// ErrLocked: another Store (in this or another process) holds the state directory.
+	// ErrLocked: another process (or another Store of this one) holds the state.
 	ErrLocked = errors.New("state directory is in use by another mailhook instance")
 	// ErrSchemaTooNew: the database was written by a newer mailhook; this binary refuses to touch it.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
-	// ErrUIDValidity: Commit was called with a UIDVALIDITY other than the stored one; call
+	// ErrUIDValidity: a commit carried a UIDVALIDITY other than the stored one; call
 	// ResetCheckpoint first.
 	ErrUIDValidity = errors.New("uidvalidity differs from the stored checkpoint")
 	// ErrNotFound: no job has that id.
@@ -56,6 +80,10 @@ var (
 	ErrState = errors.New("job is in the wrong state")
 	// ErrDependents: Drop was refused because jobs that are not done yet depend on the job.
 	ErrDependents = errors.New("job has dependents that are not done")
+	// ErrLeaseLost: a MailboxWriter's write was refused because the writer no longer holds the
+	// mailbox (another process took it over). Nothing of the write happened; stop acting for the
+	// mailbox. Backends without leases never return it.
+	ErrLeaseLost = errors.New("mailbox lease lost")
 )
 
 // Checkpoint is how far one (account, mailbox) has been processed.
@@ -63,6 +91,14 @@ type Checkpoint struct {
 	UIDValidity      uint32
 	LastUID          uint32    // highest UID processed (committed)
 	LastInternalDate time.Time // INTERNALDATE of the last processed message
+}
+
+// Commit is one processed message in a [MailboxWriter.Commit] batch: the checkpoint after it, its
+// stable key (Message-ID or header hash plus size; "" records none) and its outbox jobs.
+type Commit struct {
+	Checkpoint Checkpoint
+	Key        string
+	Jobs       []Job
 }
 
 // Job is one outbox entry.
@@ -83,6 +119,11 @@ type Job struct {
 	Body        []byte // request body, stored once (signed per attempt)
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// ClaimOwner and ClaimExpires describe the claim of an in-flight job: the store handle that
+	// claimed it (Options.Owner) and when the claim lapses unless renewed. Both are zero for a job
+	// that is not in flight; they are ignored when a job is inserted.
+	ClaimOwner   string
+	ClaimExpires time.Time
 }
 
 // Attempt is one delivery attempt of a job, kept for `outbox show` and dead letters.
@@ -102,60 +143,57 @@ type Selector struct {
 	Mailbox string
 }
 
-// Filter selects jobs for listing with [Store.Jobs].
+// Filter selects jobs for listing with [Outbox.Jobs].
 type Filter struct {
 	Selector
 	State string // "" = any state
 	Limit int    // ≤ 0 = no limit
 }
 
-// Options tune a Store; the zero value gives the documented defaults.
+// MailboxState is what the status verb shows of one (account, mailbox) from the store.
+type MailboxState struct {
+	Account, Mailbox string
+	Checkpoint       Checkpoint
+	// UpdatedAt is when the checkpoint last moved: the last message processed (or the first run).
+	UpdatedAt time.Time
+}
+
+// FetchRange is the record of a fetch under way: the messages with UIDs Lo through Hi of
+// UIDValidity, begun at Begun. A record still present after a restart says that the process
+// stopped (crashed, was killed, hung) while fetching those messages.
+type FetchRange struct {
+	UIDValidity uint32
+	Lo, Hi      uint32
+	Begun       time.Time
+}
+
+// Options tune a store handle; the zero value gives the documented defaults. Backends take them
+// with their own location (a directory, a DSN).
 type Options struct {
 	// Now is the clock for the timestamps callers do not pass (created_at, updated_at, seen_at,
-	// the window of Seen, recovery and pruning in Commit). Default time.Now.
+	// the window of Seen, pruning after a commit). Default time.Now.
 	Now func() time.Time
-	// SeenTTL is how long a seen key is remembered. Default 30 days (DESIGN: keys are kept 30 days).
+	// SeenTTL is how long a seen key is remembered. Default 30 days.
 	SeenTTL time.Duration
 	// DoneRetention is how long a done job (and its attempts and body) is kept before pruning.
 	// Default 7 days. Dead, unknown and held jobs are dead letters and are never pruned.
 	DoneRetention time.Duration
-	// Shared opens the state for an operator tool (status, outbox) that may run beside a daemon.
-	// When no daemon holds the directory lock, Shared behaves like a normal open. When one does,
-	// the database is opened without the lock (SQLite's WAL admits concurrent processes), nothing
-	// is migrated or recovered (that is the daemon's business), and a schema version other than
-	// this binary's is refused. Wake then fires only for this process's own writes: the daemon
-	// notices a tool's changes within its own periodic re-check.
+	// Owner names this handle as a claim owner (a replica id). Default: a fresh id per open, so
+	// two handles never share claims.
+	Owner string
+	// ClaimTTL is how long a claim lasts without a Heartbeat. Default DefaultClaimTTL; keep it
+	// well above the consumers' heartbeat interval.
+	ClaimTTL time.Duration
+	// Shared opens the state for an operator tool (status, outbox, replay, test) that may run
+	// beside a daemon: the tool migrates nothing, refuses a schema version other than its own,
+	// and its Wake fires only for its own writes (the daemon notices a tool's changes within its
+	// own periodic re-check).
 	Shared bool
 }
 
-// Defaults of [Options].
+// Defaults of [Options] and of the ledgers.
 const (
 	DefaultSeenTTL       = 30 * 24 * time.Hour
 	DefaultDoneRetention = 7 * 24 * time.Hour
-	// pruneEvery is how often Commit prunes expired seen keys and done jobs, in its own transaction.
-	pruneEvery = time.Hour
+	DefaultClaimTTL      = time.Minute
 )
-
-// API (sqlite.go, outbox.go, jobid.go):
-//
-//	func Open(dir string) (*Store, error)
-//	func OpenWith(dir string, opts Options) (*Store, error)
-//	func (s *Store) Close() error
-//	func JobID(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string
-//	func (s *Store) Checkpoint(ctx context.Context, account, mailbox string) (Checkpoint, bool, error)
-//	func (s *Store) ResetCheckpoint(ctx context.Context, account, mailbox string, cp Checkpoint) error
-//	func (s *Store) Commit(ctx context.Context, account, mailbox string, cp Checkpoint, key string, jobs []Job) error
-//	func (s *Store) Seen(ctx context.Context, account, mailbox, key string) (bool, error)
-//	func (s *Store) Prune(ctx context.Context, now time.Time) error
-//	func (s *Store) Claim(ctx context.Context, kind, target string, now time.Time, max int) ([]Job, error)
-//	func (s *Store) ClaimSelected(ctx context.Context, sel Selector, now time.Time, max int) ([]Job, error)
-//	func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, a Attempt) error
-//	func (s *Store) NextDue(ctx context.Context, kind, target string) (time.Time, bool, error)
-//	func (s *Store) NextDueSelected(ctx context.Context, sel Selector) (time.Time, bool, error)
-//	func (s *Store) Wake() <-chan struct{}
-//	func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error)
-//	func (s *Store) Job(ctx context.Context, id string) (Job, []Attempt, error)
-//	func (s *Store) Requeue(ctx context.Context, id string, now time.Time) error
-//	func (s *Store) Release(ctx context.Context, sel Selector, now time.Time) (int, error)
-//	func (s *Store) Drop(ctx context.Context, id string) error
-//	func (s *Store) Counts(ctx context.Context) (map[string]int, error)

@@ -81,16 +81,16 @@ func (h *Hold) Release() {
 // left is what the reservation still holds back.
 func (h *Hold) left() int64 { return max(0, h.n-h.read.Load()) }
 
-// BudgetLedger persists a ByteBudget. *store.Store implements it.
+// BudgetLedger persists a ByteBudget: the part of store.Budget it uses.
 type BudgetLedger interface {
 	BudgetBuckets(ctx context.Context, account string, since time.Time) ([]store.BudgetBucket, error)
 	BudgetThrottleOf(ctx context.Context, account string) (store.BudgetThrottle, bool, error)
-	AddBudget(ctx context.Context, account string, add []store.BudgetBucket, th store.BudgetThrottle, pruneBefore time.Time) error
+	ChargeBudget(ctx context.Context, account string, add []store.BudgetBucket, th store.BudgetThrottle, pruneBefore time.Time) error
 }
 
 var (
 	_ Budget       = (*ByteBudget)(nil)
-	_ BudgetLedger = (*store.Store)(nil)
+	_ BudgetLedger = store.Budget(nil)
 )
 
 // Defaults of BudgetOptions.
@@ -327,7 +327,7 @@ func (b *ByteBudget) Flush(ctx context.Context) error {
 	b.thDirty = false
 	b.mu.Unlock()
 
-	err := b.ledger.AddBudget(ctx, b.account, add, th, time.Unix(0, cut))
+	err := b.ledger.ChargeBudget(ctx, b.account, add, th, time.Unix(0, cut))
 	if err == nil {
 		b.mu.Lock()
 		b.written = now

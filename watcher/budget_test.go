@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 )
 
 // fakeClock is a settable clock for budget tests.
@@ -108,7 +109,7 @@ func TestBudgetRestartKeepsBudget(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "state")
 	clk := &fakeClock{t: budgetT0}
-	st, err := store.OpenWith(dir, store.Options{Now: clk.Now})
+	st, err := sqlite.Open(dir, store.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestBudgetRestartKeepsBudget(t *testing.T) {
 	want := b.Usage()
 	st.Close()
 
-	st, err = store.OpenWith(dir, store.Options{Now: clk.Now})
+	st, err = sqlite.Open(dir, store.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestBudgetRestartKeepsBudget(t *testing.T) {
 	if err := b2.Flush(ctx); err == nil {
 		t.Fatal("flush to a closed store succeeded")
 	}
-	st, err = store.OpenWith(dir, store.Options{Now: clk.Now})
+	st, err = sqlite.Open(dir, store.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

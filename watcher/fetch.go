@@ -376,7 +376,7 @@ func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *me
 	cfg := &w.cfg
 	failpoint.Hit("after_fetch")
 	s.dog.set(dogOff) // nothing is owed by the server while we handle and commit
-	seen, err := w.st.Seen(ctx, cfg.Account, cfg.Mailbox, m.Key)
+	seen, err := w.st.Seen(ctx, m.Key)
 	if err != nil {
 		return fmt.Errorf("seen uid %d: %w", uid, err)
 	}
@@ -393,7 +393,7 @@ func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *me
 	if date.IsZero() {
 		cp.LastInternalDate = s.cp.LastInternalDate
 	}
-	if err := w.st.Commit(ctx, cfg.Account, cfg.Mailbox, cp, m.Key, jobs); err != nil {
+	if err := w.st.Commit(ctx, []store.Commit{{Checkpoint: cp, Key: m.Key, Jobs: jobs}}); err != nil {
 		return fmt.Errorf("commit uid %d: %w", uid, err)
 	}
 	failpoint.Hit("after_commit")

@@ -30,8 +30,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// fakeState is an in-memory watcher.State that checks the checkpoint invariants (A4) and can
-// fail commits on demand.
+// fakeState is an in-memory watcher.State of one mailbox that checks the checkpoint invariant
+// (it never decreases within one UIDVALIDITY) and can fail commits on demand.
 type fakeState struct {
 	mu          sync.Mutex
 	cps         map[string]store.Checkpoint
@@ -54,39 +54,45 @@ func newFakeState() *fakeState {
 	return &fakeState{cps: map[string]store.Checkpoint{}, seen: map[string]bool{}, failCommits: map[uint32]int{}}
 }
 
-func (f *fakeState) Checkpoint(_ context.Context, account, mailbox string) (store.Checkpoint, bool, error) {
+func (f *fakeState) Checkpoint(context.Context) (store.Checkpoint, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cp, ok := f.cps[account+"/"+mailbox]
+	cp, ok := f.cps[""]
 	return cp, ok, nil
 }
 
-func (f *fakeState) ResetCheckpoint(_ context.Context, account, mailbox string, cp store.Checkpoint) error {
+func (f *fakeState) ResetCheckpoint(_ context.Context, cp store.Checkpoint) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cps[account+"/"+mailbox] = cp
+	f.cps[""] = cp
 	f.resets = append(f.resets, cp)
 	return nil
 }
 
-func (f *fakeState) Commit(_ context.Context, account, mailbox string, cp store.Checkpoint, key string, jobs []store.Job) error {
+// Commit applies the batch all or nothing: an injected failure of any entry fails all of it.
+func (f *fakeState) Commit(_ context.Context, batch []store.Commit) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failCommits[cp.LastUID] > 0 {
-		f.failCommits[cp.LastUID]--
-		return fmt.Errorf("injected commit failure for uid %d", cp.LastUID)
+	for _, c := range batch {
+		if uid := c.Checkpoint.LastUID; f.failCommits[uid] > 0 {
+			f.failCommits[uid]--
+			return fmt.Errorf("injected commit failure for uid %d", uid)
+		}
 	}
-	old, ok := f.cps[account+"/"+mailbox]
-	if ok && old.UIDValidity == cp.UIDValidity && cp.LastUID <= old.LastUID {
-		f.violations = append(f.violations, fmt.Sprintf("checkpoint %d after %d", cp.LastUID, old.LastUID))
+	for _, c := range batch {
+		cp := c.Checkpoint
+		old, ok := f.cps[""]
+		if ok && old.UIDValidity == cp.UIDValidity && cp.LastUID <= old.LastUID {
+			f.violations = append(f.violations, fmt.Sprintf("checkpoint %d after %d", cp.LastUID, old.LastUID))
+		}
+		f.cps[""] = cp
+		f.seen[c.Key] = true
+		f.commits = append(f.commits, commitRecord{cp.UIDValidity, cp.LastUID, c.Key, len(c.Jobs)})
 	}
-	f.cps[account+"/"+mailbox] = cp
-	f.seen[key] = true
-	f.commits = append(f.commits, commitRecord{cp.UIDValidity, cp.LastUID, key, len(jobs)})
 	return nil
 }
 
-func (f *fakeState) Seen(_ context.Context, _, _, key string) (bool, error) {
+func (f *fakeState) Seen(_ context.Context, key string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.seen[key], nil

@@ -173,13 +173,13 @@ var _ State = noState{}
 
 var errNoState = errors.New("one-shot fetch keeps no state")
 
-func (noState) Checkpoint(context.Context, string, string) (store.Checkpoint, bool, error) {
+func (noState) Checkpoint(context.Context) (store.Checkpoint, bool, error) {
 	return store.Checkpoint{}, false, errNoState
 }
-func (noState) ResetCheckpoint(context.Context, string, string, store.Checkpoint) error {
+func (noState) ResetCheckpoint(context.Context, store.Checkpoint) error {
 	return errNoState
 }
-func (noState) Commit(context.Context, string, string, store.Checkpoint, string, []store.Job) error {
+func (noState) Commit(context.Context, []store.Commit) error {
 	return errNoState
 }
-func (noState) Seen(context.Context, string, string, string) (bool, error) { return false, errNoState }
+func (noState) Seen(context.Context, string) (bool, error) { return false, errNoState }

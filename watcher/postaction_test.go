@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -68,7 +68,7 @@ func TestDovecotPostActions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.TempDir())
+	st, err := sqlite.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +91,11 @@ func TestDovecotPostActions(t *testing.T) {
 		postJob("p6", validity, u3, watcher.PostAction{Op: watcher.OpMove, Mailbox: "Processed"}, "w6"),
 		postJob("p7", validity, u2, watcher.PostAction{Op: watcher.OpCopy, Mailbox: "ByCopy"}, "p3"),
 	}
-	if err := st.Commit(ctx, "acct", "INBOX", store.Checkpoint{UIDValidity: validity, LastUID: u3}, "", jobs); err != nil {
+	if err := store.CommitMessage(ctx, st, "acct", "INBOX", store.Commit{Checkpoint: store.Checkpoint{UIDValidity: validity, LastUID: u3}, Jobs: jobs}); err != nil {
 		t.Fatal(err)
 	}
 	// w6 fails for good: its move must wait (held by a dead dependency).
-	if got, err := st.Claim(ctx, store.KindWebhook, "", time.Now(), 2); err != nil || len(got) != 2 {
+	if got, err := st.Claim(ctx, store.Selector{Kind: store.KindWebhook}, time.Now(), 2); err != nil || len(got) != 2 {
 		t.Fatalf("claim webhooks: %v %v", got, err)
 	}
 	if err := st.Finish(ctx, "w6", store.StateDead, time.Time{}, store.Attempt{Status: "http 500", Error: "receiver failed"}); err != nil {
@@ -104,9 +104,13 @@ func TestDovecotPostActions(t *testing.T) {
 
 	logs, wire := &syncBuffer{}, &wireLog{}
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
-	cfg.PostActions = storeshim.Wrap(st)
+	mw, err := st.Mailbox(ctx, "acct", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.PostActions = mw
 	cfg.Dial = wire.dial
-	w := mustNew(t, cfg, st, watcher.HandlerFunc(func(context.Context, *watcher.Event) ([]store.Job, error) { return nil, nil }))
+	w := mustNew(t, cfg, mw, watcher.HandlerFunc(func(context.Context, *watcher.Event) ([]store.Job, error) { return nil, nil }))
 	runWatcher(t, w, logs)
 
 	state := func(id string) string {

@@ -146,19 +146,19 @@ type probeState struct{}
 
 var errProbeState = errors.New("probe: no state")
 
-func (probeState) Checkpoint(context.Context, string, string) (store.Checkpoint, bool, error) {
+func (probeState) Checkpoint(context.Context) (store.Checkpoint, bool, error) {
 	return store.Checkpoint{}, false, errProbeState
 }
 
-func (probeState) ResetCheckpoint(context.Context, string, string, store.Checkpoint) error {
+func (probeState) ResetCheckpoint(context.Context, store.Checkpoint) error {
 	return errProbeState
 }
 
-func (probeState) Commit(context.Context, string, string, store.Checkpoint, string, []store.Job) error {
+func (probeState) Commit(context.Context, []store.Commit) error {
 	return errProbeState
 }
 
-func (probeState) Seen(context.Context, string, string, string) (bool, error) {
+func (probeState) Seen(context.Context, string) (bool, error) {
 	return false, errProbeState
 }
 

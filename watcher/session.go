@@ -342,7 +342,7 @@ func (s *session) reconcile(ctx context.Context, sel *imap.SelectData) error {
 	w := s.w
 	cfg := &w.cfg
 	s.validity = sel.UIDValidity
-	cp, ok, err := w.st.Checkpoint(ctx, cfg.Account, cfg.Mailbox)
+	cp, ok, err := w.st.Checkpoint(ctx)
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
@@ -361,7 +361,7 @@ func (s *session) reconcile(ctx context.Context, sel *imap.SelectData) error {
 		w.log.Warn("uidvalidity changed; rescanning", "old_uidvalidity", cp.UIDValidity,
 			"uidvalidity", s.validity, "since", since.Format(time.DateOnly), "last_uid", last)
 		s.cp = store.Checkpoint{UIDValidity: s.validity, LastUID: last, LastInternalDate: cp.LastInternalDate}
-		if err := w.st.ResetCheckpoint(ctx, cfg.Account, cfg.Mailbox, s.cp); err != nil {
+		if err := w.st.ResetCheckpoint(ctx, s.cp); err != nil {
 			return fmt.Errorf("reset checkpoint: %w", err)
 		}
 	default:
@@ -383,7 +383,7 @@ func (s *session) reconcile(ctx context.Context, sel *imap.SelectData) error {
 			cp.LastInternalDate = w.date
 		}
 		w.log.Info("first run; checkpoint created", "start", cfg.Start, "uidvalidity", s.validity, "last_uid", cp.LastUID)
-		if err := w.st.ResetCheckpoint(ctx, cfg.Account, cfg.Mailbox, cp); err != nil {
+		if err := w.st.ResetCheckpoint(ctx, cp); err != nil {
 			return fmt.Errorf("create checkpoint: %w", err)
 		}
 		s.cp = cp

@@ -47,7 +47,7 @@ func (s *session) spool(ctx context.Context, f *fetched, m *message.Message) (*s
 	}
 	// A message processed before (a rescan after a UIDVALIDITY change) reaches no Handler:
 	// fetch nothing for it.
-	if seen, err := w.st.Seen(ctx, cfg.Account, cfg.Mailbox, m.Key); err == nil && seen {
+	if seen, err := w.st.Seen(ctx, m.Key); err == nil && seen {
 		return nil, nil
 	}
 	room := cfg.MaxMessageSize - int64(len(f.header)) // what the size cap leaves for attachments

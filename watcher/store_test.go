@@ -7,10 +7,11 @@ import (
 
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 	"github.com/mailhook/mailhook/watcher"
 )
 
-var _ watcher.State = (*store.Store)(nil)
+var _ watcher.State = store.MailboxWriter(nil)
 
 // jobRecorder wraps recorder so the jobs satisfy the real store.
 type jobRecorder struct{ *recorder }
@@ -26,17 +27,21 @@ func (r jobRecorder) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job
 	}}, nil
 }
 
-// TestStoreRestartAndUIDValidityChange runs the watcher on *store.Store: a restart resumes from
-// the checkpoint without repeats (A6, A11), and after the mailbox is deleted and re-created with
-// the same messages re-appended plus new ones (new UIDVALIDITY), only the new ones are handled
-// (A1, A2).
+// TestStoreRestartAndUIDValidityChange runs the watcher on the SQLite store: a restart resumes from
+// the checkpoint without repeats, and after the mailbox is deleted and re-created with the same
+// messages re-appended plus new ones (new UIDVALIDITY), only the new ones are handled (the seen
+// keys bridge the change).
 func TestStoreRestartAndUIDValidityChange(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{Mailboxes: []string{"Work"}})
-	st, err := store.Open(t.TempDir())
+	st, err := sqlite.Open(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	mw, err := st.Mailbox(context.Background(), "acct", "Work")
+	if err != nil {
+		t.Fatal(err)
+	}
 	appendWork := func(from, n int) []uint32 {
 		t.Helper()
 		var uids []uint32
@@ -55,7 +60,7 @@ func TestStoreRestartAndUIDValidityChange(t *testing.T) {
 		cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
 		cfg.Mailbox = "Work"
 		cfg.Start = watcher.StartAll
-		w := mustNew(t, cfg, st, jobRecorder{rec})
+		w := mustNew(t, cfg, mw, jobRecorder{rec})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- w.Run(ctx) }()

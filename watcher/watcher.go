@@ -176,13 +176,14 @@ type Config struct {
 	ThrottleCheck time.Duration
 }
 
-// State is the durable progress the watcher reads and advances. *store.Store implements it.
-// Commit must store the jobs, the seen key and the checkpoint in one transaction.
+// State is the durable progress of the watcher's one mailbox, which it reads and advances: the
+// part of the mailbox's store.MailboxWriter it uses (see there for the contract). Commit must
+// store every entry's jobs and seen key and the last entry's checkpoint in one transaction.
 type State interface {
-	Checkpoint(ctx context.Context, account, mailbox string) (store.Checkpoint, bool, error)
-	ResetCheckpoint(ctx context.Context, account, mailbox string, cp store.Checkpoint) error
-	Commit(ctx context.Context, account, mailbox string, cp store.Checkpoint, key string, jobs []store.Job) error
-	Seen(ctx context.Context, account, mailbox, key string) (bool, error)
+	Checkpoint(ctx context.Context) (store.Checkpoint, bool, error)
+	ResetCheckpoint(ctx context.Context, cp store.Checkpoint) error
+	Commit(ctx context.Context, batch []store.Commit) error
+	Seen(ctx context.Context, key string) (bool, error)
 }
 
 // Event is one new message handed to the Handler.

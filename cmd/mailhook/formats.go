@@ -29,12 +29,12 @@ func compileFormats(cfg *config.Config) (map[string]*payload.Formatter, error) {
 	return out, nil
 }
 
-// endpointState is what the pipeline asks the store about a webhook; *store.Store implements it.
+// endpointState is what the pipeline asks the store about a webhook.
 type endpointState interface {
 	Endpoint(ctx context.Context, name string) (store.EndpointState, error)
 }
 
-var _ endpointState = (*store.Store)(nil)
+var _ endpointState = store.Backend(nil)
 
 // stateLookupTimeout bounds the pipeline's question whether an endpoint is disabled.
 const stateLookupTimeout = 5 * time.Second

@@ -79,7 +79,7 @@ func TestPipelineRendersFormats(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("load: %s", stderr.String())
 	}
-	st, err := store.Open(t.TempDir())
+	st, err := openStore(context.Background(), t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

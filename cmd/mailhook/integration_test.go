@@ -512,9 +512,9 @@ func TestSecondInstanceRefused(t *testing.T) {
 }
 
 // openState opens the state directory of a stopped daemon, for assertions on the outbox.
-func openState(t *testing.T, cfg string) *store.Store {
+func openState(t *testing.T, cfg string) store.Backend {
 	t.Helper()
-	st, err := store.Open(filepath.Join(filepath.Dir(cfg), "state"))
+	st, err := openStore(context.Background(), filepath.Join(filepath.Dir(cfg), "state"), false)
 	if err != nil {
 		t.Fatal(err)
 	}

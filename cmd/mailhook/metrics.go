@@ -147,19 +147,19 @@ func (h *countingHandler) Handle(ctx context.Context, ev *watcher.Event) ([]stor
 	return jobs, nil
 }
 
-// outboxCounter is the part of the store the collector reads; *store.Store implements it.
+// outboxCounter is the part of the store the collector reads.
 type outboxCounter interface {
 	Counts(ctx context.Context) (map[string]int, error)
 }
 
-var _ outboxCounter = (*store.Store)(nil)
+var _ outboxCounter = store.Backend(nil)
 
-// replyCounter is the reply ledger the collector reads; *store.Store implements it.
+// replyCounter is the reply ledger the collector reads.
 type replyCounter interface {
 	RepliesSent(ctx context.Context, account string, now time.Time) (int, error)
 }
 
-var _ replyCounter = (*store.Store)(nil)
+var _ replyCounter = store.Backend(nil)
 
 // countsTimeout bounds the outbox query of one scrape.
 const countsTimeout = 5 * time.Second

@@ -260,7 +260,7 @@ func TestSigtermMidStreamLosesNothing(t *testing.T) {
 		t.Errorf("no clean stop line in the log")
 	}
 
-	st, err := store.Open(filepath.Join(dir, "state"))
+	st, err := openStore(context.Background(), filepath.Join(dir, "state"), false)
 	if err != nil {
 		t.Fatal(err)
 	}

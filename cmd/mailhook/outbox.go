@@ -58,12 +58,12 @@ func outboxVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // openTool loads the configuration at path and opens its state directory shared. The returned
 // status is exitOK, exitConfig or exitFail (the error already printed).
-func openTool(verb, path string, stderr io.Writer) (*loaded, *store.Store, int) {
+func openTool(verb, path string, stderr io.Writer) (*loaded, store.Backend, int) {
 	l, code := load(path, os.LookupEnv, stderr)
 	if code != exitOK {
 		return nil, nil, code
 	}
-	st, err := store.OpenWith(l.cfg.StateDir, store.Options{Shared: true})
+	st, err := openStore(context.Background(), l.cfg.StateDir, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook %s: open state: %v\n", verb, err)
 		return nil, nil, exitFail

@@ -130,7 +130,7 @@ type replayer struct {
 }
 
 func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel watcher.Selection) error {
-	st, err := store.OpenWith(l.cfg.StateDir, store.Options{Shared: true})
+	st, err := openStore(ctx, l.cfg.StateDir, true)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}

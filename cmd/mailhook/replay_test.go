@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/internal/testmail"
-	"github.com/mailhook/mailhook/store"
 )
 
 func TestParseUIDRange(t *testing.T) {
@@ -124,7 +123,7 @@ func TestDovecotReplayBesideDaemon(t *testing.T) {
 	}
 
 	// The replay touched no checkpoint.
-	st, err := store.OpenWith(filepath.Join(filepath.Dir(cfg), "state"), store.Options{Shared: true})
+	st, err := openStore(context.Background(), filepath.Join(filepath.Dir(cfg), "state"), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func ownAddresses(a config.Account, r *config.Reply) []string {
 	return out
 }
 
-// replyLedger is what the pipeline asks the store about replies. *store.Store implements it.
+// replyLedger is what the pipeline asks the store about replies.
 type replyLedger interface {
 	// OwnReply reports whether messageID is one of our sent replies (REQUIREMENTS C61).
 	OwnReply(ctx context.Context, messageID string) (bool, error)
@@ -83,7 +83,7 @@ type replyLedger interface {
 	Replied(ctx context.Context, k store.ReplyKey, now time.Time) (bool, error)
 }
 
-var _ replyLedger = (*store.Store)(nil)
+var _ replyLedger = store.Backend(nil)
 
 // replySetup is what the pipeline needs for replies, built once from the loaded configuration.
 type replySetup struct {

@@ -326,7 +326,7 @@ func TestDovecotPostActionsAfterWebhook(t *testing.T) {
 	}
 
 	// The failed message: its webhook is dead, its post-actions held, its flags untouched.
-	st, err := store.OpenWith(stateDir, store.Options{Shared: true})
+	st, err := openStore(context.Background(), stateDir, true)
 	if err != nil {
 		t.Fatal(err)
 	}

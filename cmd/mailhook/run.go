@@ -13,7 +13,6 @@ import (
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
-	"github.com/mailhook/mailhook/internal/storeshim"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/reply"
@@ -135,7 +134,7 @@ func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 // app is a running mailhook: the state store, the outbox consumers (webhook deliveries, replies)
 // and one watcher per mailbox.
 type app struct {
-	store    *store.Store
+	store    store.Backend
 	dispatch *outbox.Consumer // webhook deliveries: the dispatcher's lanes
 	watchers []*watcher.Watcher
 	budgets  []*watcher.ByteBudget // one per account, shared by its mailboxes' watchers (status.go)
@@ -149,7 +148,7 @@ type app struct {
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
 // so a second instance on the same directory fails here, before touching any server.
 func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
-	st, err := store.Open(l.cfg.StateDir)
+	st, err := openStore(context.Background(), l.cfg.StateDir, false)
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
@@ -164,7 +163,6 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	a.spool = l.spool
-	ob := storeshim.Wrap(st) // the outbox methods under the store contract's names
 	eps, err := endpoints(l.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
@@ -174,7 +172,7 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	a.dispatch = outbox.New(ob, d.Lanes(), outbox.Options{Name: "dispatcher", Logger: logger,
+	a.dispatch = outbox.New(st, d.Lanes(), outbox.Options{Name: "dispatcher", Logger: logger,
 		Stopped: d.CloseIdleConnections})
 	a.ops.addLoop("dispatch", a.dispatch)
 	senders, err := replyAccounts(l, logger)
@@ -185,7 +183,7 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("replies: %w", err)
 	}
-	a.replies = outbox.New(ob, rw.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger})
+	a.replies = outbox.New(st, rw.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger})
 	a.ops.addLoop("replies", a.replies)
 	pl := newPipeline(l, logger).withLedger(st)
 	// Jobs of a disabled endpoint are committed held (formats.go); mailhook_webhook_disabled
@@ -206,8 +204,12 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
 			wc.Budget = budget
-			wc.PostActions = ob // mark_seen, flag, move, copy of this mailbox
-			w, err := watcher.New(wc, st, p)
+			mw, err := mailboxWriter(st, acct.Name, mb)
+			if err != nil {
+				return nil, err
+			}
+			wc.PostActions = mw // mark_seen, flag, move, copy of this mailbox
+			w, err := watcher.New(wc, mw, p)
 			if err != nil {
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
@@ -237,6 +239,7 @@ func (a *app) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { _ = a.replies.Run(ctx) }) // returns nil once ctx is done
 	wg.Go(func() { _ = a.spool.Run(ctx, a.store) })
+	wg.Go(func() { a.recoverJobs(ctx) })
 
 	var budgets sync.WaitGroup // written behind until the watchers stop, then flushed once more
 	budgetCtx, stopBudgets := context.WithCancel(context.WithoutCancel(ctx))

@@ -15,7 +15,7 @@ import (
 
 // newBudget returns the download budget of account a (limits.download_per_day over a rolling
 // 24 hours), loaded from the store's ledger; the app writes it behind while it runs.
-func newBudget(st *store.Store, a config.Account, logger *slog.Logger) (*watcher.ByteBudget, error) {
+func newBudget(st watcher.BudgetLedger, a config.Account, logger *slog.Logger) (*watcher.ByteBudget, error) {
 	b, err := watcher.NewBudget(context.Background(), a.Name, int64(a.Limits.DownloadPerDay), st,
 		watcher.BudgetOptions{Logger: logger})
 	if err != nil {
@@ -49,8 +49,8 @@ func statusVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // printStatus writes the status report of cfg's accounts from st as of now.
-func printStatus(ctx context.Context, cfg *config.Config, st *store.Store, now time.Time, w io.Writer) error {
-	boxes, err := st.Mailboxes(ctx)
+func printStatus(ctx context.Context, cfg *config.Config, st store.Backend, now time.Time, w io.Writer) error {
+	boxes, err := st.Checkpoints(ctx)
 	if err != nil {
 		return err
 	}

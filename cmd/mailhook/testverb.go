@@ -16,7 +16,6 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/rules"
-	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -205,7 +204,7 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 		return err
 	}
 	if wc.Budget == nil {
-		st, err := store.OpenWith(l.cfg.StateDir, store.Options{Shared: true})
+		st, err := openStore(ctx, l.cfg.StateDir, true)
 		if err != nil {
 			return fmt.Errorf("open state (for the download budget): %w", err)
 		}

@@ -225,7 +225,7 @@ func TestTestVerbLive(t *testing.T) {
 		t.Errorf("missing uid: exit %d; %s", code, errs)
 	}
 
-	st, err := store.Open(filepath.Join(dir, "state"))
+	st, err := openStore(context.Background(), filepath.Join(dir, "state"), false)
 	if err != nil {
 		t.Fatal(err)
 	}

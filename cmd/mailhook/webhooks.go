@@ -61,7 +61,7 @@ type endpointReport struct {
 
 // endpointReports describes the configured webhooks in configuration order, then any other
 // endpoint the store knows (a webhook removed from the configuration, with jobs or a state left).
-func endpointReports(ctx context.Context, cfg *config.Config, st *store.Store) ([]endpointReport, error) {
+func endpointReports(ctx context.Context, cfg *config.Config, st store.Backend) ([]endpointReport, error) {
 	states, err := st.Endpoints(ctx)
 	if err != nil {
 		return nil, err
@@ -211,12 +211,12 @@ var descWebhookDisabled = prometheus.NewDesc("mailhook_webhook_disabled",
 	"1 while the webhook is disabled (HTTP 410, or failing for its disable_after period) and its jobs are held, else 0.",
 	[]string{"webhook"}, nil)
 
-// endpointLister is the part of the store the collector reads; *store.Store implements it.
+// endpointLister is the part of the store the collector reads.
 type endpointLister interface {
 	Endpoints(ctx context.Context) ([]store.EndpointState, error)
 }
 
-var _ endpointLister = (*store.Store)(nil)
+var _ endpointLister = store.Backend(nil)
 
 // endpointCollector reports mailhook_webhook_disabled for every configured webhook.
 type endpointCollector struct {

@@ -6,14 +6,12 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/mailhook/mailhook/store"
 )
 
 // D87 reported: mailhook_webhook_disabled is 1 for a disabled webhook, 0 for the others, read from
 // the store at every scrape (so an enable from another process shows at once).
 func TestWebhookDisabledMetric(t *testing.T) {
-	st, err := store.Open(t.TempDir())
+	st, err := openStore(context.Background(), t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

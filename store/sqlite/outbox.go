@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -8,44 +8,47 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mailhook/mailhook/store"
 )
 
 // jobColumns are the columns scanJob reads, for a query over jobs aliased j. depends_on comes back
 // as a JSON array in the caller's order.
 const jobColumns = `j.id, j.kind, j.target, j.account, j.mailbox, j.uidvalidity, j.uid, j.rule,
 	(SELECT json_group_array(dep_id) FROM (SELECT dep_id FROM job_deps d WHERE d.job_id = j.id ORDER BY d.pos)),
-	j.state, j.next_at, j.attempts, j.last_error, j.created_at, j.updated_at`
+	j.state, j.next_at, j.attempts, j.last_error, j.created_at, j.updated_at, j.claim_owner, j.claim_expires`
 
 // blocked is true for a job j that depends on a job that is not done (or does not exist).
 const blocked = `EXISTS (SELECT 1 FROM job_deps d LEFT JOIN jobs p ON p.id = d.dep_id
 	WHERE d.job_id = j.id AND p.state IS NOT 'done')`
 
 // scanJob reads jobColumns (and, with body, a trailing body column).
-func scanJob(sc interface{ Scan(...any) error }, body bool) (Job, error) {
+func scanJob(sc interface{ Scan(...any) error }, body bool) (store.Job, error) {
 	var (
-		j                          Job
+		j                          store.Job
 		v, uid, next, created, upd int64
+		expires                    int64
 		deps                       sql.NullString
-		dest                       = []any{&j.ID, &j.Kind, &j.Target, &j.Account, &j.Mailbox, &v, &uid, &j.Rule, &deps, &j.State, &next, &j.Attempts, &j.LastError, &created, &upd}
+		dest                       = []any{&j.ID, &j.Kind, &j.Target, &j.Account, &j.Mailbox, &v, &uid, &j.Rule, &deps, &j.State, &next, &j.Attempts, &j.LastError, &created, &upd, &j.ClaimOwner, &expires}
 	)
 	if body {
 		dest = append(dest, &j.Body)
 	}
 	if err := sc.Scan(dest...); err != nil {
-		return Job{}, err
+		return store.Job{}, err
 	}
 	j.UIDValidity, j.UID = uint32(v), uint32(uid)
-	j.NextAt, j.CreatedAt, j.UpdatedAt = goTime(next), goTime(created), goTime(upd)
+	j.NextAt, j.CreatedAt, j.UpdatedAt, j.ClaimExpires = goTime(next), goTime(created), goTime(upd), goTime(expires)
 	if deps.Valid && deps.String != "[]" {
 		if err := json.Unmarshal([]byte(deps.String), &j.DependsOn); err != nil {
-			return Job{}, fmt.Errorf("job %s: depends_on: %w", j.ID, err)
+			return store.Job{}, fmt.Errorf("job %s: depends_on: %w", j.ID, err)
 		}
 	}
 	return j, nil
 }
 
 // where returns the SQL conditions (ANDed, leading " AND ") and arguments of sel over jobs j.
-func (sel Selector) where() (string, []any) {
+func where(sel store.Selector) (string, []any) {
 	var b strings.Builder
 	var args []any
 	add := func(col, val string) {
@@ -77,33 +80,24 @@ func nextDueQuery(cond string) string {
 WHERE j.state = 'pending'` + cond + ` AND NOT ` + blocked + ` ORDER BY j.next_at LIMIT 1`
 }
 
-// Claim is ClaimSelected for jobs of one kind and, unless target is "", one target.
-func (s *Store) Claim(ctx context.Context, kind, target string, now time.Time, max int) ([]Job, error) {
-	return s.ClaimSelected(ctx, Selector{Kind: kind, Target: target}, now, max)
-}
-
-// ClaimSelected atomically moves up to max claimable jobs matching sel — pending, next_at ≤ now,
-// every dependency done — to in_flight, in due order (earliest next_at first; insertion order among
-// jobs due at the same time, so a backlog goes oldest first), increments their attempts
-// and returns them with Body and DependsOn. Concurrent claimers never receive the same job. A
-// claimed job must be settled with Finish; if the process dies first, the next Open recovers it.
-// It returns no jobs (and no error) when none is claimable.
+// Claim implements store.Outbox.
 //
 // Due order is the order of the jobs_due and jobs_due_any indexes (kind, [target,] next_at, and
 // seq as the rowid), so a claim reads only the jobs it returns and those ahead of them that
 // dependencies hold, however long the backlog; ordering by seq alone would sort every pending job.
-func (s *Store) ClaimSelected(ctx context.Context, sel Selector, now time.Time, max int) ([]Job, error) {
+func (s *Store) Claim(ctx context.Context, sel store.Selector, now time.Time, max int) ([]store.Job, error) {
 	if max <= 0 {
 		return nil, nil
 	}
-	cond, args := sel.where()
+	cond, args := where(sel)
 	stmts, err := s.preparedAll(ctx, claimQuery(cond),
-		`UPDATE jobs SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE id = ?`,
+		`UPDATE jobs SET state = 'in_flight', attempts = attempts + 1, updated_at = ?, claim_owner = ?, claim_expires = ?
+WHERE id = ?`,
 		`SELECT `+jobColumns+`, j.body FROM jobs j WHERE j.id = ?`)
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs (kind %q, target %q): %w", sel.Kind, sel.Target, err)
 	}
-	var jobs []Job
+	var jobs []store.Job
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.StmtContext(ctx, stmts[0]).QueryContext(ctx, append(append([]any{dbTime(now)}, args...), max)...)
 		if err != nil {
@@ -126,7 +120,7 @@ func (s *Store) ClaimSelected(ctx context.Context, sel Selector, now time.Time, 
 		}
 		update, read := tx.StmtContext(ctx, stmts[1]), tx.StmtContext(ctx, stmts[2])
 		for _, id := range ids {
-			if _, err := update.ExecContext(ctx, dbTime(now), id); err != nil {
+			if _, err := update.ExecContext(ctx, dbTime(now), s.owner, dbTime(now.Add(s.claimTTL)), id); err != nil {
 				return err
 			}
 			j, err := scanJob(read.QueryRowContext(ctx, id), true)
@@ -143,20 +137,12 @@ func (s *Store) ClaimSelected(ctx context.Context, sel Selector, now time.Time, 
 	return jobs, nil
 }
 
-// Finish settles the in-flight job id: it records attempt a (a.JobID is ignored; a zero a.At means
-// the store's clock) and sets the job's state and last_error (= a.Error). state is one of
-// pending (retry at nextAt; zero means now), done, dead, unknown or held; for the latter four a
-// non-zero nextAt is stored too (e.g. when a held job should be retried once released) and a zero
-// one leaves next_at as it was. A job that is not in flight gives an error wrapping ErrState (an
-// operator dropped or requeued it meanwhile, or a bug), a missing one ErrNotFound.
-// Finishing to done or pending fires Wake (dependents may now be claimable; a retry changed NextDue).
-//
-// Concurrent Finishes share one transaction (group commit; see groupcommit.go): Finish returns
-// once the transaction holding its change has committed, so a nil error still means durable. It
-// may wait for a commit already under way, whatever ctx says; a ctx done before the call fails it.
-func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, a Attempt) error {
+// Finish implements store.Outbox. Concurrent Finishes share one transaction (group commit; see
+// groupcommit.go): Finish returns once the transaction holding its change has committed, so a nil
+// error still means durable. It may wait for a commit already under way, whatever ctx says.
+func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, a store.Attempt) error {
 	switch state {
-	case StatePending, StateDone, StateDead, StateUnknown, StateHeld:
+	case store.StatePending, store.StateDone, store.StateDead, store.StateUnknown, store.StateHeld:
 	default:
 		return fmt.Errorf("finish job %s: invalid state %q", id, state)
 	}
@@ -165,7 +151,7 @@ func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, 
 	if at.IsZero() {
 		at = now
 	}
-	if state == StatePending && nextAt.IsZero() {
+	if state == store.StatePending && nextAt.IsZero() {
 		nextAt = now
 	}
 	var next any // NULL keeps next_at
@@ -180,7 +166,7 @@ func expectState(ctx context.Context, q querier, id string, states ...string) er
 	var cur string
 	err := q.QueryRowContext(ctx, `SELECT state FROM jobs WHERE id = ?`, id).Scan(&cur)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return store.ErrNotFound
 	}
 	if err != nil {
 		return err
@@ -190,20 +176,12 @@ func expectState(ctx context.Context, q querier, id string, states ...string) er
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s, want %s", ErrState, cur, strings.Join(states, " or "))
+	return fmt.Errorf("%w: %s, want %s", store.ErrState, cur, strings.Join(states, " or "))
 }
 
-// NextDue is NextDueSelected for jobs of one kind and, unless target is "", one target.
-func (s *Store) NextDue(ctx context.Context, kind, target string) (time.Time, bool, error) {
-	return s.NextDueSelected(ctx, Selector{Kind: kind, Target: target})
-}
-
-// NextDueSelected returns the earliest next_at among pending jobs matching sel whose dependencies
-// are all done — the moment a worker should next call Claim if Wake does not fire first. It may be
-// in the past (a job is due now). ok is false when no such job exists: wait for Wake alone. Jobs
-// held by a dependency are left out, or a worker would spin on them.
-func (s *Store) NextDueSelected(ctx context.Context, sel Selector) (time.Time, bool, error) {
-	cond, args := sel.where()
+// NextDue implements store.Outbox.
+func (s *Store) NextDue(ctx context.Context, sel store.Selector) (time.Time, bool, error) {
+	cond, args := where(sel)
 	var next sql.NullInt64
 	err := s.db.QueryRowContext(ctx, nextDueQuery(cond), args...).Scan(&next)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -218,9 +196,9 @@ func (s *Store) NextDueSelected(ctx context.Context, sel Selector) (time.Time, b
 	return goTime(next.Int64), true, nil
 }
 
-// Jobs lists jobs matching f in insertion order, without Body (use Job for one job's body).
-func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
-	cond, args := f.Selector.where()
+// Jobs implements store.OutboxAdmin.
+func (s *Store) Jobs(ctx context.Context, f store.Filter) ([]store.Job, error) {
+	cond, args := where(f.Selector)
 	if f.State != "" {
 		cond += " AND j.state = ?"
 		args = append(args, f.State)
@@ -235,7 +213,7 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
 	defer rows.Close()
-	var jobs []Job
+	var jobs []store.Job
 	for rows.Next() {
 		j, err := scanJob(rows, false)
 		if err != nil {
@@ -249,42 +227,40 @@ func (s *Store) Jobs(ctx context.Context, f Filter) ([]Job, error) {
 	return jobs, nil
 }
 
-// Job returns job id with its Body and its attempts, oldest first, or an error wrapping ErrNotFound.
-func (s *Store) Job(ctx context.Context, id string) (Job, []Attempt, error) {
+// Job implements store.OutboxAdmin.
+func (s *Store) Job(ctx context.Context, id string) (store.Job, []store.Attempt, error) {
 	j, err := scanJob(s.db.QueryRowContext(ctx, `SELECT `+jobColumns+`, j.body FROM jobs j WHERE j.id = ?`, id), true)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Job{}, nil, fmt.Errorf("show job %s: %w", id, ErrNotFound)
+		return store.Job{}, nil, fmt.Errorf("show job %s: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+		return store.Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT at, status, error FROM attempts WHERE job_id = ? ORDER BY seq`, id)
 	if err != nil {
-		return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+		return store.Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
 	}
 	defer rows.Close()
-	var as []Attempt
+	var as []store.Attempt
 	for rows.Next() {
-		a := Attempt{JobID: id}
+		a := store.Attempt{JobID: id}
 		var at int64
 		if err := rows.Scan(&at, &a.Status, &a.Error); err != nil {
-			return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+			return store.Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
 		}
 		a.At = goTime(at)
 		as = append(as, a)
 	}
 	if err := rows.Err(); err != nil {
-		return Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
+		return store.Job{}, nil, fmt.Errorf("show job %s: %w", id, err)
 	}
 	return j, as, nil
 }
 
-// Requeue makes a dead, unknown or held job pending again, due at now, with its attempt count reset
-// to 0 (its attempts history stays). Requeueing an unknown reply may send it twice: that is the
-// operator's call. Other states give an error wrapping ErrState. It fires Wake.
+// Requeue implements store.OutboxAdmin.
 func (s *Store) Requeue(ctx context.Context, id string, now time.Time) error {
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		if err := expectState(ctx, tx, id, StateDead, StateUnknown, StateHeld); err != nil {
+		if err := expectState(ctx, tx, id, store.StateDead, store.StateUnknown, store.StateHeld); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE jobs
@@ -298,10 +274,9 @@ SET state = 'pending', next_at = ?, attempts = 0, updated_at = ? WHERE id = ?`, 
 	return nil
 }
 
-// Release makes every held job matching sel pending again, due at now — for an endpoint that was
-// re-enabled — and returns how many it released. It fires Wake when it released any.
-func (s *Store) Release(ctx context.Context, sel Selector, now time.Time) (int, error) {
-	cond, args := sel.where()
+// Release implements store.OutboxAdmin.
+func (s *Store) Release(ctx context.Context, sel store.Selector, now time.Time) (int, error) {
+	cond, args := where(sel)
 	res, err := s.db.ExecContext(ctx, `UPDATE jobs AS j
 SET state = 'pending', next_at = ?, updated_at = ? WHERE j.state = 'held'`+cond,
 		append([]any{dbTime(now), dbTime(now)}, args...)...)
@@ -318,12 +293,10 @@ SET state = 'pending', next_at = ?, updated_at = ? WHERE j.state = 'held'`+cond,
 	return int(n), nil
 }
 
-// Drop deletes job id and its attempts. It refuses (ErrState) a job in flight, and (ErrDependents,
-// naming them) a job that jobs not yet done depend on: drop those first, or they would be held
-// forever. A missing job gives ErrNotFound.
+// Drop implements store.OutboxAdmin.
 func (s *Store) Drop(ctx context.Context, id string) error {
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		if err := expectState(ctx, tx, id, StatePending, StateDone, StateDead, StateUnknown, StateHeld); err != nil {
+		if err := expectState(ctx, tx, id, store.StatePending, store.StateDone, store.StateDead, store.StateUnknown, store.StateHeld); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT d.job_id FROM job_deps d JOIN jobs c ON c.id = d.job_id
@@ -344,7 +317,7 @@ WHERE d.dep_id = ? AND c.state <> 'done' ORDER BY c.seq`, id)
 			return err
 		}
 		if len(deps) > 0 {
-			return fmt.Errorf("%w: %s", ErrDependents, strings.Join(deps, ", "))
+			return fmt.Errorf("%w: %s", store.ErrDependents, strings.Join(deps, ", "))
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM job_deps WHERE dep_id = ?`, id); err != nil {
 			return err
@@ -358,11 +331,10 @@ WHERE d.dep_id = ? AND c.state <> 'done' ORDER BY c.seq`, id)
 	return nil
 }
 
-// Counts returns the number of jobs in each state, with every state present (0 when empty), for
-// status and metrics (outbox depth = pending + in_flight, dead-letter depth = dead; E93).
+// Counts implements store.OutboxAdmin.
 func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	counts := map[string]int{
-		StatePending: 0, StateInFlight: 0, StateDone: 0, StateDead: 0, StateUnknown: 0, StateHeld: 0,
+		store.StatePending: 0, store.StateInFlight: 0, store.StateDone: 0, store.StateDead: 0, store.StateUnknown: 0, store.StateHeld: 0,
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM jobs GROUP BY state`)
 	if err != nil {
@@ -383,27 +355,55 @@ func (s *Store) Counts(ctx context.Context) (map[string]int, error) {
 	return counts, nil
 }
 
-// recoverInFlight settles the jobs a crash left in flight (see OpenWith), recording an
-// "interrupted" attempt for each.
-func (s *Store) recoverInFlight(ctx context.Context) error {
-	now := dbTime(s.now())
+// Heartbeat implements store.Outbox.
+func (s *Store) Heartbeat(ctx context.Context, now time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE jobs SET claim_expires = ?
+WHERE state = 'in_flight' AND claim_owner = ?`, dbTime(now.Add(s.claimTTL)), s.owner); err != nil {
+		return fmt.Errorf("renew job claims: %w", err)
+	}
+	return nil
+}
+
+// Recover implements store.OutboxAdmin. A handle that holds the directory lock knows that no other
+// process is working on any job, so it also settles the claims of every other owner (a previous
+// process), expired or not; a Shared handle beside a daemon settles expired claims only.
+func (s *Store) Recover(ctx context.Context, now time.Time) (int, error) {
+	at := dbTime(now)
+	// Claims of this handle's owner are never taken while unexpired; with the lock, neither is
+	// anyone else working, so every other owner's claim is abandoned.
+	cond := `state = 'in_flight' AND (claim_expires <= ?`
+	args := []any{at}
+	if s.exclusive {
+		cond += ` OR claim_owner <> ?`
+		args = append(args, s.owner)
+	}
+	cond += `)`
+	var n int64
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO attempts (job_id, at, status, error)
 SELECT id, ?, 'interrupted', 'process stopped while the job was in flight' FROM jobs
-WHERE state = 'in_flight' ORDER BY seq`, now); err != nil {
+WHERE `+cond+` ORDER BY seq`, append([]any{at}, args...)...); err != nil {
 			return err
 		}
 		// A reply may have been accepted by the SMTP server before the crash: at most once means
 		// unknown, never resent. Webhooks (at least once) and post-actions go again.
-		_, err := tx.ExecContext(ctx, `UPDATE jobs SET
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET
 	state = CASE kind WHEN 'reply' THEN 'unknown' ELSE 'pending' END,
 	last_error = CASE kind WHEN 'reply' THEN 'interrupted: outcome unknown' ELSE last_error END,
+	claim_owner = '', claim_expires = 0,
 	updated_at = ?
-WHERE state = 'in_flight'`, now)
+WHERE `+cond, append([]any{at}, args...)...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("recover in-flight jobs: %w", err)
+		return 0, fmt.Errorf("recover in-flight jobs: %w", err)
 	}
-	return nil
+	if n > 0 {
+		s.broadcast()
+	}
+	return int(n), nil
 }

@@ -1,8 +1,24 @@
-package store
+// Package sqlite is the SQLite backend of the store contract (package store): mailhook's state in
+// one embedded database file, dir/mailhook.db (modernc.org/sqlite, WAL, synchronous=FULL), in a
+// state directory that one process owns.
+//
+// [Open] takes an exclusive lock on dir/lock and keeps it until [Store.Close], so a second
+// daemon on the same directory fails at once with store.ErrLocked. That lock is this backend's
+// lease: a MailboxWriter never loses its mailbox (no ErrLeaseLost), and the claims of a previous
+// process are known to be abandoned, so Recover on a handle that holds the lock settles them at
+// once, expired or not. An operator tool opens the state with Options.Shared beside a running
+// daemon (WAL admits concurrent processes); such a handle migrates nothing and recovers only
+// expired claims.
+//
+// The schema is one numbered sequence of migrations (PRAGMA user_version, see schema.go): a
+// change appends the next one, and a database newer than the binary is refused.
+package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailhook/mailhook/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -27,7 +44,8 @@ const (
 // directory lock sees to that), so it matters only against a reader such as the sqlite3 shell.
 const busyTimeoutMS = 5000
 
-// Store is mailhook's state in one state directory. Its methods are safe for concurrent use.
+// Store is mailhook's state in one state directory: a store.Backend. Its methods are safe for
+// concurrent use.
 //
 // All access goes through one *sql.DB limited to a single connection. SQLite admits one writer at a
 // time anyway, and the directory lock makes this process the only one; a single connection adds
@@ -42,6 +60,9 @@ type Store struct {
 	now           func() time.Time
 	seenTTL       time.Duration
 	doneRetention time.Duration
+	owner         string        // claim owner of this handle
+	claimTTL      time.Duration // claim expiry after Claim or Heartbeat
+	exclusive     bool          // holds the directory lock: no other process writes
 
 	mu        sync.Mutex
 	wake      chan struct{} // closed and replaced by broadcast
@@ -52,18 +73,14 @@ type Store struct {
 	stmts    stmtCache   // prepared statements of the hot paths (stmts.go)
 }
 
-// Open opens the state in dir with default [Options]; see [OpenWith].
-func Open(dir string) (*Store, error) {
-	return OpenWith(dir, Options{})
-}
+var _ store.Backend = (*Store)(nil)
 
-// OpenWith creates dir (mode 0700) if needed, takes an exclusive lock on dir/lock for the life of
-// the Store (failing at once with an error wrapping [ErrLocked] that names dir if another Store, in
-// any process, holds it), opens dir/mailhook.db (mode 0600; WAL, synchronous=FULL, foreign keys on),
-// migrates its schema (refusing a newer one with [ErrSchemaTooNew]) and recovers jobs a crash left
-// in flight: webhooks and post-actions return to pending, replies become unknown (at most once),
-// each with an "interrupted" attempt recorded.
-func OpenWith(dir string, opts Options) (_ *Store, err error) {
+// Open creates dir (mode 0700) if needed, takes an exclusive lock on dir/lock for the life of the
+// Store (failing at once with an error wrapping store.ErrLocked that names dir if another Store, in
+// any process, holds it — unless opts.Shared, see the package doc), opens dir/mailhook.db (mode
+// 0600; WAL, synchronous=FULL, foreign keys on) and migrates its schema (refusing a newer one with
+// store.ErrSchemaTooNew). It recovers nothing: jobs a crash left in flight wait for Recover.
+func Open(dir string, opts store.Options) (_ *Store, err error) {
 	if dir == "" {
 		return nil, errors.New("open state: empty state directory")
 	}
@@ -73,7 +90,7 @@ func OpenWith(dir string, opts Options) (_ *Store, err error) {
 	lock, err := lockDir(dir)
 	beside := false // a tool opening the state beside a running daemon
 	switch {
-	case err != nil && opts.Shared && errors.Is(err, ErrLocked):
+	case err != nil && opts.Shared && errors.Is(err, store.ErrLocked):
 		beside = true
 	case err != nil:
 		return nil, err
@@ -135,24 +152,34 @@ func OpenWith(dir string, opts Options) (_ *Store, err error) {
 		now:           opts.Now,
 		seenTTL:       opts.SeenTTL,
 		doneRetention: opts.DoneRetention,
+		owner:         opts.Owner,
+		claimTTL:      opts.ClaimTTL,
+		exclusive:     !beside,
 		wake:          make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.seenTTL <= 0 {
-		s.seenTTL = DefaultSeenTTL
+		s.seenTTL = store.DefaultSeenTTL
 	}
 	if s.doneRetention <= 0 {
-		s.doneRetention = DefaultDoneRetention
+		s.doneRetention = store.DefaultDoneRetention
 	}
-	if beside {
-		return s, nil
+	if s.claimTTL <= 0 {
+		s.claimTTL = store.DefaultClaimTTL
 	}
-	if err := s.recoverInFlight(ctx); err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	if s.owner == "" {
+		s.owner = newOwner()
 	}
 	return s, nil
+}
+
+// newOwner returns a fresh claim owner id: the process id and random bits, unique per handle.
+func newOwner() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "sqlite-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
 }
 
 // dsn is the modernc.org/sqlite data source name for the database at the absolute path. The
@@ -203,7 +230,7 @@ func lockDir(dir string) (*os.File, error) {
 	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lock state directory %s: %w%s", dir, ErrLocked, holder(path))
+			return nil, fmt.Errorf("lock state directory %s: %w%s", dir, store.ErrLocked, holder(path))
 		}
 		return nil, fmt.Errorf("lock state directory %s: %w", dir, err)
 	}
@@ -256,14 +283,8 @@ func holder(path string) string {
 	return fmt.Sprintf(" (held by pid %d)", pid)
 }
 
-// Wake returns a channel that is closed at the next change that may make a job claimable: a
-// Commit, a Finish to done (dependents) or pending, a Requeue or a Release. Every caller gets the
-// same channel until then, so any number of workers can wait at once (a broadcast). Take the
-// channel before calling Claim/NextDue, then wait on it, so a change in between is not missed:
-//
-//	wake := st.Wake()
-//	jobs, _ := st.Claim(ctx, kind, target, now, n)
-//	… if none: select { case <-wake: case <-timer(NextDue): case <-ctx.Done(): }
+// Wake implements store.Outbox: a broadcast channel, closed and replaced at every change of this
+// handle that may make a job claimable.
 func (s *Store) Wake() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()

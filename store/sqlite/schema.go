@@ -1,14 +1,16 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/mailhook/mailhook/store"
 )
 
 // migrations returns the schema history: migration i (0-based) brings the database from
-// PRAGMA user_version i to i+1. Append a new migration to change the schema (the replies ledger and
-// the budget ledger will be versions 2 and 3); never edit one that has shipped.
+// PRAGMA user_version i to i+1. Append a new migration to change the schema; never edit one that
+// has shipped (an existing state directory replays only the migrations after its version).
 //
 // Conventions: times are INTEGER Unix nanoseconds in UTC (0 = unknown), UIDs and UIDVALIDITY are
 // INTEGER (uint32), ids are TEXT.
@@ -27,7 +29,7 @@ CREATE TABLE checkpoints (
 ) WITHOUT ROWID;
 
 -- Stable keys (Message-ID or header hash, plus size) of processed messages, so a re-scan after a
--- UIDVALIDITY change repeats nothing. Kept Options.SeenTTL (30 days).
+-- UIDVALIDITY change repeats nothing. Kept store.Options.SeenTTL (30 days).
 CREATE TABLE seen_keys (
 	account TEXT    NOT NULL,
 	mailbox TEXT    NOT NULL,
@@ -38,7 +40,7 @@ CREATE TABLE seen_keys (
 CREATE INDEX seen_keys_seen_at ON seen_keys (seen_at);
 
 -- The outbox. seq is the insertion order (FIFO claiming; an INTEGER PRIMARY KEY survives VACUUM,
--- a bare rowid does not); id is the stable JobID, unique, so replaying a message inserts nothing.
+-- a bare rowid does not); id is the stable store.JobID, unique, so replaying a message inserts nothing.
 CREATE TABLE jobs (
 	seq         INTEGER PRIMARY KEY,
 	id          TEXT    NOT NULL UNIQUE,
@@ -109,7 +111,7 @@ CREATE TABLE reply_pauses (
 	reason  TEXT    NOT NULL
 ) WITHOUT ROWID;
 `,
-		// Budget ledger: IMAP bytes downloaded per account in time buckets (the rolling 24 h
+		// 3: budget ledger: IMAP bytes downloaded per account in time buckets (the rolling 24 h
 		// download budget survives a restart) and each account's last throttle decision; see budget.go.
 		`
 CREATE TABLE budget_buckets (
@@ -126,7 +128,7 @@ CREATE TABLE budget_state (
 	updated_at      INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
-		// Webhook endpoint health: when an endpoint was disabled (HTTP 410, or failing without a
+		// 4: webhook endpoint health: when an endpoint was disabled (HTTP 410, or failing without a
 		// success for its disable_after period) and why, and since when it has been failing; see
 		// endpoints.go. An endpoint without a row is enabled and healthy.
 		`
@@ -138,11 +140,53 @@ CREATE TABLE endpoints (
 	updated_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
-		// Claiming and NextDue across targets (the any-target webhook worker, replies by account,
+		// 5: claiming and NextDue across targets (the any-target webhook worker, replies by account,
 		// post-actions by mailbox) in due order without sorting every pending job of the kind; see
-		// ClaimSelected.
+		// Claim.
 		`
 CREATE INDEX jobs_due_any ON jobs (kind, next_at) WHERE state = 'pending';
+`,
+		// 6: claim owner and expiry of in-flight jobs (see Claim, Heartbeat, Recover). Jobs left in
+		// flight by an older binary have no expiry (0): they count as expired.
+		`
+ALTER TABLE jobs ADD COLUMN claim_owner   TEXT    NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN claim_expires INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_in_flight ON jobs (claim_owner, claim_expires) WHERE state = 'in_flight';
+`,
+		// 7: fetch records (one per mailbox: the UID range being fetched) and fetch strikes (failed
+		// fetches of one message), so that a message that kills the process is recognised after a
+		// restart; see fetch.go.
+		`
+CREATE TABLE fetch_records (
+	account     TEXT    NOT NULL,
+	mailbox     TEXT    NOT NULL,
+	uidvalidity INTEGER NOT NULL,
+	lo          INTEGER NOT NULL,
+	hi          INTEGER NOT NULL,
+	begun_at    INTEGER NOT NULL,
+	PRIMARY KEY (account, mailbox)
+) WITHOUT ROWID;
+
+CREATE TABLE fetch_strikes (
+	account     TEXT    NOT NULL,
+	mailbox     TEXT    NOT NULL,
+	uidvalidity INTEGER NOT NULL,
+	uid         INTEGER NOT NULL,
+	strikes     INTEGER NOT NULL CHECK (strikes > 0),
+	last_error  TEXT    NOT NULL,
+	updated_at  INTEGER NOT NULL,
+	PRIMARY KEY (account, mailbox, uidvalidity, uid)
+) WITHOUT ROWID;
+`,
+		// 8: download-budget reservations of fetches under way; see budget.go.
+		`
+CREATE TABLE budget_holds (
+	id         TEXT    NOT NULL PRIMARY KEY,
+	account    TEXT    NOT NULL,
+	bytes      INTEGER NOT NULL CHECK (bytes >= 0),
+	expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX budget_holds_account ON budget_holds (account, expires_at);
 `,
 	}
 }
@@ -158,7 +202,7 @@ func migrate(ctx context.Context, db *sql.DB, path string) error {
 	ms := migrations()
 	if version > len(ms) {
 		return fmt.Errorf("open %s: schema version %d, this binary knows up to %d (upgrade mailhook or restore an older state directory): %w",
-			path, version, len(ms), ErrSchemaTooNew)
+			path, version, len(ms), store.ErrSchemaTooNew)
 	}
 	if version < 0 {
 		return fmt.Errorf("open %s: invalid schema version %d", path, version)

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -6,85 +6,122 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mailhook/mailhook/store"
 )
 
-// Checkpoint returns the stored checkpoint of (account, mailbox); ok is false when there is none
-// yet (first start).
-func (s *Store) Checkpoint(ctx context.Context, account, mailbox string) (cp Checkpoint, ok bool, err error) {
+// pruneEvery is how often a commit prunes expired seen keys and done jobs, in its own transaction.
+const pruneEvery = time.Hour
+
+// Checkpoint implements store.Mailboxes.
+func (s *Store) Checkpoint(ctx context.Context, account, mailbox string) (cp store.Checkpoint, ok bool, err error) {
 	var v, uid, date int64
 	err = s.db.QueryRowContext(ctx,
 		`SELECT uidvalidity, last_uid, last_internaldate FROM checkpoints WHERE account = ? AND mailbox = ?`,
 		account, mailbox).Scan(&v, &uid, &date)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Checkpoint{}, false, nil
+		return store.Checkpoint{}, false, nil
 	}
 	if err != nil {
-		return Checkpoint{}, false, fmt.Errorf("read checkpoint of %q/%q: %w", account, mailbox, err)
+		return store.Checkpoint{}, false, fmt.Errorf("read checkpoint of %q/%q: %w", account, mailbox, err)
 	}
-	return Checkpoint{UIDValidity: uint32(v), LastUID: uint32(uid), LastInternalDate: goTime(date)}, true, nil
+	return store.Checkpoint{UIDValidity: uint32(v), LastUID: uint32(uid), LastInternalDate: goTime(date)}, true, nil
 }
 
-// ResetCheckpoint replaces the checkpoint of (account, mailbox) with cp unconditionally. The
-// watcher calls it on first start (cp.LastUID = UIDNEXT-1, or 0 to backfill) and when the mailbox's
-// UIDVALIDITY changed (RFC 3501 §2.3.1.1: every stored UID is void), where it may lower LastUID.
-// Seen keys are kept: they are what bridges the change. Jobs already in the outbox are kept too;
-// post-actions carry their own uidvalidity, which the watcher checks before running them.
-func (s *Store) ResetCheckpoint(ctx context.Context, account, mailbox string, cp Checkpoint) error {
-	_, err := s.db.ExecContext(ctx, `
+// Checkpoints implements store.Mailboxes.
+func (s *Store) Checkpoints(ctx context.Context) ([]store.MailboxState, error) {
+	rows, err := s.db.QueryContext(ctx, `
+SELECT account, mailbox, uidvalidity, last_uid, last_internaldate, updated_at
+FROM checkpoints ORDER BY account, mailbox`)
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []store.MailboxState
+	for rows.Next() {
+		var m store.MailboxState
+		var v, uid, date, updated int64
+		if err := rows.Scan(&m.Account, &m.Mailbox, &v, &uid, &date, &updated); err != nil {
+			return nil, fmt.Errorf("list checkpoints: %w", err)
+		}
+		m.Checkpoint = store.Checkpoint{UIDValidity: uint32(v), LastUID: uint32(uid), LastInternalDate: goTime(date)}
+		m.UpdatedAt = goTime(updated)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// resetCheckpoint implements MailboxWriter.ResetCheckpoint: it replaces the checkpoint, and
+// deletes the fetch record and strikes of any other UIDVALIDITY, in one transaction.
+func (s *Store) resetCheckpoint(ctx context.Context, account, mailbox string, cp store.Checkpoint) error {
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `
 INSERT INTO checkpoints (account, mailbox, uidvalidity, last_uid, last_internaldate, updated_at)
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (account, mailbox) DO UPDATE SET
 	uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,
 	last_internaldate = excluded.last_internaldate, updated_at = excluded.updated_at`,
-		account, mailbox, int64(cp.UIDValidity), int64(cp.LastUID), dbTime(cp.LastInternalDate), dbTime(s.now()))
+			account, mailbox, int64(cp.UIDValidity), int64(cp.LastUID), dbTime(cp.LastInternalDate), dbTime(s.now())); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM fetch_records WHERE account = ? AND mailbox = ? AND uidvalidity <> ?`,
+			account, mailbox, int64(cp.UIDValidity)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM fetch_strikes WHERE account = ? AND mailbox = ? AND uidvalidity <> ?`,
+			account, mailbox, int64(cp.UIDValidity))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("reset checkpoint of %q/%q: %w", account, mailbox, err)
 	}
 	return nil
 }
 
-// Commit records one processed message in ONE durable transaction (REQUIREMENTS A7): the checkpoint
-// advance, the message's stable key (if key != "") and its outbox jobs. When it returns nil, all of
-// it survives a crash or power loss (synchronous=FULL); when it returns an error, none of it exists.
-//
-// Checkpoint: with no stored checkpoint, cp is stored. A cp.UIDValidity other than the stored one
-// is an error wrapping [ErrUIDValidity] (ResetCheckpoint must come first). The checkpoint never
-// decreases within one UIDVALIDITY (REQUIREMENTS A4): a cp.LastUID below the stored one leaves the
-// stored checkpoint as it is (no error: replaying an older message is harmless, its jobs are
-// deduplicated); otherwise LastUID and LastInternalDate are stored.
-//
-// Jobs: each job is inserted unless a job with its ID exists, in which case it is left exactly as it
-// is (state, attempts, body): replaying a message after a crash never creates a second job with the
-// same id, nor revives a done one. ID, Kind, Target, Account, Mailbox, UIDValidity, UID, Rule,
-// DependsOn, Body and LastError are taken from the job; State may be "" (pending), pending, held or
-// dead; a zero NextAt means due now; Attempts, CreatedAt and UpdatedAt are ignored. Every id in
-// DependsOn must name a job earlier in jobs or already stored, which also rules out cycles.
-//
-// After the transaction commits, Wake's channel fires. Once an hour Commit also prunes expired
-// seen keys and old done jobs (see Prune), after the commit and never failing it.
-func (s *Store) Commit(ctx context.Context, account, mailbox string, cp Checkpoint, key string, jobs []Job) error {
-	for i := range jobs {
-		if err := checkNew(&jobs[i]); err != nil {
-			return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, cp.LastUID, err)
+// commit implements MailboxWriter.Commit: the whole batch in one BEGIN IMMEDIATE transaction
+// (one fsync), the checkpoint advanced once per entry inside it.
+func (s *Store) commit(ctx context.Context, account, mailbox string, batch []store.Commit) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	last := batch[len(batch)-1].Checkpoint
+	for _, c := range batch {
+		if c.Checkpoint.UIDValidity != last.UIDValidity {
+			return fmt.Errorf("commit %q/%q uid %d: batch mixes uidvalidity %d and %d: %w",
+				account, mailbox, last.LastUID, c.Checkpoint.UIDValidity, last.UIDValidity, store.ErrUIDValidity)
+		}
+		for i := range c.Jobs {
+			if err := checkNew(&c.Jobs[i]); err != nil {
+				return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, c.Checkpoint.LastUID, err)
+			}
 		}
 	}
 	now := s.now()
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		if err := advance(ctx, tx, account, mailbox, cp, now); err != nil {
-			return err
-		}
-		if key != "" {
-			if _, err := tx.ExecContext(ctx, `
+		batchIDs := make(map[string]bool)
+		for _, c := range batch {
+			if err := advance(ctx, tx, account, mailbox, c.Checkpoint, now); err != nil {
+				return err
+			}
+			if c.Key != "" {
+				if _, err := tx.ExecContext(ctx, `
 INSERT INTO seen_keys (account, mailbox, key, seen_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (account, mailbox, key) DO UPDATE SET seen_at = excluded.seen_at`,
-				account, mailbox, key, dbTime(now)); err != nil {
-				return fmt.Errorf("record seen key: %w", err)
+					account, mailbox, c.Key, dbTime(now)); err != nil {
+					return fmt.Errorf("record seen key: %w", err)
+				}
+			}
+			if err := insertJobs(ctx, tx, c.Jobs, now, batchIDs); err != nil {
+				return err
 			}
 		}
-		return insertJobs(ctx, tx, jobs, now)
+		return clearFetch(ctx, tx, account, mailbox)
 	})
 	if err != nil {
-		return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, cp.LastUID, err)
+		return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, last.LastUID, err)
 	}
 	s.broadcast()
 
@@ -103,7 +140,7 @@ ON CONFLICT (account, mailbox, key) DO UPDATE SET seen_at = excluded.seen_at`,
 }
 
 // advance moves the checkpoint of (account, mailbox) forward to cp inside tx (see Commit).
-func advance(ctx context.Context, tx *sql.Tx, account, mailbox string, cp Checkpoint, now time.Time) error {
+func advance(ctx context.Context, tx *sql.Tx, account, mailbox string, cp store.Checkpoint, now time.Time) error {
 	var v, last int64
 	err := tx.QueryRowContext(ctx,
 		`SELECT uidvalidity, last_uid FROM checkpoints WHERE account = ? AND mailbox = ?`,
@@ -116,9 +153,9 @@ VALUES (?, ?, ?, ?, ?, ?)`,
 			account, mailbox, int64(cp.UIDValidity), int64(cp.LastUID), dbTime(cp.LastInternalDate), dbTime(now))
 	case err != nil:
 	case uint32(v) != cp.UIDValidity:
-		return fmt.Errorf("checkpoint uidvalidity %d, commit %d: %w", v, cp.UIDValidity, ErrUIDValidity)
+		return fmt.Errorf("checkpoint uidvalidity %d, commit %d: %w", v, cp.UIDValidity, store.ErrUIDValidity)
 	case int64(cp.LastUID) < last:
-		return nil // never decrease (A4)
+		return nil // the checkpoint never decreases within one UIDVALIDITY
 	default:
 		_, err = tx.ExecContext(ctx, `
 UPDATE checkpoints SET last_uid = ?, last_internaldate = ?, updated_at = ?
@@ -132,17 +169,17 @@ WHERE account = ? AND mailbox = ?`,
 }
 
 // checkNew validates the caller-supplied fields of a job about to be inserted.
-func checkNew(j *Job) error {
+func checkNew(j *store.Job) error {
 	if j.ID == "" {
 		return errors.New("job with empty id")
 	}
 	switch j.Kind {
-	case KindWebhook, KindReply, KindPostAction:
+	case store.KindWebhook, store.KindReply, store.KindPostAction:
 	default:
 		return fmt.Errorf("job %s: unknown kind %q", j.ID, j.Kind)
 	}
 	switch j.State {
-	case "", StatePending, StateHeld, StateDead:
+	case "", store.StatePending, store.StateHeld, store.StateDead:
 	default:
 		return fmt.Errorf("job %s: cannot be created in state %q", j.ID, j.State)
 	}
@@ -159,13 +196,16 @@ func checkNew(j *Job) error {
 	return nil
 }
 
-// insertJobs inserts jobs in order inside tx (see Commit).
-func insertJobs(ctx context.Context, tx *sql.Tx, jobs []Job, now time.Time) error {
-	batch := make(map[string]bool, len(jobs))
+// insertJobs inserts jobs in order inside tx (see Commit). batch holds the ids inserted earlier in
+// the same transaction (it gains jobs' ids); nil means none.
+func insertJobs(ctx context.Context, tx *sql.Tx, jobs []store.Job, now time.Time, batch map[string]bool) error {
+	if batch == nil {
+		batch = make(map[string]bool, len(jobs))
+	}
 	for _, j := range jobs {
 		state := j.State
 		if state == "" {
-			state = StatePending
+			state = store.StatePending
 		}
 		next := j.NextAt
 		if next.IsZero() {
@@ -208,9 +248,8 @@ ON CONFLICT (id) DO NOTHING`,
 	return nil
 }
 
-// Seen reports whether key was recorded by a Commit of (account, mailbox) within the seen-key TTL
-// (Options.SeenTTL, 30 days) before the store's clock.
-func (s *Store) Seen(ctx context.Context, account, mailbox, key string) (bool, error) {
+// seen implements MailboxWriter.Seen.
+func (s *Store) seen(ctx context.Context, account, mailbox, key string) (bool, error) {
 	var at int64
 	err := s.db.QueryRowContext(ctx,
 		`SELECT seen_at FROM seen_keys WHERE account = ? AND mailbox = ? AND key = ?`,
@@ -224,10 +263,7 @@ func (s *Store) Seen(ctx context.Context, account, mailbox, key string) (bool, e
 	return at >= dbTime(s.now().Add(-s.seenTTL)), nil
 }
 
-// Prune deletes, in one transaction, seen keys older than the seen-key TTL and done jobs (with
-// their attempts) not updated for Options.DoneRetention, as of now. A done job that a job not yet
-// done depends on is kept, or that job would be held forever. Dead, unknown and held jobs are dead
-// letters and are kept until an operator acts. Commit calls Prune once an hour.
+// Prune implements store.Backend. A commit calls it once an hour (pruneEvery).
 func (s *Store) Prune(ctx context.Context, now time.Time) error {
 	seenBefore := dbTime(now.Add(-s.seenTTL))
 	doneBefore := dbTime(now.Add(-s.doneRetention))

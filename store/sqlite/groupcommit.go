@@ -1,10 +1,12 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"sync"
+
+	"github.com/mailhook/mailhook/store"
 )
 
 // Group commit of Finish.
@@ -21,8 +23,8 @@ import (
 // Each caller returns only once the transaction holding its change has committed (or failed), so
 // Finish keeps its contract: when it returns nil the outcome is durable. For webhooks this is what
 // keeps delivery at least once: a crash after a receiver answered 2xx but before the batch holding
-// the job's Finish committed leaves the job in flight, and the next Open makes it pending again,
-// so it is delivered again under the same webhook-id (receivers deduplicate on it).
+// the job's Finish committed leaves the job in flight, and Recover after the restart makes it
+// pending again, so it is delivered again under the same webhook-id (receivers deduplicate on it).
 
 // finishQueue is the Finishes waiting for the next group commit. The zero value is ready.
 type finishQueue struct {
@@ -36,7 +38,7 @@ type finishOp struct {
 	id, state string
 	next      any   // new next_at (Unix ns), or nil to keep it
 	at, now   int64 // attempt time and updated_at, Unix ns
-	a         Attempt
+	a         store.Attempt
 	err       error         // the outcome, set before ready is closed
 	lead      bool          // set before ready is closed: commit the queue instead
 	ready     chan struct{} // closed when err is set, or when this caller is to lead
@@ -102,7 +104,7 @@ func (s *Store) commitFinishes(ctx context.Context, batch []*finishOp, self *fin
 	for _, op := range batch {
 		if op.err != nil {
 			op.err = fmt.Errorf("finish job %s as %s: %w", op.id, op.state, op.err)
-		} else if op.state == StateDone || op.state == StatePending {
+		} else if op.state == store.StateDone || op.state == store.StatePending {
 			wake = true
 		}
 	}
@@ -120,7 +122,7 @@ func (s *Store) commitFinishes(ctx context.Context, batch []*finishOp, self *fin
 // is not in flight sets only its op's err (ErrState or ErrNotFound) and writes nothing.
 func (s *Store) writeFinishes(ctx context.Context, batch []*finishOp) error {
 	stmts, err := s.preparedAll(ctx, `UPDATE jobs
-SET state = ?, next_at = COALESCE(?, next_at), last_error = ?, updated_at = ?
+SET state = ?, next_at = COALESCE(?, next_at), last_error = ?, updated_at = ?, claim_owner = '', claim_expires = 0
 WHERE id = ? AND state = 'in_flight'`,
 		`INSERT INTO attempts (job_id, at, status, error) VALUES (?, ?, ?, ?)`)
 	if err != nil {
@@ -140,8 +142,8 @@ WHERE id = ? AND state = 'in_flight'`,
 			}
 			if n == 0 {
 				// Not in flight: say what it is instead (nothing was written for it).
-				if op.err = expectState(ctx, tx, op.id, StateInFlight); op.err == nil {
-					op.err = fmt.Errorf("%w: job changed during finish", ErrState)
+				if op.err = expectState(ctx, tx, op.id, store.StateInFlight); op.err == nil {
+					op.err = fmt.Errorf("%w: job changed during finish", store.ErrState)
 				}
 				continue
 			}

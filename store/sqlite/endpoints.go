@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -6,38 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mailhook/mailhook/store"
 )
 
-// EndpointState is what the store remembers about one webhook endpoint (a job target of kind
-// webhook): whether it is disabled, since when and why, and since when it has been failing
-// without a success. An endpoint the store has no record of is enabled and not failing.
-type EndpointState struct {
-	Name string
-	// DisabledAt is when the endpoint was disabled; zero while it is enabled. The jobs of a
-	// disabled endpoint are held (StateHeld) until EnableEndpoint releases them.
-	DisabledAt time.Time
-	// Reason says why it was disabled ("" when enabled), e.g. "http 410 Gone".
-	Reason string
-	// FailingSince is the first failed attempt since the last success; zero when the last
-	// attempt succeeded (or none failed).
-	FailingSince time.Time
-	UpdatedAt    time.Time
-}
-
-// Disabled reports whether the endpoint is disabled.
-func (e EndpointState) Disabled() bool { return !e.DisabledAt.IsZero() }
-
-// Endpoints returns the state of every endpoint the store has a record of, by name.
-func (s *Store) Endpoints(ctx context.Context) ([]EndpointState, error) {
+// Endpoints implements store.Endpoints.
+func (s *Store) Endpoints(ctx context.Context) ([]store.EndpointState, error) {
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT name, disabled_at, reason, failing_since, updated_at FROM endpoints ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
 	defer rows.Close()
-	var out []EndpointState
+	var out []store.EndpointState
 	for rows.Next() {
-		var e EndpointState
+		var e store.EndpointState
 		var disabled, failing, updated int64
 		if err := rows.Scan(&e.Name, &disabled, &e.Reason, &failing, &updated); err != nil {
 			return nil, fmt.Errorf("list endpoints: %w", err)
@@ -51,10 +34,9 @@ func (s *Store) Endpoints(ctx context.Context) ([]EndpointState, error) {
 	return out, nil
 }
 
-// Endpoint returns the state of endpoint name; an endpoint without a record is enabled and not
-// failing (the zero EndpointState with its Name).
-func (s *Store) Endpoint(ctx context.Context, name string) (EndpointState, error) {
-	e := EndpointState{Name: name}
+// Endpoint implements store.Endpoints.
+func (s *Store) Endpoint(ctx context.Context, name string) (store.EndpointState, error) {
+	e := store.EndpointState{Name: name}
 	var disabled, failing, updated int64
 	err := s.db.QueryRowContext(ctx,
 		`SELECT disabled_at, reason, failing_since, updated_at FROM endpoints WHERE name = ?`, name).
@@ -69,9 +51,7 @@ func (s *Store) Endpoint(ctx context.Context, name string) (EndpointState, error
 	return e, nil
 }
 
-// SetEndpointFailing records since when endpoint name has been failing without a success; a zero
-// since records that it is not failing (its last attempt succeeded). It leaves the disabled
-// state alone.
+// SetEndpointFailing implements store.Endpoints.
 func (s *Store) SetEndpointFailing(ctx context.Context, name string, since time.Time) error {
 	_, err := s.db.ExecContext(ctx, `
 INSERT INTO endpoints (name, disabled_at, reason, failing_since, updated_at) VALUES (?, 0, '', ?, ?)
@@ -83,10 +63,7 @@ ON CONFLICT (name) DO UPDATE SET failing_since = excluded.failing_since, updated
 	return nil
 }
 
-// DisableEndpoint marks endpoint name disabled at the time at, for reason, and in the same
-// transaction holds its pending webhook jobs (pending → held), returning how many. Jobs in flight
-// are the dispatcher's to settle (it holds them too). Disabling an endpoint that is already
-// disabled keeps its first time and reason, and holds whatever became pending since.
+// DisableEndpoint implements store.Endpoints.
 func (s *Store) DisableEndpoint(ctx context.Context, name, reason string, at time.Time) (int, error) {
 	var held int64
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
@@ -114,9 +91,7 @@ WHERE kind = 'webhook' AND target = ? AND state = 'pending'`, now, name)
 	return int(held), nil
 }
 
-// EnableEndpoint marks endpoint name enabled and not failing, and in the same transaction releases
-// its held webhook jobs (held → pending, due at now), returning how many. It fires Wake when it
-// released any. Enabling an endpoint that is not disabled only releases held jobs.
+// EnableEndpoint implements store.Endpoints.
 func (s *Store) EnableEndpoint(ctx context.Context, name string, now time.Time) (int, error) {
 	var released int64
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
@@ -141,7 +116,7 @@ WHERE kind = 'webhook' AND target = ? AND state = 'held'`, dbTime(now), dbTime(n
 	return int(released), nil
 }
 
-// TargetCounts returns, per target of jobs of kind, the number of jobs in each state present.
+// TargetCounts implements store.OutboxAdmin.
 func (s *Store) TargetCounts(ctx context.Context, kind string) (map[string]map[string]int, error) {
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT target, state, COUNT(*) FROM jobs WHERE kind = ? GROUP BY target, state`, kind)
