@@ -62,31 +62,10 @@ func (o *OAuth2Config) applyDefaults() {
 // validate checks an oauth2 section; every problem names its field under path.
 func (o *OAuth2Config) validate(p *problems, path string) {
 	if oneOf(p, path+".provider", o.Provider, ProviderGoogle, ProviderMicrosoft, ProviderCustom) {
-		switch o.Provider {
-		case ProviderCustom:
-			if o.TokenURL == "" {
-				p.add(path+".token_url", "required for provider custom")
-			}
-			if len(o.Scopes) == 0 {
-				p.add(path+".scopes", "required for provider custom")
-			}
-		default:
-			if o.TokenURL != "" {
-				p.add(path+".token_url", "only for provider custom (%s has a fixed token endpoint)", o.Provider)
-			}
-		}
-		if o.Tenant != "" && o.Provider != ProviderMicrosoft {
-			p.add(path+".tenant", "only for provider microsoft")
-		}
+		o.validateProvider(p, path)
 	}
 	if o.TokenURL != "" {
-		if u, err := url.Parse(o.TokenURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			p.add(path+".token_url", "want an absolute https URL")
-		} else if u.User != nil {
-			p.add(path+".token_url", "must not contain user information (put the secret in client_secret)")
-		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			p.add(path+".token_url", "plain http is allowed only to a loopback host: the refresh token would travel unencrypted")
-		}
+		validateTokenURL(p, path+".token_url", o.TokenURL)
 	}
 	if o.ClientID == "" {
 		p.add(path+".client_id", "required")
@@ -100,4 +79,38 @@ func (o *OAuth2Config) validate(p *problems, path string) {
 		}
 	}
 	oneOf(p, path+".mechanism", o.Mechanism, MechanismXOAuth2, MechanismOAuthBearer)
+}
+
+// validateProvider checks the keys that only some providers take (token_url, scopes, tenant).
+func (o *OAuth2Config) validateProvider(p *problems, path string) {
+	switch o.Provider {
+	case ProviderCustom:
+		if o.TokenURL == "" {
+			p.add(path+".token_url", "required for provider custom")
+		}
+		if len(o.Scopes) == 0 {
+			p.add(path+".scopes", "required for provider custom")
+		}
+	default:
+		if o.TokenURL != "" {
+			p.add(path+".token_url", "only for provider custom (%s has a fixed token endpoint)", o.Provider)
+		}
+	}
+	if o.Tenant != "" && o.Provider != ProviderMicrosoft {
+		p.add(path+".tenant", "only for provider microsoft")
+	}
+}
+
+// validateTokenURL checks a token endpoint: absolute, without user information, and https unless
+// it is on loopback (the refresh token travels to it).
+func validateTokenURL(p *problems, field, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.add(field, "want an absolute https URL")
+	case u.User != nil:
+		p.add(field, "must not contain user information (put the secret in client_secret)")
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.add(field, "plain http is allowed only to a loopback host: the refresh token would travel unencrypted")
+	}
 }
