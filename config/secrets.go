@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -78,8 +79,8 @@ func validEnvName(s string) bool {
 	return true
 }
 
-// walkStrings calls fn with the field path of every settable string in v (structs, slices of
-// structs or strings), naming fields by their mapstructure tag.
+// walkStrings calls fn with the field path of every settable string in v (structs, pointers,
+// slices and maps of them), naming fields by their mapstructure tag and map entries by their key.
 func walkStrings(v reflect.Value, path string, fn func(field string, v reflect.Value)) {
 	switch v.Kind() {
 	case reflect.String:
@@ -89,25 +90,7 @@ func walkStrings(v reflect.Value, path string, fn func(field string, v reflect.V
 			walkStrings(v.Elem(), path, fn)
 		}
 	case reflect.Struct:
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-			if tag == "-" {
-				continue
-			}
-			if tag == "" {
-				tag = strings.ToLower(f.Name)
-			}
-			child := tag
-			if path != "" {
-				child = path + "." + tag
-			}
-			walkStrings(v.Field(i), child, fn)
-		}
+		walkStruct(v, path, fn)
 	case reflect.Slice:
 		for i := range v.Len() {
 			e := v.Index(i)
@@ -119,6 +102,46 @@ func walkStrings(v reflect.Value, path string, fn func(field string, v reflect.V
 			}
 			walkStrings(e, ItemPath(path, i, name), fn)
 		}
+	case reflect.Map:
+		walkMap(v, path, fn)
+	}
+}
+
+func walkStruct(v reflect.Value, path string, fn func(field string, v reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if tag == "-" {
+			continue
+		}
+		if tag == "" {
+			tag = strings.ToLower(f.Name)
+		}
+		child := tag
+		if path != "" {
+			child = path + "." + tag
+		}
+		walkStrings(v.Field(i), child, fn)
+	}
+}
+
+// walkMap walks the values of a map with string keys, in key order, as path.KEY. A map value is
+// not settable, so each is walked as a copy and stored back.
+func walkMap(v reflect.Value, path string, fn func(field string, v reflect.Value)) {
+	if v.Type().Key().Kind() != reflect.String {
+		return
+	}
+	keys := v.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+	for _, k := range keys {
+		e := reflect.New(v.Type().Elem()).Elem()
+		e.Set(v.MapIndex(k))
+		walkStrings(e, path+"."+k.String(), fn)
+		v.SetMapIndex(k, e)
 	}
 }
 
