@@ -12,13 +12,15 @@
 //
 // Each section of the file has its own source file here holding its schema, its defaults (defined
 // once: where a library has a default of its own, the one here is that library's exported
-// constant) and its checks: state.go, log.go, http.go, accounts.go (imap.go, smtp.go, tls.go,
+// constant) and its checks: state.go, log.go, http.go, accounts.go (imap.go, smtp.go, server.go,
 // oauth2.go, limits.go), webhooks.go (formats.go), replies.go and rules.go.
 //
-// The package only describes and checks: it connects to nothing and compiles no rule expression
-// (the rules package does). The callers convert a loaded Config into the config structs of the
-// packages they construct. No error from this package ever contains a password, secret, header
-// value or webhook URL.
+// The package only describes and checks: it connects to nothing and does not compile the rules'
+// when expressions (the rules package does; checking a webhook builds its formatter and its
+// attachments_when filter once, so their mistakes are configuration errors). The callers convert a
+// loaded Config into the config structs of the packages they construct; those packages never
+// import this one. No error from this package ever contains a password, secret, header value or
+// webhook URL.
 package config
 
 import (
