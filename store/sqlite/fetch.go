@@ -83,18 +83,12 @@ func (s *Store) fetchStrikes(ctx context.Context, account, mailbox string, uidva
 }
 
 // clearFetch, inside a commit's transaction, deletes the mailbox's fetch record once the stored
-// checkpoint reaches its end, and the strikes of the messages the checkpoint passed.
-func clearFetch(ctx context.Context, tx *sql.Tx, account, mailbox string) error {
-	if _, err := tx.ExecContext(ctx, `
-DELETE FROM fetch_records WHERE account = ? AND mailbox = ? AND EXISTS (
-	SELECT 1 FROM checkpoints c WHERE c.account = fetch_records.account AND c.mailbox = fetch_records.mailbox
-	AND c.uidvalidity = fetch_records.uidvalidity AND c.last_uid >= fetch_records.hi)`, account, mailbox); err != nil {
+// checkpoint (uidvalidity, last) reaches its end, and the strikes of the messages it passed.
+func (w *writeTx) clearFetch(account, mailbox string, uidvalidity uint32, last int64) error {
+	if _, err := w.stmt(qFetchClear).ExecContext(w.ctx, account, mailbox, int64(uidvalidity), last); err != nil {
 		return fmt.Errorf("clear fetch record: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `
-DELETE FROM fetch_strikes WHERE account = ? AND mailbox = ? AND EXISTS (
-	SELECT 1 FROM checkpoints c WHERE c.account = fetch_strikes.account AND c.mailbox = fetch_strikes.mailbox
-	AND c.uidvalidity = fetch_strikes.uidvalidity AND c.last_uid >= fetch_strikes.uid)`, account, mailbox); err != nil {
+	if _, err := w.stmt(qStrikesClear).ExecContext(w.ctx, account, mailbox, int64(uidvalidity), last); err != nil {
 		return fmt.Errorf("clear fetch strikes: %w", err)
 	}
 	return nil

@@ -20,7 +20,8 @@ func (s *Store) Enqueue(ctx context.Context, jobs []store.Job) (inserted []strin
 		return nil, nil
 	}
 	now := s.now()
-	err = s.withTx(ctx, func(tx *sql.Tx) error {
+	err = s.withWriteTx(ctx, func(w *writeTx) error {
+		tx := w.tx
 		inserted = inserted[:0]
 		exists := make(map[string]bool, len(jobs))
 		for _, j := range jobs {
@@ -36,7 +37,7 @@ func (s *Store) Enqueue(ctx context.Context, jobs []store.Job) (inserted []strin
 			}
 			exists[j.ID] = true
 		}
-		return insertJobs(ctx, tx, jobs, now, nil)
+		return w.insertJobs(jobs, now, nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)

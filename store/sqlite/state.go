@@ -100,25 +100,24 @@ func (s *Store) commit(ctx context.Context, account, mailbox string, batch []sto
 		}
 	}
 	now := s.now()
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
+	err := s.withWriteTx(ctx, func(w *writeTx) error {
 		batchIDs := make(map[string]bool)
+		var stored int64 // the stored checkpoint's last UID after the batch
 		for _, c := range batch {
-			if err := advance(ctx, tx, account, mailbox, c.Checkpoint, now); err != nil {
+			var err error
+			if stored, err = w.advance(account, mailbox, c.Checkpoint, now); err != nil {
 				return err
 			}
 			if c.Key != "" {
-				if _, err := tx.ExecContext(ctx, `
-INSERT INTO seen_keys (account, mailbox, key, seen_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (account, mailbox, key) DO UPDATE SET seen_at = excluded.seen_at`,
-					account, mailbox, c.Key, dbTime(now)); err != nil {
+				if _, err := w.stmt(qSeenKey).ExecContext(ctx, account, mailbox, c.Key, dbTime(now)); err != nil {
 					return fmt.Errorf("record seen key: %w", err)
 				}
 			}
-			if err := insertJobs(ctx, tx, c.Jobs, now, batchIDs); err != nil {
+			if err := w.insertJobs(c.Jobs, now, batchIDs); err != nil {
 				return err
 			}
 		}
-		return clearFetch(ctx, tx, account, mailbox)
+		return w.clearFetch(account, mailbox, last.UIDValidity, stored)
 	})
 	if err != nil {
 		return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, last.LastUID, err)
@@ -139,33 +138,29 @@ ON CONFLICT (account, mailbox, key) DO UPDATE SET seen_at = excluded.seen_at`,
 	return nil
 }
 
-// advance moves the checkpoint of (account, mailbox) forward to cp inside tx (see Commit).
-func advance(ctx context.Context, tx *sql.Tx, account, mailbox string, cp store.Checkpoint, now time.Time) error {
+// advance moves the checkpoint of (account, mailbox) forward to cp inside w (see Commit) and
+// returns the stored checkpoint's last UID after it.
+func (w *writeTx) advance(account, mailbox string, cp store.Checkpoint, now time.Time) (int64, error) {
+	ctx := w.ctx
 	var v, last int64
-	err := tx.QueryRowContext(ctx,
-		`SELECT uidvalidity, last_uid FROM checkpoints WHERE account = ? AND mailbox = ?`,
-		account, mailbox).Scan(&v, &last)
+	err := w.stmt(qCheckpointRead).QueryRowContext(ctx, account, mailbox).Scan(&v, &last)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		_, err = tx.ExecContext(ctx, `
-INSERT INTO checkpoints (account, mailbox, uidvalidity, last_uid, last_internaldate, updated_at)
-VALUES (?, ?, ?, ?, ?, ?)`,
+		_, err = w.stmt(qCheckpointInsert).ExecContext(ctx,
 			account, mailbox, int64(cp.UIDValidity), int64(cp.LastUID), dbTime(cp.LastInternalDate), dbTime(now))
 	case err != nil:
 	case uint32(v) != cp.UIDValidity:
-		return fmt.Errorf("checkpoint uidvalidity %d, commit %d: %w", v, cp.UIDValidity, store.ErrUIDValidity)
+		return 0, fmt.Errorf("checkpoint uidvalidity %d, commit %d: %w", v, cp.UIDValidity, store.ErrUIDValidity)
 	case int64(cp.LastUID) < last:
-		return nil // the checkpoint never decreases within one UIDVALIDITY
+		return last, nil // the checkpoint never decreases within one UIDVALIDITY
 	default:
-		_, err = tx.ExecContext(ctx, `
-UPDATE checkpoints SET last_uid = ?, last_internaldate = ?, updated_at = ?
-WHERE account = ? AND mailbox = ?`,
+		_, err = w.stmt(qCheckpointUpdate).ExecContext(ctx,
 			int64(cp.LastUID), dbTime(cp.LastInternalDate), dbTime(now), account, mailbox)
 	}
 	if err != nil {
-		return fmt.Errorf("advance checkpoint: %w", err)
+		return 0, fmt.Errorf("advance checkpoint: %w", err)
 	}
-	return nil
+	return int64(cp.LastUID), nil
 }
 
 // checkNew validates the caller-supplied fields of a job about to be inserted.
@@ -196,9 +191,10 @@ func checkNew(j *store.Job) error {
 	return nil
 }
 
-// insertJobs inserts jobs in order inside tx (see Commit). batch holds the ids inserted earlier in
+// insertJobs inserts jobs in order inside w (see Commit). batch holds the ids inserted earlier in
 // the same transaction (it gains jobs' ids); nil means none.
-func insertJobs(ctx context.Context, tx *sql.Tx, jobs []store.Job, now time.Time, batch map[string]bool) error {
+func (w *writeTx) insertJobs(jobs []store.Job, now time.Time, batch map[string]bool) error {
+	ctx := w.ctx
 	if batch == nil {
 		batch = make(map[string]bool, len(jobs))
 	}
@@ -211,11 +207,7 @@ func insertJobs(ctx context.Context, tx *sql.Tx, jobs []store.Job, now time.Time
 		if next.IsZero() {
 			next = now
 		}
-		res, err := tx.ExecContext(ctx, `
-INSERT INTO jobs (id, kind, target, account, mailbox, uidvalidity, uid, rule, state, next_at,
-	last_error, body, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO NOTHING`,
+		res, err := w.stmt(qJobInsert).ExecContext(ctx,
 			j.ID, j.Kind, j.Target, j.Account, j.Mailbox, int64(j.UIDValidity), int64(j.UID), j.Rule,
 			state, dbTime(next), j.LastError, j.Body, dbTime(now), dbTime(now))
 		if err != nil {
@@ -229,7 +221,7 @@ ON CONFLICT (id) DO NOTHING`,
 			for pos, d := range j.DependsOn {
 				if !batch[d] {
 					var one int
-					err := tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ?`, d).Scan(&one)
+					err := w.stmt(qJobExists).QueryRowContext(ctx, d).Scan(&one)
 					if errors.Is(err, sql.ErrNoRows) {
 						return fmt.Errorf("job %s depends on %s, which is neither stored nor earlier in the commit", j.ID, d)
 					}
@@ -237,8 +229,7 @@ ON CONFLICT (id) DO NOTHING`,
 						return fmt.Errorf("insert job %s: %w", j.ID, err)
 					}
 				}
-				if _, err := tx.ExecContext(ctx,
-					`INSERT INTO job_deps (job_id, dep_id, pos) VALUES (?, ?, ?)`, j.ID, d, pos); err != nil {
+				if _, err := w.stmt(qJobDep).ExecContext(ctx, j.ID, d, pos); err != nil {
 					return fmt.Errorf("insert job %s dependency %s: %w", j.ID, d, err)
 				}
 			}

@@ -55,3 +55,68 @@ func (s *Store) preparedAll(ctx context.Context, queries ...string) ([]*sql.Stmt
 	}
 	return out, nil
 }
+
+// The statements of a commit and of Enqueue, prepared once (see prepared) and bound lazily to
+// the write transaction that uses them: a commit runs each of them once or more per message.
+const (
+	qCheckpointRead = iota
+	qCheckpointInsert
+	qCheckpointUpdate
+	qSeenKey
+	qJobInsert
+	qJobExists
+	qJobDep
+	qFetchClear
+	qStrikesClear
+	nWriteQueries
+)
+
+var writeQueries = [nWriteQueries]string{
+	qCheckpointRead: `SELECT uidvalidity, last_uid FROM checkpoints WHERE account = ? AND mailbox = ?`,
+	qCheckpointInsert: `
+INSERT INTO checkpoints (account, mailbox, uidvalidity, last_uid, last_internaldate, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)`,
+	qCheckpointUpdate: `
+UPDATE checkpoints SET last_uid = ?, last_internaldate = ?, updated_at = ?
+WHERE account = ? AND mailbox = ?`,
+	qSeenKey: `
+INSERT INTO seen_keys (account, mailbox, key, seen_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (account, mailbox, key) DO UPDATE SET seen_at = excluded.seen_at`,
+	qJobInsert: `
+INSERT INTO jobs (id, kind, target, account, mailbox, uidvalidity, uid, rule, state, next_at,
+	last_error, body, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING`,
+	qJobExists:    `SELECT 1 FROM jobs WHERE id = ?`,
+	qJobDep:       `INSERT INTO job_deps (job_id, dep_id, pos) VALUES (?, ?, ?)`,
+	qFetchClear:   `DELETE FROM fetch_records WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND hi <= ?`,
+	qStrikesClear: `DELETE FROM fetch_strikes WHERE account = ? AND mailbox = ? AND uidvalidity = ? AND uid <= ?`,
+}
+
+// writeTx is a write transaction with the commit statements at hand.
+type writeTx struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	all   []*sql.Stmt // prepared on the database
+	bound [nWriteQueries]*sql.Stmt
+}
+
+// stmt returns statement q bound to the transaction.
+func (w *writeTx) stmt(q int) *sql.Stmt {
+	if w.bound[q] == nil {
+		w.bound[q] = w.tx.StmtContext(w.ctx, w.all[q])
+	}
+	return w.bound[q]
+}
+
+// withWriteTx runs fn in one BEGIN IMMEDIATE transaction with the commit statements prepared, and
+// commits it if fn succeeds.
+func (s *Store) withWriteTx(ctx context.Context, fn func(w *writeTx) error) error {
+	all, err := s.preparedAll(ctx, writeQueries[:]...)
+	if err != nil {
+		return err
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		return fn(&writeTx{ctx: ctx, tx: tx, all: all})
+	})
+}
