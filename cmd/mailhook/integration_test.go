@@ -290,8 +290,19 @@ func TestDovecotUIDValidityChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, raw := range raws {
-		if _, err := dc.Append("Work", raw); err != nil {
-			t.Fatal(err)
+		// The daemon's session still has the old Work selected; while Dovecot tears that down it may
+		// answer an APPEND to the new mailbox with "Mailbox was deleted under us" (nothing appended).
+		// That race is Dovecot's, not what this test is about: try again, within a deadline.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := dc.Append("Work", raw)
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "deleted under us") || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	after, err := dc.UIDValidity("Work")
