@@ -203,7 +203,7 @@ func startWatcher(t *testing.T, e *env, addr, user string, backoff watcher.Backo
 		Account: "acct", Mailbox: "INBOX", Addr: addr, Security: watcher.SecurityPlain, Username: user,
 		SASL: au.SASL, OnAuthFailure: au.AuthFailed, Start: watcher.StartAll,
 		IdleRefresh: time.Minute, CommandTimeout: 10 * time.Second, Backoff: backoff, Logger: e.logs.logger(),
-	}, mw, h)
+	}, mw, watcher.HandlerFunc(h.Handle))
 	if err != nil {
 		t.Fatal(err)
 	}

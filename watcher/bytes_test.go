@@ -275,8 +275,9 @@ func measureFetchBytes(tb testing.TB) fetchFigures {
 	var mu sync.Mutex
 	f.spooled = map[uint32][]int64{}
 	all := func(ev *watcher.Event) []message.Attachment { return ev.Message.Attachments }
-	f.inline, _ = runPlan(tb, srv, watcher.Plan{Inline: all}, bigCount, func(c *watcher.Config, r *recorder) {
+	f.inline, _ = runPlan(tb, srv, watcher.Plan{Inline: true}, bigCount, func(c *watcher.Config, r *recorder) {
 		c.Incoming = incoming(tb, tb.TempDir())
+		r.inline = all
 		r.hook = func(ev *watcher.Event) {
 			mu.Lock()
 			defer mu.Unlock()

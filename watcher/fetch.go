@@ -222,18 +222,27 @@ func readCapped(lit imap.LiteralReader, capBytes int64) ([]byte, error) {
 }
 
 // process runs the second pass for one message when the Plan asks for body parts, builds it,
-// spools the attachment content Plan.Inline asks for, and delivers it.
+// has the Handler match it, spools the attachment content the match ships inline, and delivers it.
 func (s *session) process(ctx context.Context, f *fetched) error {
 	m, err := s.build(ctx, f)
 	if err != nil {
 		return err
 	}
-	sp, err := s.spool(ctx, f, m)
+	ev := s.event(f.uid, m)
+	d := s.w.h.Match(ev)
+	sp, err := s.spool(ctx, f, m, d.Inline())
 	if err != nil {
 		return err
 	}
 	defer s.w.removeSpool(sp)
-	return s.deliver(ctx, f.uid, f.date, m, sp.Files())
+	ev.Spooled = sp.Files()
+	return s.deliver(ctx, f.date, ev, d)
+}
+
+// event is the Event of message m, UID uid, in the selected mailbox.
+func (s *session) event(uid uint32, m *message.Message) *Event {
+	cfg := &s.w.cfg
+	return &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m}
 }
 
 // build runs the second pass for one message when the Plan asks for body parts, and builds the
@@ -359,7 +368,8 @@ func (s *session) degraded(ctx context.Context, uid uint32) error {
 	fmt.Fprintf(sum, "fetch_failed\x00%s\x00%s\x00", w.cfg.Account, w.cfg.Mailbox)
 	binary.Write(sum, binary.BigEndian, [2]uint32{s.validity, uid})
 	m.Key = hex.EncodeToString(sum.Sum(nil))
-	if err := s.deliver(ctx, uid, f.date, m, nil); err != nil {
+	ev := s.event(uid, m)
+	if err := s.deliver(ctx, f.date, ev, w.h.Match(ev)); err != nil {
 		return err
 	}
 	if fetchErr != nil {
@@ -368,12 +378,11 @@ func (s *session) degraded(ctx context.Context, uid uint32) error {
 	return nil
 }
 
-// deliver hands a built message (with its spooled attachment files, if any) to the Handler,
-// unless its key was already processed, and commits its jobs with the advanced checkpoint in one
-// State transaction.
-func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *message.Message, spooled map[string]string) error {
+// deliver asks d for the jobs of ev (with its spooled attachment files, if any), unless its key
+// was already processed, and commits them with the advanced checkpoint in one State transaction.
+func (s *session) deliver(ctx context.Context, date time.Time, ev *Event, d Matched) error {
 	w := s.w
-	cfg := &w.cfg
+	uid, m := ev.UID, ev.Message
 	failpoint.Hit("after_fetch")
 	s.dog.set(dogOff) // nothing is owed by the server while we handle and commit
 	seen, err := w.st.Seen(ctx, m.Key)
@@ -384,8 +393,7 @@ func (s *session) deliver(ctx context.Context, uid uint32, date time.Time, m *me
 	if seen {
 		w.log.Info("message already processed; skipping", "uid", uid, "message_id", m.MessageID)
 	} else {
-		ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m, Spooled: spooled}
-		if jobs, err = w.h.Handle(ctx, ev); err != nil {
+		if jobs, err = d.Jobs(ctx, ev); err != nil {
 			return fmt.Errorf("handle uid %d: %w", uid, err)
 		}
 	}

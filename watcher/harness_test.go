@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -123,6 +124,29 @@ type recorder struct {
 	events []*watcher.Event
 	calls  map[uint32]int
 	hook   func(ev *watcher.Event) // runs inside Handle, before recording
+	// inline chooses the attachments the match ships inline (Matched.Inline); nil ships none.
+	inline func(ev *watcher.Event) []message.Attachment
+}
+
+// Match returns the recorder's match of ev: inline's choice, and Handle for the jobs.
+func (r *recorder) Match(ev *watcher.Event) watcher.Matched {
+	var chosen []message.Attachment
+	if r.inline != nil {
+		chosen = r.inline(ev)
+	}
+	return recorded{jobs: r.Handle, inline: chosen}
+}
+
+// recorded is a recorder's match of one message.
+type recorded struct {
+	jobs   watcher.HandlerFunc
+	inline []message.Attachment
+}
+
+func (d recorded) Inline() []message.Attachment { return d.inline }
+
+func (d recorded) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
+	return d.jobs(ctx, ev)
 }
 
 func newRecorder() *recorder { return &recorder{calls: map[uint32]int{}} }

@@ -36,16 +36,17 @@ type Selection struct {
 //
 // It returns fn's first error, or a connection, protocol or budget error: when cfg.Budget
 // refuses a fetch, FetchMessages stops with an error saying until when, having called fn for the
-// messages before. Events carry the mailbox's current UIDVALIDITY. Attachment content that
-// cfg.Plan.Inline asks for is spooled into cfg.Incoming as in Run (Event.Spooled) and removed
-// when fn returns.
-func FetchMessages(ctx context.Context, cfg Config, sel Selection, fn func(ctx context.Context, ev *Event) error) error {
+// messages before. Events carry the mailbox's current UIDVALIDITY. Each message is matched by h
+// as in Run, and fn gets the match; attachment content it ships inline is spooled into
+// cfg.Incoming as in Run (Event.Spooled) and removed when fn returns. A nil h matches nothing.
+func FetchMessages(ctx context.Context, cfg Config, sel Selection, h Handler, fn func(ctx context.Context, ev *Event, d Matched) error) error {
 	if fn == nil {
 		return errors.New("watcher: FetchMessages needs a callback")
 	}
-	w, err := New(cfg, noState{}, HandlerFunc(func(context.Context, *Event) ([]store.Job, error) {
-		return nil, errors.New("one-shot fetch has no handler")
-	}))
+	if h == nil {
+		h = HandlerFunc(func(context.Context, *Event) ([]store.Job, error) { return nil, nil })
+	}
+	w, err := New(cfg, noState{}, h)
 	if err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func FetchMessages(ctx context.Context, cfg Config, sel Selection, fn func(ctx c
 }
 
 // oneShot is the body of FetchMessages' connection.
-func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn func(context.Context, *Event) error) error {
+func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn func(context.Context, *Event, Matched) error) error {
 	w := s.w
 	cfg := &w.cfg
 	if err := s.connect(ctx, conn); err != nil {
@@ -106,7 +107,9 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 			if err != nil {
 				return err
 			}
-			sp, err := s.spool(ctx, f, m)
+			ev := s.event(uid, m)
+			d := w.h.Match(ev)
+			sp, err := s.spool(ctx, f, m, d.Inline())
 			if errors.Is(err, errThrottled) {
 				return s.throttledErr()
 			}
@@ -114,9 +117,8 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 				return err
 			}
 			s.dog.set(dogOff) // nothing is owed by the server while fn runs
-			ev := &Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: uid, Message: m,
-				Spooled: sp.Files()}
-			err = fn(ctx, ev)
+			ev.Spooled = sp.Files()
+			err = fn(ctx, ev, d)
 			w.removeSpool(sp)
 			if err != nil {
 				return err

@@ -18,7 +18,7 @@ func fetchAll(t *testing.T, cfg watcher.Config, sel watcher.Selection) ([]*watch
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	var evs []*watcher.Event
-	err := watcher.FetchMessages(ctx, cfg, sel, func(_ context.Context, ev *watcher.Event) error {
+	err := watcher.FetchMessages(ctx, cfg, sel, nil, func(_ context.Context, ev *watcher.Event, _ watcher.Matched) error {
 		evs = append(evs, ev)
 		return nil
 	})
@@ -85,7 +85,7 @@ func TestFetchMessagesSelections(t *testing.T) {
 	// The callback's error ends the fetch and is returned as is.
 	stop := errors.New("enough")
 	calls := 0
-	err = watcher.FetchMessages(context.Background(), cfg, watcher.Selection{}, func(context.Context, *watcher.Event) error {
+	err = watcher.FetchMessages(context.Background(), cfg, watcher.Selection{}, nil, func(context.Context, *watcher.Event, watcher.Matched) error {
 		calls++
 		return stop
 	})

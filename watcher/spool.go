@@ -24,9 +24,9 @@ func (w *Watcher) removeSpool(sp *spool.Message) {
 	}
 }
 
-// spool fetches the content of the attachments Plan.Inline chooses for m, streaming each part
-// from the server into its own file through a transfer-encoding decoder (never holding a part in
-// memory), and fsyncs the files and their directory before returning, so a Handler may commit
+// spool fetches the content of chosen, the attachments of m the Handler's match ships inline
+// (when Plan.Inline and Config.Incoming allow), streaming each part from the server into its own
+// file through a transfer-encoding decoder (never holding a part in memory), and fsyncs the files and their directory before returning, so a Handler may commit
 // jobs that refer to them.
 //
 // Every part is fetched once, with BODY.PEEK, in a single UID FETCH whose cost the budget must
@@ -35,14 +35,10 @@ func (w *Watcher) removeSpool(sp *spool.Message) {
 // BODYSTRUCTURE sizes fit in what the header and body parts left; the others are not fetched
 // (the Handler ships them as metadata). A server literal larger than what is left drops the
 // connection, as in fetch. It returns nil when nothing is to be fetched.
-func (s *session) spool(ctx context.Context, f *fetched, m *message.Message) (*spool.Message, error) {
+func (s *session) spool(ctx context.Context, f *fetched, m *message.Message, chosen []message.Attachment) (*spool.Message, error) {
 	w := s.w
 	cfg := &w.cfg
-	if cfg.Plan.Inline == nil || cfg.Incoming == nil || f.structure == nil {
-		return nil, nil
-	}
-	chosen := cfg.Plan.Inline(&Event{Account: cfg.Account, Mailbox: cfg.Mailbox, UIDValidity: s.validity, UID: f.uid, Message: m})
-	if len(chosen) == 0 {
+	if !cfg.Plan.Inline || cfg.Incoming == nil || f.structure == nil || len(chosen) == 0 {
 		return nil, nil
 	}
 	// A message processed before (a rescan after a UIDVALIDITY change) reaches no Handler:

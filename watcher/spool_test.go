@@ -61,7 +61,7 @@ func inlineMail(pdf, logo, nested []byte) []byte {
 		"--outer--\r\n")
 }
 
-// pdfsOnly is a Plan.Inline choosing the PDFs, counting its calls.
+// pdfsOnly is an inline choice (Matched.Inline) of the PDFs, counting its calls.
 func pdfsOnly(calls *atomic.Int64) func(ev *watcher.Event) []message.Attachment {
 	return func(ev *watcher.Event) []message.Attachment {
 		calls.Add(1)
@@ -76,7 +76,7 @@ func pdfsOnly(calls *atomic.Int64) func(ev *watcher.Event) []message.Attachment 
 }
 
 // TestDovecotInlineSpooled (Dovecot: imapmemserver cannot fetch parts inside a message/rfc822
-// part): the attachments Plan.Inline chooses — a nested one inside a forwarded
+// part): the attachments the match ships inline — a nested one inside a forwarded
 // message/rfc822 included — reach the Handler as fsynced files holding the decoded content
 // (base64 and quoted-printable); an attachment not chosen is not fetched; the files are gone
 // after the commit.
@@ -90,7 +90,8 @@ func TestDovecotInlineSpooled(t *testing.T) {
 	var calls atomic.Int64
 	stateDir := t.TempDir()
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
-	cfg.Plan = watcher.Plan{Inline: pdfsOnly(&calls)}
+	cfg.Plan = watcher.Plan{Inline: true}
+	rec.inline = pdfsOnly(&calls)
 	cfg.Incoming = incoming(t, stateDir)
 	var mu sync.Mutex
 	got := map[string][]byte{}
@@ -124,7 +125,7 @@ func TestDovecotInlineSpooled(t *testing.T) {
 			len(got), len(got["2"]), len(pdf), got["4.2"], nested)
 	}
 	if n := calls.Load(); n != 1 {
-		t.Errorf("Plan.Inline called %d times, want 1", n)
+		t.Errorf("inline choice made %d times, want 1", n)
 	}
 	if read := w.Status().BytesRead - before; read >= int64(len(raw)) {
 		t.Errorf("read %d bytes of a %d-byte message: the logo was fetched", read, len(raw))
@@ -146,7 +147,8 @@ func TestDovecotInlineWithinMaxMessageSize(t *testing.T) {
 	var calls atomic.Int64
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
 	cfg.Start = watcher.StartAll
-	cfg.Plan = watcher.Plan{Inline: pdfsOnly(&calls)}
+	cfg.Plan = watcher.Plan{Inline: true}
+	rec.inline = pdfsOnly(&calls)
 	cfg.Incoming = incoming(t, t.TempDir())
 	cfg.MaxMessageSize = 20_000
 	var spooled []string

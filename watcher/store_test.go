@@ -16,6 +16,11 @@ var _ watcher.State = store.MailboxWriter(nil)
 // jobRecorder wraps recorder so the jobs satisfy the real store.
 type jobRecorder struct{ *recorder }
 
+// Match makes the jobs with jobRecorder.Handle.
+func (r jobRecorder) Match(ev *watcher.Event) watcher.Matched {
+	return watcher.HandlerFunc(r.Handle).Match(ev)
+}
+
 func (r jobRecorder) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
 	if _, err := r.recorder.Handle(ctx, ev); err != nil {
 		return nil, err

@@ -29,9 +29,10 @@
 //     (StateThrottled, the checkpoint where it was) and resumes when the window allows, skipping
 //     nothing. Nothing of a message beyond Config.MaxMessageSize is fetched, and a server literal
 //     larger than that drops the connection (budget.go, throttle.go).
-//   - Attachment content is fetched only as Plan.Inline chooses, once per message, streamed through
-//     its transfer decoding into fsynced files in Config.Incoming that the Handler sees before
-//     the commit and that are removed after it (spool.go); it is never held whole in memory.
+//   - Attachment content is fetched only as the Handler's match chooses (Matched.Inline), once per
+//     message, streamed through its transfer decoding into fsynced files in Config.Incoming that
+//     the Handler sees before the commit and that are removed after it (spool.go); it is never
+//     held whole in memory.
 package watcher
 
 import (
@@ -103,13 +104,11 @@ type Backoff struct {
 type Plan struct {
 	Text bool // text/plain parts
 	HTML bool // text/html parts
-	// Inline, when set together with Config.Incoming, chooses the attachments whose content the
-	// Handler ships (webhooks with `attachments: inline`). It is called once per message, after
-	// the second pass, with the event the Handler will get (Spooled still nil), and must be quick
-	// and do no I/O. The watcher streams the chosen parts, decoded from their transfer encoding,
-	// into files under Incoming (spool.go) and hands them to the Handler in Event.Spooled. nil:
-	// no attachment content is ever fetched.
-	Inline func(ev *Event) []message.Attachment
+	// Inline, together with Config.Incoming, lets the Handler ship attachment content (webhooks
+	// with `attachments: inline`): the watcher streams the attachments Matched.Inline chooses,
+	// decoded from their transfer encoding, into files under Incoming (spool.go) and hands them
+	// to Matched.Jobs in Event.Spooled. false: no attachment content is ever fetched.
+	Inline bool
 }
 
 // Config configures one Watcher. Account, Mailbox, Addr and Username are required.
@@ -144,7 +143,7 @@ type Config struct {
 	// move, copy), which the watcher runs between IDLE cycles on its own connection; see
 	// postaction.go. nil means the watcher runs none.
 	PostActions outbox.Store
-	// Incoming is where the content of the attachments Plan.Inline chooses is streamed, one
+	// Incoming is where the content of the attachments Matched.Inline chooses is streamed, one
 	// directory per message. nil means no attachment content is fetched.
 	Incoming *spool.Incoming
 	Logger   *slog.Logger // nil discards
@@ -191,25 +190,48 @@ type Event struct {
 	Account, Mailbox string
 	UIDValidity, UID uint32
 	Message          *message.Message
-	// Spooled maps the IMAP section of each attachment fetched for Plan.Inline to the file holding
+	// Spooled maps the IMAP section of each attachment fetched for Matched.Inline to the file holding
 	// its content, decoded from its transfer encoding and fsynced. The files are removed once the
 	// message is committed (or abandoned): a Handler that ships them links or copies them before
-	// returning. A chosen attachment missing here was not fetched (it did not fit under
+	// Matched.Jobs returns. A chosen attachment missing here was not fetched (it did not fit under
 	// MaxMessageSize, or the plan had no spool).
 	Spooled map[string]string
 }
 
-// Handler turns a new message into outbox jobs. It must not keep ev after returning. An error
-// aborts the session before anything is committed; the message is offered again after reconnecting.
+// Handler turns a new message into outbox jobs, in two steps around the fetch of attachment
+// content, so what a message triggers is decided once.
 type Handler interface {
-	Handle(ctx context.Context, ev *Event) ([]store.Job, error)
+	// Match is called once per new message, after the second pass and before any attachment
+	// content is fetched (ev.Spooled is nil). It must be quick and do no I/O.
+	Match(ev *Event) Matched
 }
 
-// HandlerFunc adapts a function to Handler.
+// Matched is what a Handler decided for one message.
+type Matched interface {
+	// Inline lists the attachments whose content the jobs ship; the watcher fetches them (see
+	// Plan.Inline) before calling Jobs.
+	Inline() []message.Attachment
+	// Jobs returns the message's outbox jobs. ev is the event given to Match, with Spooled set;
+	// Jobs must not keep it. Jobs is not called for a message already processed. An error aborts
+	// the session before anything is committed; the message is offered again after reconnecting.
+	Jobs(ctx context.Context, ev *Event) ([]store.Job, error)
+}
+
+// HandlerFunc adapts a function that makes the jobs of an event to Handler; it ships no
+// attachment content.
 type HandlerFunc func(ctx context.Context, ev *Event) ([]store.Job, error)
 
-// Handle calls f(ctx, ev).
-func (f HandlerFunc) Handle(ctx context.Context, ev *Event) ([]store.Job, error) { return f(ctx, ev) }
+// Match returns f as the Matched of ev.
+func (f HandlerFunc) Match(*Event) Matched { return funcMatched(f) }
+
+// funcMatched is the Matched of a HandlerFunc.
+type funcMatched func(ctx context.Context, ev *Event) ([]store.Job, error)
+
+// Inline returns nil: a HandlerFunc ships no attachment content.
+func (funcMatched) Inline() []message.Attachment { return nil }
+
+// Jobs calls f(ctx, ev).
+func (f funcMatched) Jobs(ctx context.Context, ev *Event) ([]store.Job, error) { return f(ctx, ev) }
 
 // States reported in Status.State.
 const (

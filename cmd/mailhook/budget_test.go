@@ -95,7 +95,7 @@ func TestConnectionCap(t *testing.T) {
 	if got := l.cfg.Accounts[0].Limits.MaxConnections; got != 4 {
 		t.Fatalf("max_connections = %d, want the default 4", got)
 	}
-	a, err := newApp(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := newApp(context.Background(), l, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/pipeline"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -31,9 +32,14 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return code
 	}
 	fmt.Fprintf(stdout, "config %s: ok (%d accounts, %d webhooks, %d rules)\n", *path, len(l.cfg.Accounts), len(l.cfg.Webhooks), len(l.cfg.Rules))
+	p, err := pipeline.New(l.pipelineConfig(nil))
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook check: %v\n", err)
+		return exitFail
+	}
 	for _, a := range l.cfg.Accounts {
 		for _, mb := range a.IMAP.Mailboxes {
-			fmt.Fprintf(stdout, "  %s/%s fetches %s\n", a.Name, mb, cost(plan(l, a.Name, mb)))
+			fmt.Fprintf(stdout, "  %s/%s fetches %s\n", a.Name, mb, cost(p.Plan(a.Name, mb)))
 		}
 	}
 	for _, r := range l.rules.Rules() {

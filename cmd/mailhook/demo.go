@@ -124,7 +124,7 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "mailhook demo\n  IMAP server  %s  user %s  password %s  (plain, loopback)\n  webhooks  →  %s/hook  secret %s\n  rules        ci-failures, invoices\n\n",
 		mem.Addr(), mem.User(), mem.Password(), recv.URL(), demoSecret)
 
-	a, err := newApp(l, newLogger(config.LogConfig{Level: "warn", Format: "text"}, stderr))
+	a, err := newApp(ctx, l, newLogger(config.LogConfig{Level: "warn", Format: "text"}, stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook demo: %v\n", err)
 		return exitFail

@@ -101,7 +101,7 @@ func benchLatency(b *testing.B, addr, user, password string, appendMsg func(stri
 	if code != exitOK {
 		b.Fatalf("load config: exit %d", code)
 	}
-	a, err := newApp(l, slog.New(slog.DiscardHandler))
+	a, err := newApp(context.Background(), l, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/mailhook/mailhook/watcher"
 )
 
-// This file is /metrics (REQUIREMENTS E93). Two kinds of metric live here:
+// This file is /metrics, the Prometheus exposition of mailhook. Two kinds of metric live here:
 //
 //   - Counters of things that happen (messages seen and matched, delivery outcomes, retries, dead
 //     letters, replies) are incremented where they happen: the pipeline through countingHandler,
@@ -42,8 +42,8 @@ type metrics struct {
 	retries     *prometheus.CounterVec // webhook
 	deadLetters *prometheus.CounterVec // webhook, reason
 
-	// Replies are registered now and fed by the reply sender (issue 6) through replySent and
-	// replySkipped; until then they have no series.
+	// Replies are fed by the reply workers (replyOutcome) and the pipeline's loop guards
+	// (replySkipped); an account that sent or skipped none has no series.
 	repliesSent    *prometheus.CounterVec // account
 	repliesSkipped *prometheus.CounterVec // account, reason
 }
@@ -125,13 +125,24 @@ type countingHandler struct {
 
 var _ watcher.Handler = (*countingHandler)(nil)
 
-// Handle runs the wrapped handler and counts the message and the rules its jobs came from.
-func (h *countingHandler) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
-	jobs, err := h.next.Handle(ctx, ev)
+// Match returns the wrapped handler's match, counted when its jobs are made.
+func (h *countingHandler) Match(ev *watcher.Event) watcher.Matched {
+	return countingMatch{Matched: h.next.Match(ev), m: h.m}
+}
+
+// countingMatch counts the message and the rules its jobs came from.
+type countingMatch struct {
+	watcher.Matched
+	m *metrics
+}
+
+// Jobs runs the wrapped match's Jobs and counts the message and the rules its jobs came from.
+func (c countingMatch) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
+	jobs, err := c.Matched.Jobs(ctx, ev)
 	if err != nil {
 		return jobs, err
 	}
-	h.m.seen.WithLabelValues(ev.Account, ev.Mailbox).Inc()
+	c.m.seen.WithLabelValues(ev.Account, ev.Mailbox).Inc()
 	var rules []string
 	for _, j := range jobs {
 		if !slices.Contains(rules, j.Rule) {
@@ -139,10 +150,10 @@ func (h *countingHandler) Handle(ctx context.Context, ev *watcher.Event) ([]stor
 		}
 	}
 	if len(rules) > 0 {
-		h.m.matched.WithLabelValues(ev.Account, ev.Mailbox).Inc()
+		c.m.matched.WithLabelValues(ev.Account, ev.Mailbox).Inc()
 	}
 	for _, r := range rules {
-		h.m.ruleMatches.WithLabelValues(r).Inc()
+		c.m.ruleMatches.WithLabelValues(r).Inc()
 	}
 	return jobs, nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/pipeline"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -157,26 +159,35 @@ func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel 
 		return nil
 	}
 
-	if !r.dryRun { // attachments shipped inline are spooled like the daemon's (attachments.go)
-		cleanup, err := l.openToolSpool(r.logger)
+	pc := l.pipelineConfig(r.logger)
+	pc.JobID = func(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string {
+		return store.ReplayJobID(r.tag, store.JobID(account, mailbox, uidvalidity, uid, rule, action))
+	}
+	var sp *spool.Spool
+	if !r.dryRun {
+		// Attachments shipped inline are spooled like the daemon's, in an incoming directory of
+		// this tool's own, which Close removes (the daemon's sweep does, an hour later, if the
+		// tool dies first).
+		sp, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: r.logger, Shared: true})
 		if err != nil {
 			return fmt.Errorf("open state: %w", err)
 		}
-		defer cleanup()
+		defer func() { _ = sp.Close() }()
+		pc.Spool = sp
 	}
-	p := newPipeline(l, r.logger)
-	p.jobID = func(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string {
-		return store.ReplayJobID(r.tag, store.JobID(account, mailbox, uidvalidity, uid, rule, action))
+	p, err := pipeline.New(pc)
+	if err != nil {
+		return err
 	}
 	var messages, queued, existing, skipped int
-	err = fetchLive(ctx, l, acct, r.mailbox, sel, r.logger, func(ctx context.Context, ev *watcher.Event) error {
+	err = fetchLive(ctx, l, acct, r.mailbox, sel, p, sp, r.logger, func(ctx context.Context, ev *watcher.Event, d watcher.Matched) error {
 		if ev.UIDValidity != cp.UIDValidity {
 			// The mailbox was re-created since the checkpoint: its UIDs are not the processed ones.
 			skipped++
 			return nil
 		}
 		messages++
-		jobs, err := p.Handle(ctx, ev)
+		jobs, err := d.Jobs(ctx, ev)
 		if err != nil {
 			return fmt.Errorf("uid %d: %w", ev.UID, err)
 		}

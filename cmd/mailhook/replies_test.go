@@ -21,7 +21,6 @@ import (
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/store"
-	"github.com/mailhook/mailhook/watcher"
 )
 
 // replyConfig is the YAML of the in-process reply and post-action tests.
@@ -113,7 +112,7 @@ func startInProcess(t *testing.T, p replyParams) (*logBuf, string) {
 		t.Fatalf("load: %s", stderr.String())
 	}
 	logs := &logBuf{}
-	a, err := newApp(l, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	a, err := newApp(context.Background(), l, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,104 +412,4 @@ rules:
 			t.Errorf("error does not name %s:\n%s", tc.want, stderr.String())
 		}
 	}
-}
-
-// The pipeline's jobs for one message: webhook, reply (when the guards pass) and post-actions
-// that wait for both; a guarded reply yields no job and the post-actions wait for the webhook
-// alone; our own reply yields nothing at all (C61).
-func TestPipelineReplyAndPostActionJobs(t *testing.T) {
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`state_dir: %s
-accounts:
-  - name: a
-    imap: {host: 127.0.0.1, port: 1143, security: plain, username: me@us.test, password: p}
-    smtp: {host: 127.0.0.1, port: 2525, security: plain, from: help@us.test}
-webhooks:
-  - {name: hook, url: "http://127.0.0.1:1/h", secrets: ["%s"]}
-replies:
-  - {name: ack, subject: "Re: {{ .Subject }}", body: "ok"}
-rules:
-  - name: r
-    when: 'true'
-    actions:
-      - flag: ['\Flagged']
-      - webhook: hook
-      - reply: ack
-      - move: Done
-`, filepath.Join(dir, "state"), testSecret)
-	path := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	l, code := load(path, func(string) (string, bool) { return "", false }, &stderr)
-	if code != exitOK {
-		t.Fatal(stderr.String())
-	}
-	p := newPipeline(l, slog.New(slog.DiscardHandler))
-	var skips []string
-	p.replyCfg.onSkip = func(_, _, reason string) { skips = append(skips, reason) }
-	handle := func(raw string) []store.Job {
-		t.Helper()
-		m, err := message.Parse(strings.NewReader(raw), message.Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jobs, err := p.Handle(context.Background(), &watcher.Event{Account: "a", Mailbox: "INBOX", UIDValidity: 9, UID: 5, Message: m})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return jobs
-	}
-	id := func(i int) string { return store.JobID("a", "INBOX", 9, 5, "r", i) }
-	base := "Return-Path: <x@example.com>\r\nFrom: x@example.com\r\nTo: help@us.test\r\nSubject: s\r\nMessage-ID: <1@x>\r\n"
-
-	jobs := handle(base + "\r\nhi\r\n")
-	kinds := func(jobs []store.Job) (out []string) {
-		for _, j := range jobs {
-			out = append(out, j.Kind+" "+j.Target+" deps="+strings.Join(j.DependsOn, ","))
-		}
-		return out
-	}
-	want := []string{
-		"webhook hook deps=",
-		"reply ack deps=",
-		`post_action flag:\Flagged deps=` + id(1) + "," + id(2),
-		"post_action move:Done deps=" + id(1) + "," + id(2) + "," + id(0),
-	}
-	if got := kinds(jobs); !slices.Equal(got, want) {
-		t.Errorf("jobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-
-	jobs = handle(base + "Auto-Submitted: auto-replied\r\n\r\nhi\r\n")
-	want = []string{"webhook hook deps=", `post_action flag:\Flagged deps=` + id(1), "post_action move:Done deps=" + id(1) + "," + id(0)}
-	if got := kinds(jobs); !slices.Equal(got, want) {
-		t.Errorf("with a guarded reply, jobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	if jobs := handle(base + reply.LoopHeader + ": help@us.test\r\n\r\nhi\r\n"); len(jobs) != 0 {
-		t.Errorf("our own reply produced jobs: %v", kinds(jobs))
-	}
-	// A Message-ID we recorded as one of our replies (without the marker) counts as ours too; a
-	// sender already in the ledger gets no second reply job.
-	p.withLedger(fakeLedger{own: "<ours@us.test>", replied: "y@example.com"})
-	if jobs := handle(strings.Replace(base, "<1@x>", "<ours@us.test>", 1) + "\r\nhi\r\n"); len(jobs) != 0 {
-		t.Errorf("a reply with our recorded Message-ID produced jobs: %v", kinds(jobs))
-	}
-	jobs = handle(strings.Replace(base, "x@example.com>", "y@example.com>", 1) + "\r\nhi\r\n")
-	if got := kinds(jobs); len(got) != 3 || slices.ContainsFunc(jobs, func(j store.Job) bool { return j.Kind == store.KindReply }) {
-		t.Errorf("a sender in the ledger got jobs %v", got)
-	}
-	want = []string{reply.SkipAutoSubmitted, reply.SkipOwnMessage, reply.SkipOwnMessage, "already_replied"}
-	if !slices.Equal(skips, want) {
-		t.Errorf("skips counted %v, want %v", skips, want)
-	}
-}
-
-// fakeLedger answers the pipeline's ledger questions.
-type fakeLedger struct{ own, replied string }
-
-func (f fakeLedger) OwnReply(_ context.Context, id string) (bool, error) { return id == f.own, nil }
-
-func (f fakeLedger) Replied(_ context.Context, k store.ReplyKey, _ time.Time) (bool, error) {
-	return strings.EqualFold(k.Sender, f.replied), nil
 }

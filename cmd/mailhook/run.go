@@ -15,6 +15,7 @@ import (
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
+	"github.com/mailhook/mailhook/pipeline"
 	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/spool"
@@ -51,11 +52,8 @@ type loaded struct {
 	// replies are the parsed templates of the replies: section, by name (replies.go).
 	replies map[string]*reply.Template
 	// inline holds the attachments_when filters of webhooks with attachments: inline
-	// (attachments.go). spool and incoming are set by the verbs that queue such webhooks (run,
-	// replay): the attachment spool and the directory their watchers stream attachments into.
-	inline   map[string]*rules.AttachmentFilter
-	spool    *spool.Spool
-	incoming *spool.Incoming
+	// (attachments.go).
+	inline map[string]*rules.AttachmentFilter
 	// formats render each webhook's body, by webhook name (formats.go).
 	formats map[string]*payload.Formatter
 }
@@ -147,8 +145,8 @@ type app struct {
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
 // so a second instance on the same directory fails here, before touching any server.
-func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
-	st, err := openStore(context.Background(), l.cfg.StateDir, false)
+func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err error) {
+	st, err := openStore(ctx, l.cfg.StateDir, false)
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
@@ -159,16 +157,18 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 	}()
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: newOps(version(), logger)}
 	a.ops.outbox, a.ops.replies = st, st
-	if err := l.openDaemonSpool(logger); err != nil {
-		return nil, err
+	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
+	// directory (spooled for messages whose commit never happened: they are fetched again).
+	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
 	}
-	a.spool = l.spool
 	eps, err := endpoints(l.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	d, err := dispatch.New(eps, dispatch.Options{Logger: logger, Version: version(),
-		Observe: spoolObserver(l.spool, a.ops.metrics.delivered), Spool: l.spool, States: st})
+		Observe: spoolObserver(a.spool, a.ops.metrics.delivered), Spool: a.spool, States: st})
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
@@ -185,15 +185,19 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 	}
 	a.replies = outbox.New(st, rw.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger})
 	a.ops.addLoop("replies", a.replies)
-	pl := newPipeline(l, logger).withLedger(st)
-	// Jobs of a disabled endpoint are committed held (formats.go); mailhook_webhook_disabled
-	// reports such endpoints (webhooks.go).
-	pl.states = st
+	// Jobs of a disabled endpoint are committed held; mailhook_webhook_disabled reports such
+	// endpoints (webhooks.go).
+	pc := l.pipelineConfig(logger)
+	pc.Ledger, pc.Endpoints, pc.Spool = st, st, a.spool
+	pc.OnSkip = func(account, _, reason string) { a.ops.metrics.replySkipped(account, reason) }
+	pl, err := pipeline.New(pc)
+	if err != nil {
+		return nil, err
+	}
 	a.ops.metrics.reg.MustRegister(&endpointCollector{states: st, names: webhookNames(l.cfg)})
-	pl.replyCfg.onSkip = func(account, _, reason string) { a.ops.metrics.replySkipped(account, reason) }
-	p := a.ops.metrics.counting(pl)
+	h := a.ops.metrics.counting(pl)
 	for _, acct := range l.cfg.Accounts {
-		budget, err := newBudget(st, acct, logger)
+		budget, err := newBudget(ctx, st, acct, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -203,13 +207,14 @@ func newApp(l *loaded, logger *slog.Logger) (_ *app, err error) {
 			if err != nil {
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
+			wc.Plan, wc.Incoming = pl.Plan(acct.Name, mb), a.spool.Incoming()
 			wc.Budget = budget
 			mw, err := mailboxWriter(st, acct.Name, mb)
 			if err != nil {
 				return nil, err
 			}
 			wc.PostActions = mw // mark_seen, flag, move, copy of this mailbox
-			w, err := watcher.New(wc, mw, p)
+			w, err := watcher.New(wc, mw, h)
 			if err != nil {
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
@@ -262,7 +267,7 @@ func (a *app) Run(ctx context.Context) error {
 
 // serve builds the app and runs it until ctx is cancelled.
 func serve(ctx context.Context, l *loaded, logger *slog.Logger) error {
-	a, err := newApp(l, logger)
+	a, err := newApp(ctx, l, logger)
 	if err != nil {
 		return err
 	}

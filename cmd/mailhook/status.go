@@ -15,8 +15,8 @@ import (
 
 // newBudget returns the download budget of account a (limits.download_per_day over a rolling
 // 24 hours), loaded from the store's ledger; the app writes it behind while it runs.
-func newBudget(st watcher.BudgetLedger, a config.Account, logger *slog.Logger) (*watcher.ByteBudget, error) {
-	b, err := watcher.NewBudget(context.Background(), a.Name, int64(a.Limits.DownloadPerDay), st,
+func newBudget(ctx context.Context, st watcher.BudgetLedger, a config.Account, logger *slog.Logger) (*watcher.ByteBudget, error) {
+	b, err := watcher.NewBudget(ctx, a.Name, int64(a.Limits.DownloadPerDay), st,
 		watcher.BudgetOptions{Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("account %q download budget: %w", a.Name, err)

@@ -15,7 +15,9 @@ import (
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/pipeline"
 	"github.com/mailhook/mailhook/rules"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -78,7 +80,12 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintf(stderr, "mailhook test: %v\n", err)
 		return exitConfig
 	}
-	t := &tester{l: l, p: newPipeline(l, slog.New(slog.DiscardHandler)), account: acct, mailbox: mb, json: *asJSON, out: stdout}
+	p, err := pipeline.New(l.pipelineConfig(nil))
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook test: %v\n", err)
+		return exitFail
+	}
+	t := &tester{l: l, p: p, account: acct, mailbox: mb, json: *asJSON, out: stdout}
 
 	if !live {
 		code := exitOK
@@ -98,7 +105,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 				continue
 			}
 			ev := &watcher.Event{Account: acct.Name, Mailbox: mb, Message: m}
-			if err := t.explain(ctx, name, ev); err != nil {
+			if err := t.explain(ctx, name, ev, p.Match(ev)); err != nil {
 				fmt.Fprintf(stderr, "mailhook test: %s: %v\n", name, err)
 				code = exitFail
 			}
@@ -112,9 +119,9 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	logger := newLogger(config.LogConfig{Level: "warn"}, stderr)
 	n := 0
-	err = fetchLive(ctx, l, acct, mb, sel, logger, func(ctx context.Context, ev *watcher.Event) error {
+	err = fetchLive(ctx, l, acct, mb, sel, p, nil, logger, func(ctx context.Context, ev *watcher.Event, d watcher.Matched) error {
 		n++
-		return t.explain(ctx, fmt.Sprintf("%s/%s uid %d", ev.Account, ev.Mailbox, ev.UID), ev)
+		return t.explain(ctx, fmt.Sprintf("%s/%s uid %d", ev.Account, ev.Mailbox, ev.UID), ev, d)
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook test: %v\n", err)
@@ -194,14 +201,18 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 }
 
 // fetchLive fetches the selected messages of (acct, mb) once, as the watcher would (same
-// connection settings and fetch plan), charging the account's download budget, which it loads
-// from and writes back to the state directory (opened Shared, so a running daemon is no
-// obstacle). fn runs for each message.
-func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, sel watcher.Selection, logger *slog.Logger,
-	fn func(ctx context.Context, ev *watcher.Event) error) error {
+// connection settings, p's fetch plan and match, attachment content spooled into sp when it is
+// not nil), charging the account's download budget, which it loads from and writes back to the
+// state directory (opened Shared, so a running daemon is no obstacle). fn runs for each message.
+func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, sel watcher.Selection, p *pipeline.Pipeline,
+	sp *spool.Spool, logger *slog.Logger, fn func(ctx context.Context, ev *watcher.Event, d watcher.Matched) error) error {
 	wc, err := watcherConfig(l, acct, mb, logger)
 	if err != nil {
 		return err
+	}
+	wc.Plan = p.Plan(acct.Name, mb)
+	if sp != nil {
+		wc.Incoming = sp.Incoming()
 	}
 	if wc.Budget == nil {
 		st, err := openStore(ctx, l.cfg.StateDir, true)
@@ -223,7 +234,7 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 			}
 		}()
 	}
-	if err := watcher.FetchMessages(ctx, wc, sel, fn); err != nil {
+	if err := watcher.FetchMessages(ctx, wc, sel, p, fn); err != nil {
 		return fmt.Errorf("fetch from %s/%s: %w", acct.Name, mb, err)
 	}
 	return nil
@@ -232,7 +243,7 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 // tester explains messages against the loaded rules, as text or JSON lines.
 type tester struct {
 	l       *loaded
-	p       *pipeline
+	p       *pipeline.Pipeline
 	account config.Account
 	mailbox string
 	json    bool
@@ -311,10 +322,9 @@ type testDelivery struct {
 }
 
 // explain reports one message: every rule's explanation and the jobs the pipeline would queue,
-// built by the pipeline's own Handle, so the bodies are the very bytes the daemon would send.
-func (t *tester) explain(ctx context.Context, name string, ev *watcher.Event) error {
-	trusted := t.p.authserv[ev.Account]
-	env := rules.NewEnv(ev.Account, ev.Mailbox, ev.UID, ev.Message, trusted)
+// made by the pipeline's own match d of ev, so the bodies are the very bytes the daemon would send.
+func (t *tester) explain(ctx context.Context, name string, ev *watcher.Event, d watcher.Matched) error {
+	env := rules.NewEnv(ev.Account, ev.Mailbox, ev.UID, ev.Message, t.account.IMAP.TrustedAuthservID)
 	rep := testReport{File: name, Account: ev.Account, Mailbox: ev.Mailbox, UIDValid: ev.UIDValidity, UID: ev.UID,
 		Message: newTestMessage(ev.Message, env.Auth), Rules: []testRule{}, Deliveries: []testDelivery{}}
 	for _, e := range t.l.rules.Explain(env) {
@@ -337,7 +347,7 @@ func (t *tester) explain(ctx context.Context, name string, ev *watcher.Event) er
 		}
 		rep.Rules = append(rep.Rules, tr)
 	}
-	jobs, err := t.p.Handle(ctx, ev)
+	jobs, err := d.Jobs(ctx, ev)
 	if err != nil {
 		return err
 	}
