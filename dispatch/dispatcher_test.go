@@ -176,7 +176,7 @@ func TestDeliverSigned(t *testing.T) {
 			t.Errorf("header %s = %q, want %q", name, got, want)
 		}
 	}
-	// D71: one v1 signature per secret, space separated, each verifying on its own (D68, D72).
+	// One v1 signature per secret, space separated, each verifying on its own.
 	if sigs := strings.Split(r.header.Get(HeaderSignature), " "); len(sigs) != 2 ||
 		!strings.HasPrefix(sigs[0], "v1,") || !strings.HasPrefix(sigs[1], "v1,") {
 		t.Errorf("webhook-signature = %q, want two v1 signatures", r.header.Get(HeaderSignature))
@@ -205,7 +205,7 @@ func TestDeliverSigned(t *testing.T) {
 	}
 }
 
-// D69: the id stays, timestamp and signature change, on quick (in-process) and durable retries.
+// The id stays, timestamp and signature change, on quick (in-process) and durable retries.
 func TestRetryKeepsIDResigns(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -284,7 +284,7 @@ func TestRetryableStatuses(t *testing.T) {
 	}
 }
 
-// D74: Retry-After (seconds or date) delays the next attempt at least that long, capped at
+// Retry-After (seconds or date) delays the next attempt at least that long, capped at
 // MaxBackoff; a Retry-After longer than the quick-retry wait skips the quick retries.
 func TestRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -324,7 +324,7 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-// D73, D75, D85: 3xx and 4xx other than 408/425/429 are dead at once, redirects are not followed,
+// 3xx and 4xx other than 408/425/429 are dead at once, redirects are not followed,
 // and later jobs are delivered. (410 also disables the endpoint: TestGoneDisablesEndpoint.)
 func TestPermanentFailures(t *testing.T) {
 	for _, tc := range []struct {
@@ -390,7 +390,7 @@ func TestPermanentFailures(t *testing.T) {
 	}
 }
 
-// D76 end to end: a job older than MaxAge that fails retryably is dead-lettered.
+// The retry age limit end to end: a job older than MaxAge that fails retryably is dead-lettered.
 func TestDeadAfterMaxAge(t *testing.T) {
 	_, key := testSecret(t, 1, 32)
 	srv, _ := receiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(503) })
@@ -405,7 +405,7 @@ func TestDeadAfterMaxAge(t *testing.T) {
 	}
 }
 
-// D77: the per-attempt timeout cancels the request; a timeout is retried later, not in process.
+// The per-attempt timeout cancels the request; a timeout is retried later, not in process.
 func TestAttemptTimeout(t *testing.T) {
 	_, key := testSecret(t, 1, 32)
 	cancelled := make(chan struct{}, 10)
@@ -437,7 +437,7 @@ func TestAttemptTimeout(t *testing.T) {
 	noMore(t, reqs)
 }
 
-// D78: at most MaxResponseBytes of a response body is read.
+// At most MaxResponseBytes of a response body is read.
 func TestResponseBodyCap(t *testing.T) {
 	_, key := testSecret(t, 1, 32)
 	const total = 256 << 20
@@ -529,7 +529,7 @@ func TestEndpointIsolationAndShutdown(t *testing.T) {
 	}
 }
 
-// D86: no more than Concurrency requests are in flight to an endpoint, the any-target worker
+// No more than Concurrency requests are in flight to an endpoint, the any-target worker
 // included.
 func TestConcurrencyLimit(t *testing.T) {
 	_, key := testSecret(t, 1, 32)
@@ -638,7 +638,7 @@ func TestClaimErrorRecovers(t *testing.T) {
 	out.waitState(t, "msg_A", store.StateDone)
 }
 
-// D83: link-local and metadata addresses are refused at dial time, and the job is dead.
+// Link-local and metadata addresses are refused at dial time, and the job is dead.
 func TestLinkLocalRefused(t *testing.T) {
 	_, key := testSecret(t, 1, 32)
 	out := newFakeOutbox()
@@ -673,7 +673,7 @@ func TestGuardedAddr(t *testing.T) {
 	}
 }
 
-// D88: nothing logged or recorded carries the URL, its userinfo, path or query, a header value
+// Nothing logged or recorded carries the URL, its userinfo, path or query, a header value
 // or a secret, whatever the outcome.
 func TestNoSecretsLeak(t *testing.T) {
 	secret, key := testSecret(t, 77, 32)

@@ -54,7 +54,7 @@ func waitJob(t *testing.T, st store.Backend, id, state string) store.Job {
 	}
 }
 
-// D73: a 410 dead-letters its job, disables the endpoint and holds its other jobs, including one
+// A 410 dead-letters its job, disables the endpoint and holds its other jobs, including one
 // committed afterwards as pending; enabling the endpoint in the store releases them and the
 // running dispatcher delivers them.
 func TestGoneDisablesEndpoint(t *testing.T) {
@@ -116,7 +116,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	waitJob(t, st, first, store.StateDead) // a dead letter stays one: `outbox retry` is the way back
 }
 
-// D87: an endpoint failing without a single success for DisableAfter is disabled and its jobs held;
+// An endpoint failing without a single success for DisableAfter is disabled and its jobs held;
 // a success in between restarts the period.
 func TestFailingPeriodDisables(t *testing.T) {
 	clk := &clock{t: time.Now()}

@@ -9,7 +9,7 @@ import (
 	"github.com/mailhook/mailhook/outbox"
 )
 
-// D76: with the default policy a failing job is retried over MaxAge (72h, so at least 24h), with
+// With the default policy a failing job is retried over MaxAge (72h, so at least 24h), with
 // every wait inside [MinBackoff, MaxBackoff], and dead-lettered only after the last attempt at
 // MaxAge.
 func TestDefaultScheduleSpansMaxAge(t *testing.T) {

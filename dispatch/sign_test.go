@@ -10,7 +10,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
-// D70: only whsec_ + base64 of 24 to 64 bytes is accepted, and errors never echo the secret.
+// Only whsec_ + base64 of 24 to 64 bytes is accepted, and errors never echo the secret.
 func TestParseSecret(t *testing.T) {
 	b := func(n int) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xA5}, n)) }
 	for _, tc := range []struct {

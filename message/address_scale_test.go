@@ -16,7 +16,7 @@ func addressInputs(n int) []string {
 	}
 }
 
-// TestAddressScalesLinearly covers B41: parsing a 100 KB comment or phrase costs at most 25× a
+// TestAddressScalesLinearly checks that parsing a 100 KB comment or phrase costs at most 25× a
 // 4 KB one. The cost measured is the bytes allocated (deterministic, unlike time): a parser that
 // re-scans or re-copies its input per token shows up here as a superlinear ratio. The timing
 // figures are BenchmarkAddressLong.

@@ -93,7 +93,7 @@ func FuzzParse(f *testing.F) {
 			if m.Size != int64(len(data)) || len(m.Text) > lim.TextBytes || len(m.HTML) > lim.TextBytes {
 				t.Fatalf("size %d of %d, text %d, html %d", m.Size, len(data), len(m.Text), len(m.HTML))
 			}
-			// Bare LF parses exactly like CRLF (B38).
+			// Bare LF parses exactly like CRLF.
 			if !bytes.ContainsRune(data, '\r') {
 				m2, err := Parse(bytes.NewReader(bytes.ReplaceAll(data, []byte("\n"), []byte("\r\n"))), lim)
 				if err != nil {
@@ -209,7 +209,7 @@ func FuzzTransferDecoding(f *testing.F) {
 	})
 }
 
-// TestCorpus parses every corpus message without panic, within the memory bound of B26 (64 MiB
+// TestCorpus parses every corpus message without panic, within its memory bound (64 MiB
 // per message, measured as bytes allocated during the parse, an upper bound of the peak), and
 // reports the slowest file.
 func TestCorpus(t *testing.T) {

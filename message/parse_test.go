@@ -491,7 +491,7 @@ binary
 	}
 }
 
-// TestLineEndings checks that bare LF and bare CR line ends parse like CRLF (B38).
+// TestLineEndings checks that bare LF and bare CR line ends parse like CRLF.
 func TestLineEndings(t *testing.T) {
 	names, data := fixtures(t)
 	for i, name := range names {
@@ -512,7 +512,7 @@ func TestLineEndings(t *testing.T) {
 	}
 }
 
-// TestLongLine feeds a 10 MiB line without a newline: the result is bounded by LineBytes (B39).
+// TestLongLine feeds a 10 MiB line without a newline: the result is bounded by LineBytes.
 func TestLongLine(t *testing.T) {
 	const n = 10 << 20
 	for _, tc := range []struct {

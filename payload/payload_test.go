@@ -152,7 +152,7 @@ func TestPayloadHeadersBounded(t *testing.T) {
 	}
 }
 
-// B37: raw Latin-1 bytes, NULs and broken UTF-8 anywhere yield valid UTF-8 JSON without NUL.
+// Raw Latin-1 bytes, NULs and broken UTF-8 anywhere yield valid UTF-8 JSON without NUL.
 func TestPayloadValidUTF8(t *testing.T) {
 	latin1 := "Gr\xfc\xdfe aus K\xf6ln\x00"
 	m := &message.Message{

@@ -86,8 +86,8 @@ func composeFor(t *testing.T, tpl *Template, raw string) ([]byte, *Job) {
 	return out, j2
 }
 
-// checkWire checks the properties every composed reply has: CRLF only, no line over 998 octets
-// (C58), parseable, exactly one recipient (C59), and the RFC 3834 headers (C55).
+// checkWire checks the properties every composed reply has: CRLF only, no line over 998 octets,
+// parseable, exactly one recipient, and the RFC 3834 headers.
 func checkWire(t *testing.T, raw []byte) *netmail.Message {
 	t.Helper()
 	for i, line := range bytes.Split(raw, []byte("\r\n")) {
@@ -129,7 +129,7 @@ const original = "Return-Path: <alice@example.com>\r\n" +
 	"References: <q0@example.com> <a1@us.test>\r\n" +
 	"\r\nHello\r\n"
 
-// C55, C56, C59: the golden reply.
+// The golden reply.
 func TestReplyGolden(t *testing.T) {
 	tpl := mustTemplate(t, "Re: {{ .Subject }}", "Hi {{ .From.Name }},\nthanks, we got your message {{ .MessageID }}.\n", "")
 	raw, j := composeFor(t, tpl, original)
@@ -152,7 +152,7 @@ func TestReplyGolden(t *testing.T) {
 	}
 }
 
-// C56 without References: In-Reply-To's single id, then the Message-ID; without a Message-ID, no
+// Threading without References: In-Reply-To's single id, then the Message-ID; without a Message-ID, no
 // In-Reply-To.
 func TestReplyThreading(t *testing.T) {
 	for _, tc := range []struct {
@@ -178,7 +178,7 @@ func TestReplyThreading(t *testing.T) {
 	}
 }
 
-// C57: CR, LF and "\r\nBcc:" in the original subject cannot add or change a header.
+// CR, LF and "\r\nBcc:" in the original subject cannot add or change a header.
 func TestReplySubjectInjection(t *testing.T) {
 	tpl := mustTemplate(t, "Re: {{ .Subject }}", "ok", "")
 	m := parseRaw(t, original)
@@ -207,7 +207,7 @@ func TestReplySubjectInjection(t *testing.T) {
 	}
 }
 
-// C58: a non-ASCII subject is RFC 2047-encoded, a very long one folded, no line over 998 octets.
+// A non-ASCII subject is RFC 2047-encoded, a very long one folded, no line over 998 octets.
 func TestReplySubjectEncoding(t *testing.T) {
 	tpl := mustTemplate(t, "Re: {{ .Subject }}", "ok", "")
 	dec := new(mime.WordDecoder)

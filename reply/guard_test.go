@@ -63,24 +63,24 @@ func TestCheckReply(t *testing.T) {
 		{name: "human mail to us", to: "alice@example.com"},
 		{name: "auto-submitted no", extra: "Auto-Submitted: no", to: "alice@example.com"},
 		{name: "auto-submitted NO with comment", extra: "Auto-Submitted: NO (a person wrote this)", to: "alice@example.com"},
-		// C45
+		// Auto-Submitted other than "no".
 		{name: "auto-replied", extra: "Auto-Submitted: auto-replied", skip: SkipAutoSubmitted},
 		{name: "auto-generated", extra: "Auto-Submitted: auto-generated", skip: SkipAutoSubmitted},
 		{name: "auto-submitted upper case with parameter", extra: "Auto-Submitted: AUTO-NOTIFIED; owner-email=x@y", skip: SkipAutoSubmitted},
 		{name: "auto-submitted unknown value", extra: "Auto-Submitted: whatever", skip: SkipAutoSubmitted},
 		{name: "auto-submitted no, then another", extra: "Auto-Submitted: no\r\nAuto-Submitted: auto-generated", skip: SkipAutoSubmitted},
 		{name: "auto-submitted comment hiding no", extra: "Auto-Submitted: (no) auto-replied", skip: SkipAutoSubmitted},
-		// C46
+		// A null or missing Return-Path.
 		{name: "null return path", extra: "Return-Path: <>", drop: []string{"Return-Path"}, skip: SkipNullReturnPath},
 		{name: "null return path with spaces", extra: "Return-Path: < >", drop: []string{"Return-Path"}, skip: SkipNullReturnPath},
 		{name: "no return path", drop: []string{"Return-Path"}, skip: SkipNoReturnPath},
 		{name: "return path that is a list", extra: "Return-Path: <a@x.test>, <b@y.test>", drop: []string{"Return-Path"}, skip: SkipBadReturnPath},
-		// C47
+		// Bulk, list and junk precedence.
 		{name: "precedence bulk", extra: "Precedence: bulk", skip: SkipPrecedence},
 		{name: "precedence list", extra: "Precedence: List", skip: SkipPrecedence},
 		{name: "precedence junk", extra: "Precedence: junk (spam)", skip: SkipPrecedence},
 		{name: "precedence first-class is fine", extra: "Precedence: first-class", to: "alice@example.com"},
-		// C48
+		// Mailing-list headers.
 		{name: "list-id", extra: "List-Id: <dev.lists.example.com>", skip: SkipListHeader},
 		{name: "list-help", extra: "List-Help: <mailto:help@lists.example.com>", skip: SkipListHeader},
 		{name: "list-subscribe", extra: "List-Subscribe: <mailto:sub@lists.example.com>", skip: SkipListHeader},
@@ -89,7 +89,7 @@ func TestCheckReply(t *testing.T) {
 		{name: "list-owner", extra: "List-Owner: <mailto:owner@lists.example.com>", skip: SkipListHeader},
 		{name: "list-archive", extra: "List-Archive: <https://lists.example.com/>", skip: SkipListHeader},
 		{name: "list header in lower case", extra: "list-id: x", skip: SkipListHeader},
-		// C49
+		// Mailer daemons and other suppressed senders.
 		{name: "mailer-daemon", extra: "Return-Path: <MAILER-DAEMON@mx.example.com>", drop: []string{"Return-Path"}, skip: SkipSuppressed},
 		{name: "listserv", extra: "Return-Path: <listserv@lists.example.com>", drop: []string{"Return-Path"}, skip: SkipSuppressed},
 		{name: "majordomo", extra: "Return-Path: <Majordomo@lists.example.com>", drop: []string{"Return-Path"}, skip: SkipSuppressed},
@@ -98,10 +98,10 @@ func TestCheckReply(t *testing.T) {
 		{name: "suppressed From with a normal return path", extra: "From: MAILER-DAEMON@mx.example.com", drop: []string{"From"}, skip: SkipSuppressed},
 		{name: "configured pattern", policy: &Policy{OwnAddresses: policy.OwnAddresses, Suppress: append(DefaultSuppress(), "*@example.com")}, skip: SkipSuppressed},
 		{name: "owner in the domain only is fine", extra: "Return-Path: <bob@owner-example.com>", drop: []string{"Return-Path"}, to: "bob@owner-example.com"},
-		// C50
+		// Mail from ourselves.
 		{name: "return path is us", extra: "Return-Path: <ME@us.test>", drop: []string{"Return-Path"}, skip: SkipOwnSender},
 		{name: "from is us", extra: "From: help@us.test", drop: []string{"From"}, skip: SkipOwnSender},
-		// C51
+		// Mail that does not name one of our addresses.
 		{name: "not addressed to us", extra: "To: someone@else.test", drop: []string{"To"}, skip: SkipNotAddressed},
 		{name: "no recipients at all", drop: []string{"To"}, skip: SkipNotAddressed},
 		{name: "us in cc", extra: "To: someone@else.test\r\nCc: \"Me\" <me@us.test>", drop: []string{"To"}, to: "alice@example.com"},
@@ -111,13 +111,13 @@ func TestCheckReply(t *testing.T) {
 		{name: "us in resent-bcc", extra: "To: someone@else.test\r\nResent-Bcc: me@us.test", drop: []string{"To"}, to: "alice@example.com"},
 		{name: "our address only in an encoded display name", extra: "To: =?utf-8?q?help=40us.test?= <someone@else.test>", drop: []string{"To"}, skip: SkipNotAddressed},
 		{name: "no own addresses configured", policy: &Policy{}, skip: SkipNotAddressed},
-		// C61
+		// Our own messages.
 		{name: "our loop marker", extra: LoopHeader + ": help@us.test", skip: SkipOwnMessage},
 		{name: "another instance's loop marker", extra: LoopHeader + ": other@else.test", to: "alice@example.com"},
-		// C62
+		// Mail that has travelled too many hops (a loop).
 		{name: "30 more received headers", extra: manyReceived, skip: SkipTooManyReceived},
 		{name: "exactly the threshold", extra: manyReceived, policy: &Policy{OwnAddresses: policy.OwnAddresses, MaxReceived: 31}, to: "alice@example.com"},
-		// C54: the Return-Path, not From or Reply-To.
+		// The Return-Path, not From or Reply-To.
 		{name: "reply-to is ignored", extra: "Reply-To: other@example.org", to: "alice@example.com"},
 		{name: "return path differs from from", extra: "Return-Path: <bounces+alice@mailer.example.com>", drop: []string{"Return-Path"}, to: "bounces+alice@mailer.example.com"},
 	}

@@ -53,7 +53,7 @@ func TestSMTPSendPlain(t *testing.T) {
 	}
 }
 
-// C64: implicit TLS verifies the certificate against the configured host name; PLAIN auth only
+// Implicit TLS verifies the certificate against the configured host name; PLAIN auth only
 // after it.
 func TestSMTPImplicitTLS(t *testing.T) {
 	sink := testmail.StartSMTPSink(t, testmail.SMTPSinkOptions{ImplicitTLS: true, Username: "help@us.test", Password: "app-password"})
@@ -101,7 +101,7 @@ func TestSMTPStartTLS(t *testing.T) {
 	}
 }
 
-// C63: with security starttls and a server that does not offer STARTTLS, nothing is sent: no
+// With security starttls and a server that does not offer STARTTLS, nothing is sent: no
 // credentials (though the server would take them in plaintext), no transaction.
 func TestSMTPStartTLSMissingSendsNoCredentials(t *testing.T) {
 	sink := testmail.StartSMTPSink(t, testmail.SMTPSinkOptions{StartTLS: false, InsecureAuth: true, Username: "u", Password: "p"})
@@ -127,7 +127,7 @@ func TestSMTPStartTLSMissingSendsNoCredentials(t *testing.T) {
 	}
 }
 
-// C65, C66: what each scripted answer means.
+// What each scripted answer means.
 func TestSMTPClassification(t *testing.T) {
 	tests := []struct {
 		name      string

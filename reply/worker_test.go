@@ -187,7 +187,7 @@ func (r *replyRig) outcomes() []string {
 	return append([]string(nil), r.outs...)
 }
 
-// C52 at the worker: one reply per sender and period, even for several messages, and across a
+// At the worker: one reply per sender and period, even for several messages, and across a
 // restart; the job of a skipped reply is done, so post-actions go on.
 func TestWorkerOncePerSender(t *testing.T) {
 	r := newReplyRig(t, 0)
@@ -218,7 +218,7 @@ func TestWorkerOncePerSender(t *testing.T) {
 	}
 }
 
-// C65: a 4xx before DATA completes is retried with backoff; the ledger does not keep a reply that
+// A 4xx before DATA completes is retried with backoff; the ledger does not keep a reply that
 // was never sent.
 func TestWorkerTemporaryFailureRetried(t *testing.T) {
 	r := newReplyRig(t, 0)
@@ -241,7 +241,7 @@ func TestWorkerTemporaryFailureRetried(t *testing.T) {
 	}
 }
 
-// C65: a 5xx is not retried: dead-lettered, the reservation released.
+// A 5xx is not retried: dead-lettered, the reservation released.
 func TestWorkerPermanentFailureDead(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{Stage: "rcpt", Code: 550, Enhanced: "5.1.1", Message: "no such user"})
@@ -258,7 +258,7 @@ func TestWorkerPermanentFailureDead(t *testing.T) {
 	}
 }
 
-// C65: `550 5.4.5` pauses every reply of the account until the window allows, then they go.
+// `550 5.4.5` pauses every reply of the account until the window allows, then they go.
 func TestWorkerDailyLimitPausesAll(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{Stage: "data", Code: 550, Enhanced: "5.4.5", Message: "Daily user sending limit exceeded"})
@@ -286,7 +286,7 @@ func TestWorkerDailyLimitPausesAll(t *testing.T) {
 	}
 }
 
-// C66: connection lost after DATA: unknown, never resent, and the sender counts as answered.
+// Connection lost after DATA: unknown, never resent, and the sender counts as answered.
 func TestWorkerDropAfterDataUnknown(t *testing.T) {
 	r := newReplyRig(t, 0)
 	r.sink.Script(testmail.SMTPFault{DropAfterData: true})
@@ -306,7 +306,7 @@ func TestWorkerDropAfterDataUnknown(t *testing.T) {
 	}
 }
 
-// C60: the rolling daily cap stops replies and raises an alert; they resume when the window moves.
+// The rolling daily cap stops replies and raises an alert; they resume when the window moves.
 func TestWorkerDailyCap(t *testing.T) {
 	r := newReplyRig(t, 2)
 	before := r.clock.Now()

@@ -19,7 +19,7 @@ const (
 	// memoryBudget bounds what one evaluation may allocate, in expr's units (roughly: elements
 	// of ranges, arrays, maps and closure scopes it creates). expr cannot be interrupted on a
 	// timer, so this and maxNodes, with the text cap of the message package, are what bound an
-	// evaluation (REQUIREMENTS B44).
+	// evaluation.
 	memoryBudget = 1_000_000
 )
 
