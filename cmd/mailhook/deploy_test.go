@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/internal/testmail"
 
 	"github.com/mailhook/mailhook/config"
 	"go.yaml.in/yaml/v3"
@@ -167,4 +173,192 @@ func TestDeploySystemdUnit(t *testing.T) {
 	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// The unit's service user is transient (DynamicUser=yes) and owns nothing under /etc: the test
+// installs the config and the credentials with the modes the unit's install comment gives, owned
+// by root, reads EnvironmentFile= as root as systemd does, and runs ExecStartPre= and ExecStart=
+// as an unprivileged uid in WorkingDirectory= with the unit's UMask=. The check must pass and the
+// daemon must deliver mail. The same check against a config installed 0640 (the mode the install
+// comment once gave) must fail, so the test would have caught that.
+func TestDeploySystemdUnitRunsUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to install files as root and drop to an unprivileged uid")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not available")
+	}
+	raw, err := os.ReadFile("../../deploy/systemd/mailhook.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := parseUnit(t, string(raw))
+	// A uid in systemd's DynamicUser range (61184–65519) that owns nothing here.
+	const uid = 61999
+	root := t.TempDir()
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Dir(root), filepath.Dir(binPath)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := func(p string) string { return filepath.Join(root, p) }
+
+	// StateDirectory=: systemd creates it owned by the service user with StateDirectoryMode=.
+	state := path(u.stateDir)
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(state, u.stateMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	mem := testmail.StartMemServer(t, testmail.MemOptions{})
+	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret})
+	led := ledger{recv: recv}
+	cfgText, env := writeConfig(t, t.TempDir(), mem.Addr(), mem.User(), mem.Password(), recv.URL()+"/hook",
+		func(p *cfgParams) { p.StateDir, p.HTTPListen = state, "127.0.0.1:0" })
+	cfgRaw, err := os.ReadFile(cfgText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var credentials strings.Builder
+	for _, e := range env {
+		credentials.WriteString(e + "\n")
+	}
+	install := func(dest string, data []byte) {
+		t.Helper()
+		mode, ok := u.installModes[dest]
+		if !ok {
+			t.Fatalf("the install comment does not install %s", dest)
+		}
+		p := path(dest)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil { // install -D
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install(u.configPath, cfgRaw)
+	install(u.envFile, []byte(credentials.String()))
+
+	// systemd reads EnvironmentFile= as root.
+	envRaw, err := os.ReadFile(path(u.envFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{"PATH=/usr/bin:/bin"}
+	for line := range strings.Lines(string(envRaw)) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			environ = append(environ, line)
+		}
+	}
+	command := func(line string) *exec.Cmd {
+		args := strings.Fields(line)
+		for i, a := range args {
+			switch {
+			case a == "/usr/local/bin/mailhook":
+				args[i] = binPath
+			case strings.HasPrefix(a, "/etc/") || strings.HasPrefix(a, "/var/"):
+				args[i] = path(a)
+			}
+		}
+		script := fmt.Sprintf(`umask %s && exec setpriv --reuid %d --regid %d --clear-groups --inh-caps=-all --bounding-set=-all -- "$@"`,
+			u.umask, uid, uid)
+		cmd := exec.Command("sh", append([]string{"-c", script, "sh"}, args...)...)
+		cmd.Env = environ
+		cmd.Dir = path(u.workDir)
+		return cmd
+	}
+
+	if out, err := command(u.execStartPre).CombinedOutput(); err != nil {
+		t.Fatalf("ExecStartPre=%s as uid %d: %v\n%s", u.execStartPre, uid, err, out)
+	}
+	d := startCmd(t, command(u.execStart))
+	base := adminURL(t, d)
+	waitReady(t, d)
+	m := newMail()
+	m.add(t, mem.Append, 1)
+	want := m.want()
+	led.waitDelivered(t, 30*time.Second, want)
+	mustLive(t, base)
+	d.terminate()
+	led.check(t, want, true)
+
+	// The mode the install comment once gave: the service user cannot read the config.
+	if err := os.Chmod(path(u.configPath), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out, err := command(u.execStartPre).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitConfig || !strings.Contains(string(out), "permission denied") {
+		t.Errorf("check of a 0640 config as uid %d: %v, want exit %d naming the permission:\n%s", uid, err, exitConfig, out)
+	}
+}
+
+// unitFacts are the parts of deploy/systemd/mailhook.service that decide whether the service user
+// can read its config.
+type unitFacts struct {
+	execStartPre, execStart  string
+	configPath, envFile      string
+	workDir, stateDir, umask string
+	stateMode                os.FileMode
+	installModes             map[string]os.FileMode // destination → mode, from the install comment
+}
+
+func parseUnit(t *testing.T, unit string) unitFacts {
+	t.Helper()
+	u := unitFacts{installModes: map[string]os.FileMode{}}
+	installRE := regexp.MustCompile(`^#\s+install (?:-D )?-m (0[0-7]{3}) \S+ (/etc/\S+)$`)
+	for line := range strings.Lines(unit) {
+		line = strings.TrimSpace(line)
+		if m := installRE.FindStringSubmatch(line); m != nil {
+			mode, err := strconv.ParseUint(m[1], 8, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.installModes[m[2]] = os.FileMode(mode)
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		switch key {
+		case "ExecStartPre":
+			u.execStartPre = value
+		case "ExecStart":
+			u.execStart = value
+		case "EnvironmentFile":
+			u.envFile = value
+		case "WorkingDirectory":
+			u.workDir = value
+		case "StateDirectory":
+			u.stateDir = "/var/lib/" + value
+		case "StateDirectoryMode":
+			mode, err := strconv.ParseUint(value, 8, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.stateMode = os.FileMode(mode)
+		case "UMask":
+			u.umask = value
+		}
+	}
+	if _, after, ok := strings.Cut(u.execStart, "--config "); ok {
+		u.configPath = strings.Fields(after)[0]
+	}
+	if u.execStartPre == "" || u.execStart == "" || u.configPath == "" || u.envFile == "" ||
+		u.workDir == "" || u.stateDir == "" || u.umask == "" || u.stateMode == 0 {
+		t.Fatalf("unit facts incomplete: %+v", u)
+	}
+	return u
 }
