@@ -6,8 +6,12 @@
 # runs the result as uid 65532 with / mounted read-only, since no container engine runs in CI.
 #
 #   docker build --build-arg VERSION=$(git describe --tags) -t mailhook .
-#   docker run --read-only -v mailhook-state:/var/lib/mailhook \
-#     -v ./mailhook.yaml:/etc/mailhook/config.yaml:ro -e GMAIL_APP_PASSWORD mailhook
+#   docker run -d --name mailhook --read-only -v mailhook-state:/var/lib/mailhook \
+#     -v "$PWD/mailhook.yaml:/etc/mailhook/config.yaml:ro" \
+#     -e GMAIL_APP_PASSWORD -e CI_WEBHOOK_SECRET mailhook
+#
+# The mounted config wants state_dir: /var/lib/mailhook and, for the HEALTHCHECK and a published
+# port, http: {listen: "0.0.0.0:9090"}; every ${NAME} it uses needs its -e NAME.
 
 ARG GO_VERSION=1.26
 
@@ -26,11 +30,11 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/mailhook /mailhook
 COPY --from=build --chown=65532:65532 /out/state /var/lib/mailhook
 USER 65532:65532
-# config.yaml in the image: state_dir: /var/lib/mailhook and http: {listen: "0.0.0.0:9090"}.
 VOLUME ["/var/lib/mailhook"]
 EXPOSE 9090
-# No shell in the image: the binary probes itself (/healthz; --ready for /readyz).
+# No shell in the image: the binary probes itself, at the config's http.listen (a wildcard host is
+# asked on loopback), so the check follows a changed port. It fails when http.listen is "".
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/mailhook", "healthcheck", "--addr", "127.0.0.1:9090"]
+  CMD ["/mailhook", "healthcheck", "--config", "/etc/mailhook/config.yaml"]
 ENTRYPOINT ["/mailhook"]
 CMD ["run", "--config", "/etc/mailhook/config.yaml"]

@@ -3,11 +3,16 @@ package main
 import (
 	"bufio"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,4 +192,76 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 		}
 	})
 	return d
+}
+
+// dockerfileExec returns the exec-form argument list of the Dockerfile instruction (HEALTHCHECK,
+// CMD), joining continuation lines; for HEALTHCHECK, the list after its CMD.
+func dockerfileExec(t *testing.T, instruction string) []string {
+	t.Helper()
+	raw, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.ReplaceAll(string(raw), "\\\n", " ")
+	for line := range strings.Lines(joined) {
+		rest, ok := strings.CutPrefix(line, instruction+" ")
+		if !ok {
+			continue
+		}
+		if instruction != "CMD" {
+			_, rest, ok = strings.Cut(rest, " CMD ")
+			if !ok {
+				t.Fatalf("%s without CMD: %s", instruction, line)
+			}
+		}
+		var args []string
+		if err := json.Unmarshal([]byte(strings.TrimSpace(rest)), &args); err != nil {
+			t.Fatalf("%s is not in exec form: %s: %v", instruction, line, err)
+		}
+		return args
+	}
+	t.Fatalf("the Dockerfile has no %s", instruction)
+	return nil
+}
+
+// The image's HEALTHCHECK asks the address the config's http.listen names, with the config the
+// image's CMD runs: a port changed in the config moves the health check with it.
+func TestDockerfileHealthcheckFollowsListen(t *testing.T) {
+	check, run := dockerfileExec(t, "HEALTHCHECK"), dockerfileExec(t, "CMD")
+	if len(check) < 2 || check[0] != "/mailhook" || check[1] != "healthcheck" {
+		t.Fatalf("HEALTHCHECK runs %q, want /mailhook healthcheck …", check)
+	}
+	cfgPath := run[len(run)-1]
+	if !slices.Contains(check, cfgPath) || slices.Contains(check, "--addr") {
+		t.Fatalf("HEALTHCHECK %q does not read the config the image runs (%s)", check, cfgPath)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		listen string
+		ok     bool
+	}{
+		{"0.0.0.0:" + port, true},   // a container's wildcard listener, asked on loopback
+		{"127.0.0.1:" + port, true}, // any port, not only 9090
+		{"127.0.0.1:1", false},      // nothing listens there
+	} {
+		cfg, env := writeConfig(t, t.TempDir(), "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook",
+			func(p *cfgParams) { p.HTTPListen = tc.listen })
+		args := slices.Clone(check[1:])
+		args[slices.Index(args, cfgPath)] = cfg
+		cmd := exec.Command(binPath, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != tc.ok {
+			t.Errorf("http.listen %s: healthcheck %v, want success %v:\n%s", tc.listen, err, tc.ok, out)
+		}
+	}
 }
