@@ -34,6 +34,7 @@ type k8sProbe struct {
 
 type k8sContainer struct {
 	Name            string    `yaml:"name"`
+	Args            []string  `yaml:"args"`
 	LivenessProbe   *k8sProbe `yaml:"livenessProbe"`
 	ReadinessProbe  *k8sProbe `yaml:"readinessProbe"`
 	StartupProbe    *k8sProbe `yaml:"startupProbe"`
@@ -108,6 +109,8 @@ func TestDeployKubernetesExamples(t *testing.T) {
 						t.Errorf("embedded config does not load: %v", err)
 					} else if c.HTTP.Listen != "0.0.0.0:9090" || c.StateDir != "/var/lib/mailhook" {
 						t.Errorf("embedded config: listen %q, state_dir %q", c.HTTP.Listen, c.StateDir)
+					} else {
+						checkAuthRules(t, c)
 					}
 					configs++
 				}
@@ -143,7 +146,38 @@ func TestDeployKubernetesExamples(t *testing.T) {
 			if len(mh.EnvFrom) == 0 || mh.EnvFrom[0].SecretRef == nil {
 				t.Error("secrets do not come from a Secret")
 			}
+			// The comment shows the operator verbs through kubectl exec, with the config the
+			// container runs.
+			raw, err := os.ReadFile(filepath.Join("../../deploy/kubernetes", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(mh.Args) == 0 || !strings.Contains(string(raw), "-- /mailhook status --config "+mh.Args[len(mh.Args)-1]+"\n") {
+				t.Errorf("no `kubectl exec … -- /mailhook status --config CONFIG` line for the config in args %q", mh.Args)
+			}
 		})
+	}
+}
+
+// checkAuthRules requires the example's rules to check the sender with auth.dmarc, and every
+// rule that reads auth.* to watch an account whose trusted_authserv_id is set: without it auth.*
+// is never "pass" and the rule never matches.
+func checkAuthRules(t *testing.T, c *Config) {
+	t.Helper()
+	var dmarc bool
+	for _, r := range c.Rules {
+		if !strings.Contains(r.When, "auth.") {
+			continue
+		}
+		dmarc = dmarc || strings.Contains(r.When, `auth.dmarc == "pass"`)
+		for _, a := range c.Accounts {
+			if (r.Account == "" || r.Account == a.Name) && a.IMAP.TrustedAuthservID == "" {
+				t.Errorf("rule %q reads auth.* on account %q, which has no trusted_authserv_id", r.Name, a.Name)
+			}
+		}
+	}
+	if !dmarc {
+		t.Error(`no rule checks auth.dmarc == "pass": the From address alone can be forged`)
 	}
 }
 
