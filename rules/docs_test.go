@@ -2,17 +2,27 @@ package rules
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
 
-// TestREADMEExamples compiles every rule expression the README shows: the `when:` lines of its
-// YAML examples and the example column of its table of names and helpers.
-func TestREADMEExamples(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
+// TestDocsExamples compiles every rule expression the README and the docs/ pages show: the
+// `when:` lines of their YAML examples and the example column of the table of names and helpers
+// (docs/rules.md).
+func TestDocsExamples(t *testing.T) {
+	pages, err := filepath.Glob("../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var raw []byte
+	for _, p := range append([]string{"../README.md"}, pages...) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(append(raw, b...), '\n')
 	}
 	var exprs []string
 	whenLine := regexp.MustCompile(`^\s*(?:- )?when: '(.*)'`)
@@ -48,15 +58,15 @@ func TestREADMEExamples(t *testing.T) {
 	exprs = append(exprs, `date.After(now().Add(-duration("72h")))`, `date.Weekday().String() == "Saturday"`,
 		`date.Year() == 2026 && date.Month().String() == "November"`, `date.Unix() > 1767225600`)
 	if len(exprs) < 20 {
-		t.Fatalf("found only %d examples in the README", len(exprs))
+		t.Fatalf("found only %d examples in the docs", len(exprs))
 	}
 	for _, e := range exprs {
 		if _, err := Compile([]Spec{{Name: "example", When: e}}); err != nil {
-			t.Errorf("README example %s: %v", e, err)
+			t.Errorf("docs example %s: %v", e, err)
 		}
 	}
 	// The caveat itself: date() is not callable.
 	if _, err := Compile([]Spec{{Name: "shadowed", When: `date("2026-01-01") < now()`}}); err == nil {
-		t.Error(`date("…") compiled; the README says the date field shadows the builtin`)
+		t.Error(`date("…") compiled; docs/rules.md says the date field shadows the builtin`)
 	}
 }
