@@ -162,7 +162,7 @@ func TestDeployKubernetesExamples(t *testing.T) {
 // checkAuthRules requires the example's rules to check the sender with auth.dmarc, and every
 // rule that reads auth.* to watch an account whose trusted_authserv_id is set: without it auth.*
 // is never "pass" and the rule never matches.
-func checkAuthRules(t *testing.T, c *Config) {
+func checkAuthRules(t *testing.T, c *config.Config) {
 	t.Helper()
 	var dmarc bool
 	for _, r := range c.Rules {

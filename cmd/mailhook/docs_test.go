@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mailhook/mailhook/config"
 )
 
 // The README and the docs/ pages are what people copy from, so their examples are tested: every
@@ -73,7 +75,7 @@ func TestDocsYAMLExamplesLoad(t *testing.T) {
 			n++
 			t.Run(fmt.Sprintf("%s#%d", path, i), func(t *testing.T) {
 				cfg := completeExample(t, block)
-				if _, _, err := LoadConfig(cfg, docsEnv); err != nil {
+				if _, _, err := config.Load(cfg, config.Options{Getenv: docsEnv}); err != nil {
 					raw, _ := os.ReadFile(cfg)
 					t.Errorf("does not load:\n%v\nexample:\n%s\ncompleted:\n%s", err, block, raw)
 				}
