@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,57 @@ func TestBinaryLinksNoTestScaffolding(t *testing.T) {
 			if dep == "testing" || strings.HasPrefix(dep, "testing/") || dep == "net/http/httptest" ||
 				strings.HasSuffix(dep, "/internal/testmail") {
 				t.Errorf("CGO_ENABLED=%s: the binary depends on %s", cgo, dep)
+			}
+		}
+	}
+}
+
+// Dependencies point one way (ARCHITECTURE.md, "Packages"): each package below may import only
+// the project packages listed for it, so the graph stays a straight line — libraries never import
+// config or cmd, the outbox never knows its workers, the watcher never knows the pipeline, and
+// nothing but cmd/mailhook (and its tests) names a store backend.
+func TestImportsPointOneWay(t *testing.T) {
+	allowed := map[string][]string{
+		"config":          {"dispatch", "oauth", "payload", "reply", "rules", "watcher"},
+		"dispatch":        {"internal/failpoint", "outbox", "payload", "spool", "store"},
+		"internal/demo":   nil,
+		"message":         nil,
+		"oauth":           nil,
+		"outbox":          {"store"},
+		"payload":         {"message"},
+		"pipeline":        {"message", "payload", "reply", "rules", "spool", "store", "watcher"},
+		"reply":           {"message", "outbox", "store"},
+		"rules":           {"message"},
+		"spool":           {"store"},
+		"store":           nil,
+		"store/sqlite":    {"store"},
+		"store/postgres":  {"store"},
+		"store/storetest": {"store"},
+		"watcher":         {"internal/failpoint", "message", "outbox", "spool", "store"},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "../../...")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "github.com/mailhook/mailhook/"
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		pkg, ok := strings.CutPrefix(fields[0], mod)
+		if !ok || pkg == "cmd/mailhook" || strings.HasPrefix(pkg, "internal/testmail") || pkg == "internal/failpoint" {
+			continue
+		}
+		may, known := allowed[pkg]
+		if !known {
+			t.Errorf("package %s is not in this test's table: add it, with what it may import", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			dep, ours := strings.CutPrefix(imp, mod)
+			if ours && !slices.Contains(may, dep) {
+				t.Errorf("%s imports %s, which it must not (allowed: %v)", pkg, dep, may)
 			}
 		}
 	}
