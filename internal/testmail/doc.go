@@ -9,7 +9,9 @@
 //   - Receiver: the demo's webhook receiver (Standard Webhooks verification) with scripted statuses
 //     and a record of every request;
 //   - SMTPSink: an SMTP server that records what it is sent and can inject faults;
-//   - Proxy: a TCP fault proxy that can cut (reset) or freeze (blackhole) the connections it carries;
+//   - Proxy: a TCP fault proxy that can cut (reset) or freeze (blackhole) the connections it carries,
+//     and, built with NewDelayProxy, a latency proxy (a fixed delay per direction, order kept, no
+//     bandwidth limit) for measuring round trips;
 //   - Sample: the demo's realistic RFC 5322 messages (CI failure, invoice with PDF, personal note).
 //
 // Everything listens on 127.0.0.1 only. The Start* helpers take a testing.TB and register cleanup;

@@ -481,6 +481,22 @@ func (d *Dovecot) Append(mailbox string, raw []byte) (uint32, error) {
 	return uid, err
 }
 
+// AppendMany appends messages to mailbox over one session, in order, and returns their UIDs.
+func (d *Dovecot) AppendMany(mailbox string, raws [][]byte) ([]uint32, error) {
+	uids := make([]uint32, 0, len(raws))
+	err := d.adminSession(func(c *imapclient.Client) error {
+		for _, raw := range raws {
+			uid, err := appendMessage(c, mailbox, raw)
+			if err != nil {
+				return err
+			}
+			uids = append(uids, uid)
+		}
+		return nil
+	})
+	return uids, err
+}
+
 // CreateMailbox creates a mailbox. After DeleteMailbox, the new mailbox has a new UIDVALIDITY.
 func (d *Dovecot) CreateMailbox(name string) error {
 	return d.adminSession(func(c *imapclient.Client) error {

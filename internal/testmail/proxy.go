@@ -15,10 +15,14 @@ const proxyDialTimeout = 5 * time.Second
 // Proxy is a TCP proxy on 127.0.0.1 that forwards byte streams to a target and injects network
 // faults: CutAll resets every connection, Freeze turns the path into a blackhole (sockets stay
 // open, nothing flows either way, as with a silently dropped NAT mapping), Refuse turns new
-// connections away.
+// connections away. A latency proxy (NewDelayProxy) also holds every chunk for a fixed time in
+// each direction, as a long link would: order is kept and bandwidth is not limited (the proxy
+// keeps reading while earlier chunks wait), so a round trip costs twice the delay and pipelined
+// commands cost it once.
 type Proxy struct {
 	target string
 	ln     net.Listener
+	delay  time.Duration // added to each direction; fixed at construction
 
 	mu      sync.Mutex
 	pairs   map[*proxyPair]struct{}
@@ -37,12 +41,17 @@ type proxyPair struct {
 }
 
 // NewProxy starts a proxy to target ("host:port"). Call Close when done.
-func NewProxy(target string) (*Proxy, error) {
+func NewProxy(target string) (*Proxy, error) { return NewDelayProxy(target, 0) }
+
+// NewDelayProxy starts a proxy to target that delivers every byte oneWay after it arrived, in
+// each direction (a round trip through it costs 2 × oneWay more than directly). Call Close when
+// done.
+func NewDelayProxy(target string, oneWay time.Duration) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen for proxy: %w", err)
 	}
-	p := &Proxy{target: target, ln: ln, pairs: make(map[*proxyPair]struct{})}
+	p := &Proxy{target: target, ln: ln, delay: oneWay, pairs: make(map[*proxyPair]struct{})}
 	p.serving.Add(1)
 	go p.accept()
 	return p, nil
@@ -52,6 +61,18 @@ func NewProxy(target string) (*Proxy, error) {
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p, err := NewProxy(target)
+	if err != nil {
+		t.Fatalf("start proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// StartDelayProxy starts a latency proxy (NewDelayProxy) to target and closes it when the test
+// ends.
+func StartDelayProxy(t testing.TB, target string, oneWay time.Duration) *Proxy {
+	t.Helper()
+	p, err := NewDelayProxy(target, oneWay)
 	if err != nil {
 		t.Fatalf("start proxy: %v", err)
 	}
@@ -190,6 +211,10 @@ func (p *Proxy) connect(client net.Conn) {
 // HTTP/1.1 peers do anyway.
 func (p *Proxy) pump(pair *proxyPair, dst, src net.Conn) {
 	defer pair.teardown(false)
+	if p.delay > 0 {
+		p.pumpDelayed(pair, dst, src)
+		return
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -202,6 +227,59 @@ func (p *Proxy) pump(pair *proxyPair, dst, src net.Conn) {
 			}
 		}
 		if err != nil {
+			return
+		}
+	}
+}
+
+// delayedChunk is bytes read from one side and the time they may be written to the other.
+type delayedChunk struct {
+	b   []byte
+	due time.Time
+}
+
+// delayQueue is how many chunks one direction may hold in flight: enough that the reader never
+// waits on loopback (32 KiB × 4096 = 128 MiB per 2 × delay), so bandwidth is not limited.
+const delayQueue = 4096
+
+// pumpDelayed copies src to dst, each chunk written p.delay after it was read: one goroutine
+// reads and stamps, this one writes in order.
+func (p *Proxy) pumpDelayed(pair *proxyPair, dst, src net.Conn) {
+	q := make(chan delayedChunk, delayQueue)
+	p.serving.Add(1)
+	go func() {
+		defer p.serving.Done()
+		defer close(q)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				select {
+				case q <- delayedChunk{b: buf[:n], due: time.Now().Add(p.delay)}:
+				case <-pair.done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for c := range q {
+		if wait := time.Until(c.due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-pair.done:
+				return
+			}
+		}
+		if !p.waitThawed(pair) {
+			return
+		}
+		if _, err := dst.Write(c.b); err != nil {
 			return
 		}
 	}

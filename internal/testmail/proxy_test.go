@@ -217,3 +217,47 @@ func TestProxyIMAPClientSeesFaults(t *testing.T) {
 		t.Errorf("EXISTS %d after reconnect, want 1", data.NumMessages)
 	}
 }
+
+func TestDelayProxyAddsLatencyKeepsOrderAndPipelines(t *testing.T) {
+	const oneWay = 25 * time.Millisecond
+	p := StartDelayProxy(t, startEcho(t), oneWay)
+	c, err := net.DialTimeout("tcp", p.Addr(), testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	start := time.Now()
+	if got, err := echoLine(c, br, "hello", testTimeout); err != nil || got != "hello" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	if rtt := time.Since(start); rtt < 2*oneWay {
+		t.Errorf("round trip took %s, want at least %s", rtt, 2*oneWay)
+	}
+
+	// Many lines sent back to back come back in order, in about one round trip rather than one
+	// per line: the proxy delays, it does not serialise. The bound is loose (a quarter of what one
+	// round trip per line would take) so that a loaded machine does not fail it.
+	const lines = 40
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	start = time.Now()
+	var out strings.Builder
+	for i := range lines {
+		out.WriteString(strings.Repeat("x", i) + "\n")
+	}
+	if _, err := io.WriteString(c, out.String()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range lines {
+		got, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if want := strings.Repeat("x", i) + "\n"; got != want {
+			t.Fatalf("line %d = %q, want %q (order lost)", i, got, want)
+		}
+	}
+	if took := time.Since(start); took < 2*oneWay || took > lines*2*oneWay/4 {
+		t.Errorf("%d pipelined lines took %s; want between one round trip (%s) and %s", lines, took, 2*oneWay, lines*2*oneWay/4)
+	}
+}
