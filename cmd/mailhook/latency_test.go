@@ -23,20 +23,45 @@ import (
 //
 //	go test ./cmd/mailhook -run '^$' -bench Latency -benchtime 1x
 //
-// MAILHOOK_LATENCY_SAMPLES sets the sample count (default 300).
+// MAILHOOK_LATENCY_SAMPLES sets the sample count (default 300 on loopback, 60 over the latency
+// proxy). The RTT50 variants put a latency proxy (25 ms each way) between the server and both
+// clients, so the reference is told through the same link: the overhead then counts the round
+// trips mailhook needs after the push, for a header-only plan (a header rule, `body: none`) and
+// for the default `body: text`.
 
 func BenchmarkLatencyDovecot(b *testing.B) {
 	dc := testmail.StartDovecot(b, testmail.DovecotOptions{})
-	benchLatency(b, dc.Addr(), dc.User(), dc.Password(), dc.Append)
+	benchLatency(b, dc.Addr(), dc.User(), dc.Password(), dc.Append, latencyOpts{})
+}
+
+func BenchmarkLatencyDovecotRTT50HeaderOnly(b *testing.B) {
+	dc := testmail.StartDovecot(b, testmail.DovecotOptions{})
+	benchLatency(b, dc.Addr(), dc.User(), dc.Password(), dc.Append, latencyOpts{oneWay: 25 * time.Millisecond, body: "none"})
+}
+
+func BenchmarkLatencyDovecotRTT50Text(b *testing.B) {
+	dc := testmail.StartDovecot(b, testmail.DovecotOptions{})
+	benchLatency(b, dc.Addr(), dc.User(), dc.Password(), dc.Append, latencyOpts{oneWay: 25 * time.Millisecond, body: "text"})
 }
 
 func BenchmarkLatencyMemServer(b *testing.B) {
 	mem := testmail.StartMemServer(b, testmail.MemOptions{})
-	benchLatency(b, mem.Addr(), mem.User(), mem.Password(), mem.Append)
+	benchLatency(b, mem.Addr(), mem.User(), mem.Password(), mem.Append, latencyOpts{})
 }
 
-func benchLatency(b *testing.B, addr, user, password string, appendMsg func(string, []byte) (uint32, error)) {
+// latencyOpts vary benchLatency: oneWay > 0 puts a latency proxy in front of the server; body is
+// the webhook's body: ("" means text).
+type latencyOpts struct {
+	oneWay time.Duration
+	body   string
+}
+
+func benchLatency(b *testing.B, addr, user, password string, appendMsg func(string, []byte) (uint32, error), o latencyOpts) {
 	samples := 300
+	if o.oneWay > 0 {
+		samples = 60
+		addr = testmail.StartDelayProxy(b, addr, o.oneWay).Addr()
+	}
 	if s, err := strconv.Atoi(os.Getenv("MAILHOOK_LATENCY_SAMPLES")); err == nil && s > 0 {
 		samples = s
 	}
@@ -88,7 +113,7 @@ func benchLatency(b *testing.B, addr, user, password string, appendMsg func(stri
 	defer func() { _ = idle.Close() }()
 
 	dir := b.TempDir()
-	path, env := writeConfig(b, dir, addr, user, password, recv.URL()+"/hook", func(p *cfgParams) { p.IdleRefresh = "10m" })
+	path, env := writeConfig(b, dir, addr, user, password, recv.URL()+"/hook", func(p *cfgParams) { p.IdleRefresh = "10m"; p.Body = o.body })
 	getenv := func(k string) (string, bool) {
 		for _, e := range env {
 			if len(e) > len(k) && e[:len(k)+1] == k+"=" {
@@ -150,4 +175,7 @@ func benchLatency(b *testing.B, addr, user, password string, appendMsg func(stri
 	b.ReportMetric(p(total, 0.5), "append-to-webhook-p50-ms")
 	b.ReportMetric(p(push, 0.5), "append-to-exists-p50-ms")
 	b.ReportMetric(float64(samples), "samples")
+	if o.oneWay > 0 {
+		b.ReportMetric(p(overhead, 0.5)/float64((2*o.oneWay).Milliseconds()), "overhead-p50-rtts")
+	}
 }

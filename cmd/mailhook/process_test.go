@@ -151,7 +151,7 @@ webhooks:
   - name: receiver
     url: {{.URL}}
     secrets: ["${TEST_WEBHOOK_SECRET}"]
-    body: text
+    body: {{or .Body "text"}}
     retry: {max_age: 1h, min_backoff: 200ms, max_backoff: 1s}
 rules:
   - name: ci-failures
@@ -170,6 +170,7 @@ const testSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 // cfgParams fill testConfig.
 type cfgParams struct {
 	StateDir, Host, Port, User, URL, Mailbox, Start, IdleRefresh, CommandTimeout string
+	Body                                                                         string // the webhook's body:, "" means text
 	HTTPListen                                                                   string // "" disables; "127.0.0.1:0" picks a port (see adminAddr)
 }
 

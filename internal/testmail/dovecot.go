@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -481,20 +482,26 @@ func (d *Dovecot) Append(mailbox string, raw []byte) (uint32, error) {
 	return uid, err
 }
 
-// AppendMany appends messages to mailbox over one session, in order, and returns their UIDs.
+// AppendMany appends messages to mailbox in order, 100 to a session (each session has the
+// administrative time limit), and returns their UIDs.
 func (d *Dovecot) AppendMany(mailbox string, raws [][]byte) ([]uint32, error) {
 	uids := make([]uint32, 0, len(raws))
-	err := d.adminSession(func(c *imapclient.Client) error {
-		for _, raw := range raws {
-			uid, err := appendMessage(c, mailbox, raw)
-			if err != nil {
-				return err
+	for chunk := range slices.Chunk(raws, 100) {
+		err := d.adminSession(func(c *imapclient.Client) error {
+			for _, raw := range chunk {
+				uid, err := appendMessage(c, mailbox, raw)
+				if err != nil {
+					return err
+				}
+				uids = append(uids, uid)
 			}
-			uids = append(uids, uid)
+			return nil
+		})
+		if err != nil {
+			return uids, err
 		}
-		return nil
-	})
-	return uids, err
+	}
+	return uids, nil
 }
 
 // CreateMailbox creates a mailbox. After DeleteMailbox, the new mailbox has a new UIDVALIDITY.
