@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -31,13 +32,19 @@ type fetched struct {
 	structure imap.BodyStructure
 	header    []byte
 	parts     map[string][]byte
+	// partsDone: the second pass ran for this message (in a batch); partial lists the sections
+	// it cut at their cap.
+	partsDone bool
+	partial   map[string]bool
 }
 
-// catchUp processes every message above the checkpoint, in ascending UID order, one commit per
-// message (DESIGN "Data flow" steps 3–7).
+// catchUp processes every message above the checkpoint, in ascending UID order (DESIGN "Data
+// flow" steps 3–7): UID SEARCH, then per batch one first-pass UID FETCH and the second pass of the
+// whole batch (processBatch).
 func (s *session) catchUp(ctx context.Context) error {
 	w := s.w
 	last := s.cp.LastUID
+	s.seenExists = s.exists.Load()
 	s.begin()
 	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(last + 1), Stop: 0}}}}, nil).Wait()
 	if err != nil {
@@ -77,19 +84,95 @@ func (s *session) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, uid := range batch {
-			f, ok := got[uid]
-			if !ok {
-				w.log.Debug("message vanished before fetch", "uid", uid)
-				continue
+		if err := s.processBatch(ctx, batch, got); err != nil {
+			if errors.Is(err, errThrottled) {
+				return nil // paused after the previous message; s.throttle says until when
 			}
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUpPushed is catch-up after an IDLE push when few messages are new: the first pass was sent
+// as `UID FETCH last+1:*` right behind DONE (pushedFetch), with no UID SEARCH before it, so a
+// message costs one round trip after the push (two when the plan reads body text). It then runs
+// the second pass and delivers like catchUp. Messages beyond what was reserved for are left to
+// the next catch-up, which the run loop starts at once.
+func (s *session) catchUpPushed(ctx context.Context, p *pushedFetch) error {
+	got, lastUID, err := s.readFetch(p.cmd, p.set, int64(s.w.cfg.Limits.HeaderBytes), p.max)
+	s.endFetch()
+	if err != nil {
+		if lastUID != 0 {
+			s.blame([]uint32{lastUID}, lastUID)
+		}
+		return fmt.Errorf("uid fetch %s (first pass): %w", p.set, err)
+	}
+	var batch []uint32
+	for uid := range got {
+		if uid > s.cp.LastUID { // "n:*" always matches the highest UID, even below n
+			batch = append(batch, uid)
+		}
+	}
+	slices.Sort(batch)
+	if len(batch) > 0 {
+		s.w.log.Debug("fetched pushed messages", "count", len(batch), "from_uid", batch[0])
+	}
+	if len(got) >= p.max {
+		select { // more may be waiting than were kept: have the run loop search
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	err = s.processBatch(ctx, batch, got)
+	if errors.Is(err, errThrottled) {
+		return nil
+	}
+	return err
+}
+
+// processBatch runs the second pass for a batch of first-pass results (batch ascending; UIDs
+// missing from got vanished before the fetch) and delivers each message in UID order. The second
+// pass is several UID FETCH commands sent back to back, as many as distinct section lists in the
+// chunk (see fetchPartsBatch); a chunk is bounded by passTwoBytes and by what the budget grants.
+func (s *session) processBatch(ctx context.Context, batch []uint32, got map[uint32]*fetched) error {
+	w := s.w
+	var list []*fetched
+	for _, uid := range batch {
+		f, ok := got[uid]
+		if !ok {
+			w.log.Debug("message vanished before fetch", "uid", uid)
+			continue
+		}
+		if w.failures[uid] >= maxFetchFailures {
+			// Its last attempt failed in a pushed fetch: deliver it degraded, in order.
+			if err := s.deliverList(ctx, list); err != nil {
+				return err
+			}
+			list = list[:0]
+			if err := s.degraded(ctx, uid); err != nil {
+				return err
+			}
+			continue
+		}
+		list = append(list, f)
+	}
+	return s.deliverList(ctx, list)
+}
+
+// deliverList runs the second pass over list in chunks and processes each message.
+func (s *session) deliverList(ctx context.Context, list []*fetched) error {
+	for len(list) > 0 {
+		n, err := s.fetchPartsBatch(ctx, list)
+		if err != nil {
+			return err
+		}
+		for _, f := range list[:n] {
 			if err := s.process(ctx, f); err != nil {
-				if errors.Is(err, errThrottled) {
-					return nil // paused after the previous message; s.throttle says until when
-				}
 				return err
 			}
 		}
+		list = list[n:]
 	}
 	return nil
 }
@@ -98,7 +181,18 @@ func (s *session) catchUp(ctx context.Context) error {
 // HeaderBytes of the header section for a batch, streaming every literal through a cap.
 func (s *session) fetchFirstPass(batch []uint32) (map[uint32]*fetched, error) {
 	lim := s.w.cfg.Limits
-	opts := &imap.FetchOptions{
+	opts := s.firstPassOptions()
+	got, lastUID, err := s.fetch(toUIDSet(batch), opts, int64(lim.HeaderBytes))
+	if err != nil {
+		s.blame(batch, lastUID)
+		return nil, fmt.Errorf("uid fetch %s (first pass): %w", toUIDSet(batch), err)
+	}
+	return got, nil
+}
+
+// firstPassOptions are the items of the first pass.
+func (s *session) firstPassOptions() *imap.FetchOptions {
+	return &imap.FetchOptions{
 		UID:           true,
 		Flags:         true,
 		RFC822Size:    true,
@@ -106,16 +200,10 @@ func (s *session) fetchFirstPass(batch []uint32) (map[uint32]*fetched, error) {
 		BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
 		BodySection: []*imap.FetchItemBodySection{{
 			Specifier: imap.PartSpecifierHeader,
-			Peek:      true, // RFC 3501 §6.4.5: BODY.PEEK never sets \Seen
-			Partial:   &imap.SectionPartial{Offset: 0, Size: int64(lim.HeaderBytes)},
+			Peek:      true, // BODY.PEEK never sets \Seen
+			Partial:   &imap.SectionPartial{Offset: 0, Size: int64(s.w.cfg.Limits.HeaderBytes)},
 		}},
 	}
-	got, lastUID, err := s.fetch(toUIDSet(batch), opts, int64(lim.HeaderBytes))
-	if err != nil {
-		s.blame(batch, lastUID)
-		return nil, fmt.Errorf("uid fetch %s (first pass): %w", toUIDSet(batch), err)
-	}
-	return got, nil
 }
 
 // blame charges a failed fetch to one UID: the message being received when it failed, or the
@@ -134,14 +222,22 @@ func (s *session) blame(batch []uint32, lastUID uint32) {
 // literal; the rest is drained by the library without being kept. lastUID is the UID of the last
 // message that started arriving (0 when none), for blame.
 func (s *session) fetch(set imap.UIDSet, opts *imap.FetchOptions, capBytes int64) (got map[uint32]*fetched, lastUID uint32, err error) {
-	got = map[uint32]*fetched{}
 	s.begin()
-	cmd := s.c.Fetch(set, opts)
+	return s.readFetch(s.c.Fetch(set, opts), set, capBytes, 0)
+}
+
+// readFetch reads the responses of a UID FETCH already sent, as fetch does. With keep > 0 it
+// keeps at most keep messages and reads the rest without keeping them.
+func (s *session) readFetch(cmd *imapclient.FetchCommand, set imap.UIDSet, capBytes int64, keep int) (got map[uint32]*fetched, lastUID uint32, err error) {
+	got = map[uint32]*fetched{}
 	var readErr error
 	for {
 		md := cmd.Next()
 		if md == nil {
 			break
+		}
+		if keep > 0 && len(got) >= keep {
+			continue // Next drains it
 		}
 		f, err := readMessage(md, capBytes)
 		if f.uid != 0 {
@@ -256,7 +352,9 @@ func (s *session) build(ctx context.Context, f *fetched) (*message.Message, erro
 		Flags:        f.flags,
 		InternalDate: f.date,
 	}
-	if (w.cfg.Plan.Text || w.cfg.Plan.HTML) && f.structure != nil {
+	if f.partsDone {
+		p.Parts, p.PartialParts = f.parts, f.partial
+	} else if (w.cfg.Plan.Text || w.cfg.Plan.HTML) && f.structure != nil {
 		if err := s.fetchParts(ctx, f, &p); err != nil {
 			if !errors.Is(err, errThrottled) {
 				w.failures[f.uid]++
@@ -273,10 +371,49 @@ func (s *session) build(ctx context.Context, f *fetched) (*message.Message, erro
 // each capped at Limits.TextPartBytes of encoded content (all that Build would use); a cut part
 // is listed in PartialParts.
 //
-// The sections together read at most MaxMessageSize minus the header (REQUIREMENTS A24), and the
-// fetch is sent only when the budget grants its cost; otherwise it returns errThrottled.
+// The sections together read at most MaxMessageSize minus the header (a message is never read
+// beyond the size cap), and the fetch is sent only when the budget grants its cost; otherwise it
+// returns errThrottled.
 func (s *session) fetchParts(ctx context.Context, f *fetched, p *message.Pieces) error {
+	pp := s.planParts(f)
+	p.PartialParts = pp.partial
+	if pp.opts == nil {
+		return nil
+	}
+	if ok, err := s.admit(ctx, pp.cost); !ok || err != nil {
+		if err == nil {
+			err = errThrottled
+		}
+		return err
+	}
+	got, _, err := s.fetch(imap.UIDSetNum(imap.UID(f.uid)), pp.opts, pp.capBytes)
+	s.endFetch()
+	if err != nil {
+		return fmt.Errorf("uid fetch %d (body parts): %w", f.uid, err)
+	}
+	pp.apply(f, got[f.uid])
+	p.Parts = f.parts
+	return nil
+}
+
+// partsPlan is the second pass of one message: the FETCH options (nil when nothing is needed),
+// what they may read, and the sections known in advance to be cut.
+type partsPlan struct {
+	opts     *imap.FetchOptions
+	key      string // the section list, for sending equal lists as one command
+	cost     int64  // budget reservation
+	capBytes int64
+	sizes    map[string]int64
+	partial  map[string]bool
+}
+
+// planParts chooses the text/plain and/or text/html sections of f the plan needs.
+func (s *session) planParts(f *fetched) partsPlan {
 	w := s.w
+	pp := partsPlan{partial: map[string]bool{}}
+	if !(w.cfg.Plan.Text || w.cfg.Plan.HTML) || f.structure == nil {
+		return pp
+	}
 	text, html := message.BodySections(f.structure)
 	var sections []string
 	if w.cfg.Plan.Text {
@@ -286,58 +423,142 @@ func (s *session) fetchParts(ctx context.Context, f *fetched, p *message.Pieces)
 		sections = append(sections, html...)
 	}
 	if len(sections) == 0 {
-		return nil
+		return pp
 	}
-	capBytes := w.cfg.Limits.TextPartBytes()
+	pp.capBytes = w.cfg.Limits.TextPartBytes()
 	left := w.cfg.MaxMessageSize - int64(len(f.header)) // what the size cap leaves for the parts
-	sizes := partSizes(f.structure)
+	pp.sizes = partSizes(f.structure)
 	opts := &imap.FetchOptions{UID: true}
-	p.PartialParts = map[string]bool{}
+	var key strings.Builder
 	for _, sec := range slices.Compact(sections) {
 		part, ok := parseSection(sec)
 		if !ok || left <= 0 {
 			continue
 		}
 		item := &imap.FetchItemBodySection{Part: part, Peek: true}
-		partCap := min(capBytes, left)
-		size, known := sizes[sec]
+		partCap := min(pp.capBytes, left)
+		size, known := pp.sizes[sec]
 		if !known || size > partCap {
 			item.Partial = &imap.SectionPartial{Offset: 0, Size: partCap}
 			if known {
-				p.PartialParts[sec] = true
+				pp.partial[sec] = true
 			}
 			left -= partCap
+			fmt.Fprintf(&key, "%s<%d> ", sec, partCap)
 		} else {
 			left -= size
+			fmt.Fprintf(&key, "%s ", sec)
 		}
 		opts.BodySection = append(opts.BodySection, item)
 	}
 	if len(opts.BodySection) == 0 {
-		return nil
+		return pp
 	}
-	if ok, err := s.admit(ctx, partsCost(opts.BodySection, sizes)); !ok || err != nil {
+	pp.opts, pp.key, pp.cost = opts, key.String(), partsCost(opts.BodySection, pp.sizes)
+	return pp
+}
+
+// apply records the second pass's answer g (nil when the message was expunged meanwhile: it is
+// delivered with what the first pass saw) in f.
+func (pp partsPlan) apply(f *fetched, g *fetched) {
+	f.partsDone, f.partial = true, pp.partial
+	if g == nil {
+		return
+	}
+	f.parts = g.parts // what the size cap has left for attachments (spool) is counted from these
+	for sec, b := range g.parts {
+		if _, known := pp.sizes[sec]; !known && int64(len(b)) >= pp.capBytes {
+			f.partial[sec] = true
+		}
+	}
+}
+
+// passTwoBytes bounds what one chunk of a batch's second pass may hold in memory.
+const passTwoBytes = 16 << 20
+
+// fetchPartsBatch runs the second pass for a prefix of list and returns its length: the longest
+// prefix whose parts fit in passTwoBytes and in what the budget grants now (at least one message,
+// unless the budget refuses even that: then errThrottled). It sends one UID FETCH per distinct
+// section list, back to back, and reads the answers in order.
+func (s *session) fetchPartsBatch(ctx context.Context, list []*fetched) (int, error) {
+	plans := make([]partsPlan, 0, len(list))
+	var total int64
+	for _, f := range list {
+		pp := s.planParts(f)
+		if len(plans) > 0 && total+pp.cost > passTwoBytes {
+			break
+		}
+		total += pp.cost
+		plans = append(plans, pp)
+	}
+	n, err := s.admitParts(ctx, plans)
+	if n == 0 || err != nil {
 		if err == nil {
 			err = errThrottled
 		}
-		return err
+		return 0, err
 	}
-	got, _, err := s.fetch(imap.UIDSetNum(imap.UID(f.uid)), opts, capBytes)
-	s.endFetch()
-	if err != nil {
-		return fmt.Errorf("uid fetch %d (body parts): %w", f.uid, err)
+	defer s.endFetch()
+	type group struct {
+		set  imap.UIDSet
+		pp   partsPlan
+		cmd  *imapclient.FetchCommand
+		uids []uint32
+
+		got     map[uint32]*fetched
+		lastUID uint32
+		err     error
 	}
-	g, ok := got[f.uid]
-	if !ok {
-		return nil // expunged meanwhile: deliver what the first pass saw
+	var groups []*group
+	byKey := map[string]*group{}
+	for i, pp := range plans[:n] {
+		if pp.opts == nil {
+			list[i].partsDone, list[i].partial = true, pp.partial
+			continue
+		}
+		g := byKey[pp.key]
+		if g == nil {
+			g = &group{pp: pp}
+			byKey[pp.key] = g
+			groups = append(groups, g)
+		}
+		g.set.AddNum(imap.UID(list[i].uid))
+		g.uids = append(g.uids, list[i].uid)
 	}
-	p.Parts = g.parts
-	f.parts = g.parts // what the size cap has left for attachments (spool) is counted from these
-	for sec, b := range g.parts {
-		if _, known := sizes[sec]; !known && int64(len(b)) >= capBytes {
-			p.PartialParts[sec] = true
+	if len(groups) == 0 {
+		return n, nil
+	}
+	s.begin()
+	for _, g := range groups {
+		g.cmd = s.c.Fetch(g.set, g.pp.opts)
+	}
+	// Each command's answers are read on a goroutine of its own: a server may interleave the
+	// answers of commands sent together (Dovecot runs FETCHes in parallel), and the library hands
+	// a literal to the command it belongs to and waits until it is read.
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Go(func() { g.got, g.lastUID, g.err = s.readFetch(g.cmd, g.set, g.pp.capBytes, 0) })
+	}
+	wg.Wait()
+	var firstErr error
+	for _, g := range groups {
+		if g.err != nil {
+			if firstErr == nil {
+				s.blame(g.uids, g.lastUID)
+				firstErr = fmt.Errorf("uid fetch %s (body parts): %w", g.set, g.err)
+			}
+			continue
+		}
+		for i, f := range list[:n] {
+			if g.set.Contains(imap.UID(f.uid)) {
+				plans[i].apply(f, g.got[f.uid])
+			}
 		}
 	}
-	return nil
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return n, nil
 }
 
 // degraded delivers a message that failed to fetch maxFetchFailures times in a row from whatever

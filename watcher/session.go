@@ -31,6 +31,13 @@ type session struct {
 	cp         store.Checkpoint
 	progressed bool // something was committed in this session
 
+	// exists is the mailbox's message count as the server last said (SELECT, EXISTS, EXPUNGE);
+	// seenExists is what it was when the last catch-up searched. Their difference estimates how
+	// many messages an IDLE push announced, which decides whether the first pass can be sent
+	// right behind DONE (see idle).
+	exists     atomic.Uint32
+	seenExists uint32
+
 	conn     net.Conn             // the counting connection below TLS, for closing it from anywhere
 	hold     atomic.Pointer[Hold] // budget reservation of the FETCH in flight; fed by the reader
 	throttle Throttle             // why the budget refused the last fetch; set when catchUp stopped for it
@@ -156,6 +163,7 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return fmt.Errorf("select %q: %w", w.cfg.Mailbox, err)
 	}
+	s.exists.Store(sel.NumMessages)
 	if err := s.reconcile(ctx, sel); err != nil {
 		return err
 	}
@@ -167,10 +175,17 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 		}
 	})
 
+	var pushed *pushedFetch
 	for {
 		drain(s.wake)
 		w.setState(StateFetching)
-		if err := s.catchUp(ctx); err != nil {
+		if pushed != nil {
+			err = s.catchUpPushed(ctx, pushed)
+			pushed = nil
+		} else {
+			err = s.catchUp(ctx)
+		}
+		if err != nil {
 			return err
 		}
 		if err := s.runPostActions(ctx); err != nil { // DESIGN step 10, between IDLE cycles
@@ -189,7 +204,7 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 		}
 		refreshed := true
 		if idle {
-			refreshed, err = s.idle(ctx)
+			refreshed, pushed, err = s.idle(ctx)
 		} else {
 			err = s.poll(ctx)
 		}
@@ -216,6 +231,7 @@ func (s *session) checkValidity(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("select %q again: %w", w.cfg.Mailbox, err)
 	}
+	s.exists.Store(sel.NumMessages)
 	if sel.UIDValidity == s.validity {
 		return nil
 	}
@@ -242,9 +258,18 @@ func (s *session) connect(ctx context.Context, conn net.Conn) error {
 			// Runs on the reader goroutine: never issue a command here, only wake the loop.
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
+					s.exists.Store(*d.NumMessages)
 					select {
 					case s.wake <- struct{}{}:
 					default:
+					}
+				}
+			},
+			Expunge: func(uint32) {
+				for {
+					n := s.exists.Load()
+					if n == 0 || s.exists.CompareAndSwap(n, n-1) {
+						return
 					}
 				}
 			},
@@ -434,14 +459,15 @@ func (s *session) uidNext(sel *imap.SelectData) (uint32, error) {
 
 // idle waits in IDLE (RFC 2177) until an EXISTS push, the refresh interval or ctx, then ends it
 // with DONE. refreshed reports that the refresh interval ran out. The caller always re-runs the
-// catch-up afterwards.
-func (s *session) idle(ctx context.Context) (refreshed bool, err error) {
+// catch-up afterwards: after a push announcing few messages, idle has already sent its first pass
+// (pushed, see sendPushedFetch) right behind DONE.
+func (s *session) idle(ctx context.Context) (refreshed bool, pushed *pushedFetch, err error) {
 	w := s.w
 	w.setState(StateIdle)
 	s.begin()
 	cmd, err := s.c.Idle()
 	if err != nil {
-		return false, fmt.Errorf("idle: %w", err)
+		return false, nil, fmt.Errorf("idle: %w", err)
 	}
 	w.update(func(st *Status) { st.Idles++ })
 	s.dog.set(dogIdle)
@@ -464,12 +490,64 @@ func (s *session) idle(ctx context.Context) (refreshed bool, err error) {
 	w.log.Debug("leaving idle", "why", why)
 	s.dog.endIdle()
 	if err := cmd.Close(); err != nil {
-		return false, fmt.Errorf("idle done: %w", err)
+		return false, nil, fmt.Errorf("idle done: %w", err)
+	}
+	if why == "exists" {
+		// DONE is sent; the FETCH follows without waiting for IDLE's tagged OK (RFC 3501
+		// allows it: IDLE's end is the client's DONE, not the server's answer).
+		pushed = s.sendPushedFetch()
 	}
 	if err := cmd.Wait(); err != nil {
-		return false, fmt.Errorf("idle: %w", err)
+		pushed.abandon(s)
+		return false, nil, fmt.Errorf("idle: %w", err)
 	}
-	return why == "refresh", ctx.Err()
+	if err := ctx.Err(); err != nil {
+		pushed.abandon(s)
+		return false, nil, err
+	}
+	return why == "refresh", pushed, nil
+}
+
+// pushedFetch is a first pass sent right behind DONE: `UID FETCH last+1:*`, keeping at most max
+// messages (what was reserved for).
+type pushedFetch struct {
+	cmd *imapclient.FetchCommand
+	set imap.UIDSet
+	max int
+}
+
+// sendPushedFetch sends the first pass for the messages an IDLE push announced, when they are few
+// (at most half a batch by the EXISTS count) and the budget grants them at once; otherwise it
+// returns nil and catchUp searches as usual. Up to twice the announced count (at least 4) is
+// reserved and kept: more than that arriving meanwhile is left to the next catch-up.
+func (s *session) sendPushedFetch() *pushedFetch {
+	w := s.w
+	now := s.exists.Load()
+	if now < s.seenExists || int(now-s.seenExists) > w.cfg.BatchSize/2 {
+		return nil
+	}
+	keep := min(max(2*int(now-s.seenExists), 4), w.cfg.BatchSize)
+	if w.cfg.Budget != nil {
+		h, _ := w.cfg.Budget.Reserve(w.firstPassCost(keep))
+		if h == nil {
+			return nil
+		}
+		s.hold.Store(h)
+		w.resumed()
+	}
+	p := &pushedFetch{set: imap.UIDSet{{Start: imap.UID(s.cp.LastUID + 1), Stop: 0}}, max: keep}
+	s.seenExists = now
+	s.begin()
+	p.cmd = s.c.Fetch(p.set, s.firstPassOptions())
+	return p
+}
+
+// abandon reads and drops the answer of a pushed fetch that will not be processed.
+func (p *pushedFetch) abandon(s *session) {
+	if p != nil {
+		_ = p.cmd.Close()
+		s.endFetch()
+	}
 }
 
 // poll waits PollInterval (or an EXISTS, or ctx), then sends NOOP, for servers without IDLE.

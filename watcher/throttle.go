@@ -47,19 +47,42 @@ func (w *Watcher) firstPassCost(n int) int64 {
 // may be fetched now, shrinking the batch to what the budget allows. 0 means throttled:
 // s.throttle says until when.
 func (s *session) admitFirstPass(ctx context.Context, n int) (int, error) {
+	return s.admitPrefix(ctx, n, s.w.firstPassCost)
+}
+
+// admitParts reserves, in one hold, the second pass of the longest prefix of plans that the
+// budget grants now, and returns its length (0: throttled, s.throttle says until when).
+func (s *session) admitParts(ctx context.Context, plans []partsPlan) (int, error) {
+	return s.admitPrefix(ctx, len(plans), func(n int) int64 {
+		var c int64
+		for _, pp := range plans[:n] {
+			c += pp.cost
+		}
+		return c
+	})
+}
+
+// admitPrefix reserves cost(k) for the largest k ≤ n that the budget grants now, in one hold,
+// and returns k. Only a single item waits for the window: 0 means throttled (s.throttle says
+// until when).
+func (s *session) admitPrefix(ctx context.Context, n int, cost func(int) int64) (int, error) {
 	w := s.w
-	if w.cfg.Budget == nil {
+	if w.cfg.Budget == nil || n == 0 || cost(n) == 0 {
 		return n, nil
 	}
 	for {
-		h, th := w.cfg.Budget.Reserve(w.firstPassCost(n))
+		h, th := w.cfg.Budget.Reserve(cost(n))
 		if h != nil {
 			s.hold.Store(h)
 			w.resumed()
 			return n, nil
 		}
-		if n > 1 { // shrink the batch to what fits now; only a single message may wait
-			n = int(min(max(th.Available/w.firstPassCost(1), 1), int64(n-1)))
+		if n > 1 { // shrink to what fits now
+			m := n - 1
+			for m > 1 && cost(m) > th.Available {
+				m--
+			}
+			n = m
 			continue
 		}
 		if th.Busy {
