@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -379,4 +381,63 @@ func BenchmarkFetchBytes(b *testing.B) {
 	b.ReportMetric(float64(f.none.served)/bigCount, "headeronly-B/msg")
 	b.ReportMetric(float64(f.textPlan.served)/bigCount, "text-B/msg")
 	b.ReportMetric(100*ratio(f.textPlan.counted-f.textPlan.served, f.textPlan.served), "count-error-%")
+}
+
+// BenchmarkHeapLargeBatch shows that a catch-up over many large messages holds no more than its
+// plan needs: 200 messages with 3 MB attachments wait in Dovecot, a header-only plan processes
+// them, and the live heap is sampled (runtime/metrics, every millisecond and at every Handle).
+// The figure is the peak over the heap after a GC before the start; the target is < 32 MB.
+//
+//	go test ./watcher -run '^$' -bench HeapLargeBatch -benchtime 1x
+func BenchmarkHeapLargeBatch(b *testing.B) {
+	const count = 200
+	srv := testmail.StartDovecot(b, testmail.DovecotOptions{})
+	for i := range count {
+		if _, err := srv.Append("INBOX", bigMessage(i, bigAttachment).raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heap := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	var peak atomic.Uint64
+	note := func() {
+		for h := heap(); ; {
+			p := peak.Load()
+			if h <= p || peak.CompareAndSwap(p, h) {
+				return
+			}
+		}
+	}
+	var growth float64
+	for b.Loop() {
+		runtime.GC()
+		base := heap()
+		peak.Store(base)
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			t := time.NewTicker(time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					note()
+				}
+			}
+		}()
+		run, _ := runPlan(b, srv, watcher.Plan{}, count, func(_ *watcher.Config, r *recorder) {
+			r.hook = func(*watcher.Event) { note() }
+		})
+		close(stop)
+		<-sampled
+		growth = float64(peak.Load()-base) / (1 << 20)
+		b.ReportMetric(float64(run.served)/count, "served-B/msg")
+	}
+	b.ReportMetric(growth, "heap-growth-MB")
 }
