@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailhook/mailhook/internal/failpoint"
 	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -160,17 +161,27 @@ func (s *session) processBatch(ctx context.Context, batch []uint32, got map[uint
 	return s.deliverList(ctx, list)
 }
 
-// deliverList runs the second pass over list in chunks and processes each message.
+// deliverList runs the second pass over list in chunks, hands each message of a chunk to the
+// Handler and commits the chunk's jobs and checkpoint in one transaction (group commit). When a
+// message fails or the budget stops the chunk, what was handled before it is committed first, so
+// nothing is handled twice and the checkpoint never passes a message whose jobs are not committed.
 func (s *session) deliverList(ctx context.Context, list []*fetched) error {
 	for len(list) > 0 {
 		n, err := s.fetchPartsBatch(ctx, list)
 		if err != nil {
 			return err
 		}
+		b := s.newBatch()
 		for _, f := range list[:n] {
-			if err := s.process(ctx, f); err != nil {
-				return err
+			if err = s.process(ctx, f, b); err != nil {
+				break
 			}
+		}
+		if cerr := s.commit(ctx, b); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return err
 		}
 		list = list[n:]
 	}
@@ -318,8 +329,9 @@ func readCapped(lit imap.LiteralReader, capBytes int64) ([]byte, error) {
 }
 
 // process runs the second pass for one message when the Plan asks for body parts, builds it,
-// has the Handler match it, spools the attachment content the match ships inline, and delivers it.
-func (s *session) process(ctx context.Context, f *fetched) error {
+// has the Handler match it, spools the attachment content the match ships inline, and adds its
+// jobs to b.
+func (s *session) process(ctx context.Context, f *fetched, b *batch) error {
 	m, err := s.build(ctx, f)
 	if err != nil {
 		return err
@@ -330,9 +342,9 @@ func (s *session) process(ctx context.Context, f *fetched) error {
 	if err != nil {
 		return err
 	}
-	defer s.w.removeSpool(sp)
+	b.spools = append(b.spools, sp) // removed once committed or abandoned
 	ev.Spooled = sp.Files()
-	return s.deliver(ctx, f.date, ev, d)
+	return s.handle(ctx, b, f.date, ev, d)
 }
 
 // event is the Event of message m, UID uid, in the selected mailbox.
@@ -590,7 +602,11 @@ func (s *session) degraded(ctx context.Context, uid uint32) error {
 	binary.Write(sum, binary.BigEndian, [2]uint32{s.validity, uid})
 	m.Key = hex.EncodeToString(sum.Sum(nil))
 	ev := s.event(uid, m)
-	if err := s.deliver(ctx, f.date, ev, w.h.Match(ev)); err != nil {
+	b := s.newBatch()
+	if err := s.handle(ctx, b, f.date, ev, w.h.Match(ev)); err != nil {
+		return err
+	}
+	if err := s.commit(ctx, b); err != nil {
 		return err
 	}
 	if fetchErr != nil {
@@ -599,38 +615,80 @@ func (s *session) degraded(ctx context.Context, uid uint32) error {
 	return nil
 }
 
-// deliver asks d for the jobs of ev (with its spooled attachment files, if any), unless its key
-// was already processed, and commits them with the advanced checkpoint in one State transaction.
-func (s *session) deliver(ctx context.Context, date time.Time, ev *Event, d Matched) error {
+// batch is messages handled and not yet committed: their commits in ascending UID order, their
+// keys (a key repeated within the batch counts as seen), and their spooled attachment files.
+type batch struct {
+	commits []store.Commit
+	keys    map[string]bool
+	seen    []bool
+	spools  []*spool.Message
+	cp      store.Checkpoint // the checkpoint after the last entry
+}
+
+func (s *session) newBatch() *batch { return &batch{keys: map[string]bool{}, cp: s.cp} }
+
+// handle asks d for the jobs of ev (with its spooled attachment files, if any), unless its key
+// was already processed, and adds them and the advanced checkpoint to b.
+func (s *session) handle(ctx context.Context, b *batch, date time.Time, ev *Event, d Matched) error {
 	w := s.w
 	uid, m := ev.UID, ev.Message
 	failpoint.Hit("after_fetch")
 	s.dog.set(dogOff) // nothing is owed by the server while we handle and commit
-	seen, err := w.st.Seen(ctx, m.Key)
-	if err != nil {
-		return fmt.Errorf("seen uid %d: %w", uid, err)
+	seen := b.keys[m.Key]
+	if !seen {
+		var err error
+		if seen, err = w.st.Seen(ctx, m.Key); err != nil {
+			return fmt.Errorf("seen uid %d: %w", uid, err)
+		}
 	}
 	var jobs []store.Job
 	if seen {
 		w.log.Info("message already processed; skipping", "uid", uid, "message_id", m.MessageID)
 	} else {
+		var err error
 		if jobs, err = d.Jobs(ctx, ev); err != nil {
 			return fmt.Errorf("handle uid %d: %w", uid, err)
 		}
 	}
 	cp := store.Checkpoint{UIDValidity: s.validity, LastUID: uid, LastInternalDate: date}
 	if date.IsZero() {
-		cp.LastInternalDate = s.cp.LastInternalDate
+		cp.LastInternalDate = b.cp.LastInternalDate
 	}
-	if err := w.st.Commit(ctx, []store.Commit{{Checkpoint: cp, Key: m.Key, Jobs: jobs}}); err != nil {
-		return fmt.Errorf("commit uid %d: %w", uid, err)
+	b.commits = append(b.commits, store.Commit{Checkpoint: cp, Key: m.Key, Jobs: jobs})
+	b.keys[m.Key] = true
+	b.seen = append(b.seen, seen)
+	b.cp = cp
+	return nil
+}
+
+// commit writes b in one State transaction and advances the session's checkpoint; the spooled
+// files of b are removed either way.
+func (s *session) commit(ctx context.Context, b *batch) error {
+	w := s.w
+	defer func() {
+		for _, sp := range b.spools {
+			w.removeSpool(sp)
+		}
+	}()
+	if len(b.commits) == 0 {
+		return nil
+	}
+	first, last := b.commits[0].Checkpoint.LastUID, b.cp.LastUID
+	if err := w.st.Commit(ctx, b.commits); err != nil {
+		if first == last {
+			return fmt.Errorf("commit uid %d: %w", last, err)
+		}
+		return fmt.Errorf("commit uids %d–%d: %w", first, last, err)
 	}
 	failpoint.Hit("after_commit")
-	s.cp = cp
+	s.cp = b.cp
 	s.progressed = true
-	delete(w.failures, uid)
-	w.update(func(st *Status) { st.LastUID = uid })
-	w.log.Debug("message committed", "uid", uid, "jobs", len(jobs), "seen", seen)
+	for i, c := range b.commits {
+		uid := c.Checkpoint.LastUID
+		delete(w.failures, uid)
+		w.log.Debug("message committed", "uid", uid, "jobs", len(c.Jobs), "seen", b.seen[i])
+	}
+	w.update(func(st *Status) { st.LastUID = last })
 	return nil
 }
 
