@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"runtime/debug"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -64,6 +65,11 @@ func (s *session) catchUp(ctx context.Context) error {
 		w.log.Debug("catching up", "count", len(uids), "from_uid", uids[0])
 	}
 	for len(uids) > 0 {
+		if _, known := w.failures[uids[0]]; !known { // strikes recorded by an earlier process
+			if w.failures[uids[0]], err = w.st.FetchStrikes(ctx, s.validity, uids[0]); err != nil {
+				return fmt.Errorf("read fetch failures of uid %d: %w", uids[0], err)
+			}
+		}
 		if w.failures[uids[0]] >= maxFetchFailures {
 			if err := s.degraded(ctx, uids[0]); err != nil {
 				return err
@@ -72,7 +78,8 @@ func (s *session) catchUp(ctx context.Context) error {
 			continue
 		}
 		n := 1
-		for n < len(uids) && n < w.cfg.BatchSize && w.failures[uids[n]] < maxFetchFailures {
+		for !w.suspected(uids[0]) && n < len(uids) && n < w.cfg.BatchSize &&
+			w.failures[uids[n]] < maxFetchFailures && !w.suspected(uids[n]) {
 			n++
 		}
 		if n, err = s.admitFirstPass(ctx, n); n == 0 || err != nil {
@@ -80,19 +87,33 @@ func (s *session) catchUp(ctx context.Context) error {
 		}
 		batch := uids[:n]
 		uids = uids[n:]
-		got, err := s.fetchFirstPass(batch)
+		if err := s.beginFetch(ctx, batch); err != nil {
+			s.endFetch()
+			return err
+		}
+		got, err := s.fetchFirstPass(ctx, batch)
 		s.endFetch()
 		if err != nil {
 			return err
 		}
-		if err := s.processBatch(ctx, batch, got); err != nil {
-			if errors.Is(err, errThrottled) {
-				return nil // paused after the previous message; s.throttle says until when
-			}
+		if stop, err := s.finishBatch(ctx, batch, got); stop || err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// finishBatch processes a fetched batch (processBatch) and clears its fetch record if no commit
+// did. stop reports that the budget paused the batch (s.throttle says until when).
+func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint32]*fetched) (stop bool, err error) {
+	err = s.processBatch(ctx, batch, got)
+	if errors.Is(err, errThrottled) {
+		stop, err = true, nil
+	}
+	if err != nil {
+		return false, err // the record stays; only a restart reads it
+	}
+	return stop, s.endFetchRecord(ctx, batch[len(batch)-1])
 }
 
 // catchUpPushed is catch-up after an IDLE push when few messages are new: the first pass was sent
@@ -105,7 +126,7 @@ func (s *session) catchUpPushed(ctx context.Context, p *pushedFetch) error {
 	s.endFetch()
 	if err != nil {
 		if lastUID != 0 {
-			s.blame([]uint32{lastUID}, lastUID)
+			s.blame(ctx, []uint32{lastUID}, lastUID)
 		}
 		return fmt.Errorf("uid fetch %s (first pass): %w", p.set, err)
 	}
@@ -125,10 +146,15 @@ func (s *session) catchUpPushed(ctx context.Context, p *pushedFetch) error {
 		default:
 		}
 	}
-	err = s.processBatch(ctx, batch, got)
-	if errors.Is(err, errThrottled) {
+	if len(batch) == 0 {
 		return nil
 	}
+	// Recorded once the UIDs are known: a crash while reading this first pass leaves no record,
+	// but the catch-up after the restart records its batch before fetching it.
+	if err := s.beginFetch(ctx, batch); err != nil {
+		return err
+	}
+	_, err = s.finishBatch(ctx, batch, got)
 	return err
 }
 
@@ -173,7 +199,7 @@ func (s *session) deliverList(ctx context.Context, list []*fetched) error {
 		}
 		b := s.newBatch()
 		for _, f := range list[:n] {
-			if err = s.process(ctx, f, b); err != nil {
+			if err = s.processSafe(ctx, f, b); err != nil {
 				break
 			}
 		}
@@ -190,12 +216,12 @@ func (s *session) deliverList(ctx context.Context, list []*fetched) error {
 
 // fetchFirstPass fetches UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE and the first
 // HeaderBytes of the header section for a batch, streaming every literal through a cap.
-func (s *session) fetchFirstPass(batch []uint32) (map[uint32]*fetched, error) {
+func (s *session) fetchFirstPass(ctx context.Context, batch []uint32) (map[uint32]*fetched, error) {
 	lim := s.w.cfg.Limits
 	opts := s.firstPassOptions()
 	got, lastUID, err := s.fetch(toUIDSet(batch), opts, int64(lim.HeaderBytes))
 	if err != nil {
-		s.blame(batch, lastUID)
+		s.blame(ctx, batch, lastUID)
 		return nil, fmt.Errorf("uid fetch %s (first pass): %w", toUIDSet(batch), err)
 	}
 	return got, nil
@@ -220,13 +246,13 @@ func (s *session) firstPassOptions() *imap.FetchOptions {
 // blame charges a failed fetch to one UID: the message being received when it failed, or the
 // first one not received. A connection that keeps dying on the same message thus reaches
 // maxFetchFailures and is delivered degraded instead of stalling the mailbox.
-func (s *session) blame(batch []uint32, lastUID uint32) {
+func (s *session) blame(ctx context.Context, batch []uint32, lastUID uint32) {
 	suspect := batch[0]
 	if lastUID != 0 {
 		suspect = lastUID
 	}
-	s.w.failures[suspect]++
-	s.w.log.Debug("fetch failed", "uid", suspect, "failures", s.w.failures[suspect])
+	n := s.strike(ctx, suspect, "fetch failed")
+	s.w.log.Debug("fetch failed", "uid", suspect, "failures", n)
 }
 
 // fetch runs one UID FETCH and reads every returned message, keeping at most capBytes of each
@@ -369,7 +395,7 @@ func (s *session) build(ctx context.Context, f *fetched) (*message.Message, erro
 	} else if (w.cfg.Plan.Text || w.cfg.Plan.HTML) && f.structure != nil {
 		if err := s.fetchParts(ctx, f, &p); err != nil {
 			if !errors.Is(err, errThrottled) {
-				w.failures[f.uid]++
+				s.strike(ctx, f.uid, "body parts fetch failed")
 			}
 			return nil, err
 		}
@@ -556,7 +582,7 @@ func (s *session) fetchPartsBatch(ctx context.Context, list []*fetched) (int, er
 	for _, g := range groups {
 		if g.err != nil {
 			if firstErr == nil {
-				s.blame(g.uids, g.lastUID)
+				s.blame(ctx, g.uids, g.lastUID)
 				firstErr = fmt.Errorf("uid fetch %s (body parts): %w", g.set, g.err)
 			}
 			continue
@@ -735,4 +761,87 @@ func partSizes(bs imap.BodyStructure) map[string]int64 {
 		return true
 	})
 	return sizes
+}
+
+// checkFetchRecord looks, once per process, for the fetch record of a previous process: a batch
+// it began and never finished, because it crashed, hung or was killed while fetching or handling
+// those messages. That range is then fetched one message at a time (w.suspect), and a record of a
+// single message counts as a strike of it: after maxFetchFailures such restarts it is delivered
+// degraded instead of stopping the process again.
+func (s *session) checkFetchRecord(ctx context.Context) error {
+	w := s.w
+	r, ok, err := w.st.UnfinishedFetch(ctx)
+	if err != nil {
+		return fmt.Errorf("read fetch record: %w", err)
+	}
+	if !ok || r.UIDValidity != s.validity || r.Hi <= s.cp.LastUID {
+		return nil
+	}
+	w.suspect = r
+	if r.Lo == r.Hi {
+		n, err := w.st.StrikeFetch(ctx, s.validity, r.Hi, "the previous process stopped while fetching or handling it")
+		if err != nil {
+			return fmt.Errorf("record fetch failure of uid %d: %w", r.Hi, err)
+		}
+		w.failures[r.Hi] = n
+	}
+	w.log.Warn("the previous process stopped while fetching; fetching those messages one at a time",
+		"from_uid", r.Lo, "to_uid", r.Hi, "failures", w.failures[r.Hi])
+	return nil
+}
+
+// suspected reports whether uid lies in the range a previous process did not finish.
+func (w *Watcher) suspected(uid uint32) bool {
+	return w.suspect.Hi != 0 && uid >= w.suspect.Lo && uid <= w.suspect.Hi
+}
+
+// beginFetch records, before the batch's first byte is read, that uids are being fetched.
+func (s *session) beginFetch(ctx context.Context, uids []uint32) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	r := store.FetchRange{UIDValidity: s.validity, Lo: uids[0], Hi: uids[len(uids)-1], Begun: time.Now()}
+	if err := s.w.st.BeginFetch(ctx, r); err != nil {
+		return fmt.Errorf("record fetch of uids %d–%d: %w", r.Lo, r.Hi, err)
+	}
+	return nil
+}
+
+// endFetchRecord clears the fetch record when a batch ended without its last message committed
+// (it vanished, or the budget stopped the batch).
+func (s *session) endFetchRecord(ctx context.Context, hi uint32) error {
+	if s.cp.LastUID >= hi {
+		return nil // the commit cleared it
+	}
+	if err := s.w.st.EndFetch(ctx); err != nil {
+		return fmt.Errorf("clear fetch record: %w", err)
+	}
+	return nil
+}
+
+// strike records one failed fetch of uid and returns how many are recorded. A State that cannot
+// record it leaves the count in memory, as it was before fetch failures were persisted.
+func (s *session) strike(ctx context.Context, uid uint32, reason string) int {
+	w := s.w
+	n, err := w.st.StrikeFetch(ctx, s.validity, uid, reason)
+	if err != nil {
+		w.log.Warn("could not record a fetch failure", "uid", uid, "err", err)
+	}
+	w.failures[uid] = max(n, w.failures[uid]+1)
+	return w.failures[uid]
+}
+
+// processSafe is process with a panic while building or handling the message turned into a fetch
+// failure of it: the session ends with an error (and reconnects), the process stays up, and after
+// maxFetchFailures the message is delivered degraded.
+func (s *session) processSafe(ctx context.Context, f *fetched, b *batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n := s.strike(ctx, f.uid, "panic while handling the message")
+			s.w.log.Error("panic while handling a message", "uid", f.uid, "failures", n,
+				"panic", fmt.Sprintf("%.200v", r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("handle uid %d: panic (failure %d of %d)", f.uid, n, maxFetchFailures)
+		}
+	}()
+	return s.process(ctx, f, b)
 }

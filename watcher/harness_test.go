@@ -41,6 +41,10 @@ type fakeState struct {
 	resets      []store.Checkpoint
 	violations  []string
 	failCommits map[uint32]int // uid → how many more commits of it fail
+
+	record  *store.FetchRange  // the fetch record, nil when none
+	begun   []store.FetchRange // every BeginFetch, in order
+	strikes map[uint32]int
 }
 
 type commitRecord struct {
@@ -52,7 +56,8 @@ type commitRecord struct {
 var _ watcher.State = (*fakeState)(nil)
 
 func newFakeState() *fakeState {
-	return &fakeState{cps: map[string]store.Checkpoint{}, seen: map[string]bool{}, failCommits: map[uint32]int{}}
+	return &fakeState{cps: map[string]store.Checkpoint{}, seen: map[string]bool{}, failCommits: map[uint32]int{},
+		strikes: map[uint32]int{}}
 }
 
 func (f *fakeState) Checkpoint(context.Context) (store.Checkpoint, bool, error) {
@@ -87,6 +92,14 @@ func (f *fakeState) Commit(_ context.Context, batch []store.Commit) error {
 			f.violations = append(f.violations, fmt.Sprintf("checkpoint %d after %d", cp.LastUID, old.LastUID))
 		}
 		f.cps[""] = cp
+		if f.record != nil && f.record.UIDValidity == cp.UIDValidity && cp.LastUID >= f.record.Hi {
+			f.record = nil
+		}
+		for uid := range f.strikes {
+			if uid <= cp.LastUID {
+				delete(f.strikes, uid)
+			}
+		}
 		f.seen[c.Key] = true
 		f.commits = append(f.commits, commitRecord{cp.UIDValidity, cp.LastUID, c.Key, len(c.Jobs)})
 	}
@@ -97,6 +110,43 @@ func (f *fakeState) Seen(_ context.Context, key string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.seen[key], nil
+}
+
+func (f *fakeState) BeginFetch(_ context.Context, r store.FetchRange) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record = &r
+	f.begun = append(f.begun, r)
+	return nil
+}
+
+func (f *fakeState) EndFetch(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record = nil
+	return nil
+}
+
+func (f *fakeState) UnfinishedFetch(context.Context) (store.FetchRange, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.record == nil {
+		return store.FetchRange{}, false, nil
+	}
+	return *f.record, true, nil
+}
+
+func (f *fakeState) StrikeFetch(_ context.Context, _, uid uint32, _ string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.strikes[uid]++
+	return f.strikes[uid], nil
+}
+
+func (f *fakeState) FetchStrikes(_ context.Context, _, uid uint32) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.strikes[uid], nil
 }
 
 func (f *fakeState) committedUIDs() []uint32 {

@@ -87,7 +87,7 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 		}
 		batch := uids[:n]
 		uids = uids[n:]
-		got, err := s.fetchFirstPass(batch)
+		got, err := s.fetchFirstPass(ctx, batch)
 		s.endFetch()
 		if err != nil {
 			return err
@@ -185,3 +185,12 @@ func (noState) Commit(context.Context, []store.Commit) error {
 	return errNoState
 }
 func (noState) Seen(context.Context, string) (bool, error) { return false, errNoState }
+
+// The one-shot fetch (and the probe) keeps no fetch records: they are the daemon's.
+func (noState) BeginFetch(context.Context, store.FetchRange) error { return nil }
+func (noState) EndFetch(context.Context) error                     { return nil }
+func (noState) UnfinishedFetch(context.Context) (store.FetchRange, bool, error) {
+	return store.FetchRange{}, false, nil
+}
+func (noState) StrikeFetch(context.Context, uint32, uint32, string) (int, error) { return 0, nil }
+func (noState) FetchStrikes(context.Context, uint32, uint32) (int, error)         { return 0, nil }

@@ -42,7 +42,7 @@ func Probe(ctx context.Context, cfg Config, mailboxes, folders []string) (ProbeR
 	if cfg.Mailbox == "" {
 		cfg.Mailbox = "INBOX" // New requires one; Probe never selects it
 	}
-	w, err := New(cfg, probeState{}, HandlerFunc(probeHandler))
+	w, err := New(cfg, noState{}, HandlerFunc(probeHandler)) // Probe never reads or writes progress
 	if err != nil {
 		return rep, err
 	}
@@ -141,26 +141,8 @@ func isIMAPError(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// probeState satisfies New; Probe never reads or writes progress.
-type probeState struct{}
-
+// errProbeState is what probeHandler answers: Probe never fetches a message.
 var errProbeState = errors.New("probe: no state")
-
-func (probeState) Checkpoint(context.Context) (store.Checkpoint, bool, error) {
-	return store.Checkpoint{}, false, errProbeState
-}
-
-func (probeState) ResetCheckpoint(context.Context, store.Checkpoint) error {
-	return errProbeState
-}
-
-func (probeState) Commit(context.Context, []store.Commit) error {
-	return errProbeState
-}
-
-func (probeState) Seen(context.Context, string) (bool, error) {
-	return false, errProbeState
-}
 
 // probeHandler satisfies New; Probe never fetches a message.
 func probeHandler(context.Context, *Event) ([]store.Job, error) { return nil, errProbeState }

@@ -417,6 +417,12 @@ func (s *session) reconcile(ctx context.Context, sel *imap.SelectData) error {
 		clear(w.failures)
 		w.failValidity = s.validity
 	}
+	if !w.recordChecked {
+		if err := s.checkFetchRecord(ctx); err != nil {
+			return err
+		}
+		w.recordChecked = true
+	}
 	w.update(func(st *Status) { st.UIDValidity, st.LastUID = s.validity, s.cp.LastUID })
 	return nil
 }

@@ -76,7 +76,7 @@ func (s *session) spool(ctx context.Context, f *fetched, m *message.Message, cho
 	if err != nil {
 		w.removeSpool(sp)
 		if !errors.Is(err, errThrottled) {
-			w.failures[f.uid]++
+			s.strike(ctx, f.uid, "attachment fetch failed")
 		}
 		return nil, err
 	}

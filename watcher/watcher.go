@@ -178,11 +178,23 @@ type Config struct {
 // State is the durable progress of the watcher's one mailbox, which it reads and advances: the
 // part of the mailbox's store.MailboxWriter it uses (see there for the contract). Commit must
 // store every entry's jobs and seen key and the last entry's checkpoint in one transaction.
+//
+// The fetch record and strikes make failed fetches survive restarts: the watcher records each
+// batch's UID range before fetching it (BeginFetch, once per batch; a commit reaching its end
+// clears it), and counts a failure of one message with StrikeFetch. A process that finds a
+// record of its predecessor fetches that range one message at a time, so a message that kills
+// or wedges the process is found and, after three strikes, delivered degraded.
 type State interface {
 	Checkpoint(ctx context.Context) (store.Checkpoint, bool, error)
 	ResetCheckpoint(ctx context.Context, cp store.Checkpoint) error
 	Commit(ctx context.Context, batch []store.Commit) error
 	Seen(ctx context.Context, key string) (bool, error)
+
+	BeginFetch(ctx context.Context, r store.FetchRange) error
+	EndFetch(ctx context.Context) error
+	UnfinishedFetch(ctx context.Context) (store.FetchRange, bool, error)
+	StrikeFetch(ctx context.Context, uidvalidity, uid uint32, reason string) (int, error)
+	FetchStrikes(ctx context.Context, uidvalidity, uid uint32) (int, error)
 }
 
 // Event is one new message handed to the Handler.
@@ -277,10 +289,14 @@ type Watcher struct {
 	rand func(n int64) int64
 	date time.Time // parsed Config.Start when it is a date
 
-	// failures counts consecutive failed fetches per UID (within the current UIDVALIDITY);
-	// touched only by the Run goroutine.
+	// failures counts failed fetches per UID (within the current UIDVALIDITY), as recorded in
+	// State (StrikeFetch, FetchStrikes); touched only by the Run goroutine.
 	failures     map[uint32]int
 	failValidity uint32
+	// recordChecked: the first session of this process has looked for a fetch record left by a
+	// previous process; suspect is the UID range that record named (one message at a time).
+	recordChecked bool
+	suspect       store.FetchRange
 	throttled    bool // paused by the budget and not yet resumed; guarded by mu
 
 	bytesRead atomic.Int64 // Status.BytesRead
