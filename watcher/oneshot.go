@@ -193,4 +193,4 @@ func (noState) UnfinishedFetch(context.Context) (store.FetchRange, bool, error) 
 	return store.FetchRange{}, false, nil
 }
 func (noState) StrikeFetch(context.Context, uint32, uint32, string) (int, error) { return 0, nil }
-func (noState) FetchStrikes(context.Context, uint32, uint32) (int, error)         { return 0, nil }
+func (noState) FetchStrikes(context.Context, uint32, uint32) (int, error)        { return 0, nil }

@@ -297,7 +297,7 @@ type Watcher struct {
 	// previous process; suspect is the UID range that record named (one message at a time).
 	recordChecked bool
 	suspect       store.FetchRange
-	throttled    bool // paused by the budget and not yet resumed; guarded by mu
+	throttled     bool // paused by the budget and not yet resumed; guarded by mu
 
 	bytesRead atomic.Int64 // Status.BytesRead
 	lastRead  atomic.Int64 // Status.LastActivity, Unix nanoseconds
