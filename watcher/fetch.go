@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -445,6 +447,19 @@ type partsPlan struct {
 	partial  map[string]bool
 }
 
+// need is what the plan's FETCH asks of body sections per message at most: partial sizes, and a
+// whole section counted as unbounded.
+func (pp partsPlan) need() int64 {
+	var n int64
+	for _, it := range pp.opts.BodySection {
+		if it.Partial == nil {
+			return math.MaxInt64
+		}
+		n += it.Partial.Size
+	}
+	return n
+}
+
 // planParts chooses the text/plain and/or text/html sections of f the plan needs.
 func (s *session) planParts(f *fetched) partsPlan {
 	w := s.w
@@ -566,6 +581,10 @@ func (s *session) fetchPartsBatch(ctx context.Context, list []*fetched) (int, er
 	if len(groups) == 0 {
 		return n, nil
 	}
+	// Sent in ascending order of what they ask per message: the response sniffer bounds body-section
+	// literals by what the last FETCH written asked, so an answer never meets a smaller bound than
+	// its own command's.
+	slices.SortStableFunc(groups, func(a, b *group) int { return cmp.Compare(a.pp.need(), b.pp.need()) })
 	s.begin()
 	for _, g := range groups {
 		g.cmd = s.c.Fetch(g.set, g.pp.opts)
