@@ -495,6 +495,43 @@ func TestDovecotFailpoints(t *testing.T) {
 	}
 }
 
+// A crash in the middle of a batch: twelve messages wait when the daemon starts, so the catch-up
+// handles them as one batch with one commit; the process is killed after the sixth was handled
+// (after_fetch, nothing committed) or after the sixth webhook was sent (after_send). After a
+// restart every message arrives, each under one stable webhook-id; with nothing committed before
+// the crash, each arrives exactly once.
+func TestDovecotFailpointMidBatch(t *testing.T) {
+	for _, point := range []string{"after_fetch", "after_send"} {
+		t.Run(point, func(t *testing.T) {
+			dc, led, cfg, env := startStack(t, testmail.DovecotOptions{}, testmail.ReceiverOptions{}, nil)
+			d := startDaemon(t, cfg, env...)
+			waitReady(t, d)
+			d.terminate() // the checkpoint exists now; the messages below wait as a backlog
+			m := newMail()
+			m.add(t, dc.Append, 12)
+			d = startDaemon(t, cfg, append(env, "MAILHOOK_FAILPOINT="+point, "MAILHOOK_FAILPOINT_SKIP=5")...)
+			err, exited := d.wait(60 * time.Second)
+			if !exited {
+				t.Fatalf("failpoint %s never hit", point)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("process ended with %v; want killed by SIGKILL at %s", err, point)
+			}
+			before := len(led.recv.Requests())
+			d = startDaemon(t, cfg, env...)
+			want := m.want()
+			led.waitDelivered(t, 60*time.Second, want)
+			d.terminate()
+			led.check(t, want, point == "after_fetch")
+			if point == "after_fetch" && before != 0 {
+				t.Errorf("after_fetch: %d webhooks sent before the crash, though nothing was committed", before)
+			}
+			t.Logf("%s: %d requests before the crash, %d in all, for %d messages", point, before, len(led.recv.Requests()), len(want))
+		})
+	}
+}
+
 // A second instance on the same state directory exits non-zero before opening any IMAP connection
 // (REQUIREMENTS E90).
 func TestSecondInstanceRefused(t *testing.T) {
