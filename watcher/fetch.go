@@ -98,7 +98,7 @@ func (s *session) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if stop, err := s.finishBatch(ctx, batch, got); stop || err != nil {
+		if stop, err := s.finishBatch(ctx, batch, got, true); stop || err != nil {
 			return err
 		}
 	}
@@ -106,14 +106,17 @@ func (s *session) catchUp(ctx context.Context) error {
 }
 
 // finishBatch processes a fetched batch (processBatch) and clears its fetch record if no commit
-// did. stop reports that the budget paused the batch (s.throttle says until when).
-func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint32]*fetched) (stop bool, err error) {
+// did (recorded: the batch has one). stop reports that the budget paused the batch (s.throttle says until when).
+func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint32]*fetched, recorded bool) (stop bool, err error) {
 	err = s.processBatch(ctx, batch, got)
 	if errors.Is(err, errThrottled) {
 		stop, err = true, nil
 	}
 	if err != nil {
 		return false, err // the record stays; only a restart reads it
+	}
+	if !recorded {
+		return stop, nil
 	}
 	return stop, s.endFetchRecord(ctx, batch[len(batch)-1])
 }
@@ -151,12 +154,11 @@ func (s *session) catchUpPushed(ctx context.Context, p *pushedFetch) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	// Recorded once the UIDs are known: a crash while reading this first pass leaves no record,
-	// but the catch-up after the restart records its batch before fetching it.
-	if err := s.beginFetch(ctx, batch); err != nil {
-		return err
-	}
-	_, err = s.finishBatch(ctx, batch, got)
+	// No fetch record here: it would put a durable write between the push and the webhook of every
+	// new message. A message that stops the process on this path is first fetched again by the
+	// catch-up after the restart, which records its batch; from then on it collects strikes as on
+	// any other path (one restart more before it is delivered degraded).
+	_, err = s.finishBatch(ctx, batch, got, false)
 	return err
 }
 

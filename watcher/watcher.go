@@ -180,8 +180,9 @@ type Config struct {
 // store every entry's jobs and seen key and the last entry's checkpoint in one transaction.
 //
 // The fetch record and strikes make failed fetches survive restarts: the watcher records each
-// batch's UID range before fetching it (BeginFetch, once per batch; a commit reaching its end
-// clears it), and counts a failure of one message with StrikeFetch. A process that finds a
+// catch-up batch's UID range before fetching it (BeginFetch, once per batch; a commit reaching
+// its end clears it; the fetch right after an IDLE push writes none, to keep durable writes off
+// the path of new mail), and counts a failure of one message with StrikeFetch. A process that finds a
 // record of its predecessor fetches that range one message at a time, so a message that kills
 // or wedges the process is found and, after three strikes, delivered degraded.
 type State interface {
