@@ -6,6 +6,8 @@
 //     OAUTHBEARER, and an OAuth 2.0 token endpoint, for the OAuth flows;
 //   - Dovecot: a throwaway, unprivileged Dovecot 2.3 on a free loopback port, for behaviour where real
 //     servers differ from imapmemserver (UID SEARCH n:*, UIDVALIDITY, CONDSTORE, push delay, byte counts);
+//   - Postgres: a throwaway PostgreSQL cluster on a free loopback port, with a fresh database per test,
+//     that can be stopped and started again (the PostgreSQL store backend, replicas, outages);
 //   - Receiver: the demo's webhook receiver (Standard Webhooks verification) with scripted statuses
 //     and a record of every request;
 //   - SMTPSink: an SMTP server that records what it is sent and can inject faults;
