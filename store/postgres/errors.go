@@ -4,13 +4,14 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mailhook/mailhook/store"
 )
 
-// ErrLeaseLost: a write for a mailbox was refused because this replica no longer holds the
-// mailbox's lease at the epoch it acted under (another replica has taken the mailbox over, or the
-// lease was released). Nothing of the transaction was written; the caller drops its IMAP session
-// and competes for the lease again.
-var ErrLeaseLost = errors.New("mailbox lease lost")
+// ErrLeaseLost is store.ErrLeaseLost: a write for a mailbox was refused because this replica no
+// longer holds the mailbox's lease at the epoch its writer carries (another replica has taken the
+// mailbox over, or the lease was released). Nothing of the transaction was written; the caller
+// drops its IMAP session and competes for the lease again.
+var ErrLeaseLost = store.ErrLeaseLost
 
 // SQLSTATE codes this package tells apart.
 const (

@@ -39,7 +39,7 @@ const (
 	acquireSlack = 50 * time.Millisecond
 )
 
-// Channel names of the NOTIFY wake-ups.
+// notifyLeases is the NOTIFY channel of lease releases.
 const notifyLeases = "mailhook_leases"
 
 // LeaseOptions tune a lease manager; the zero value gives the documented defaults.
@@ -119,6 +119,7 @@ type lease struct {
 	timer    *time.Timer   // cancels ctx at the deadline
 	done     chan struct{} // closed when the runner returned
 	handover bool          // cancelled to hand it over: release once the runner returned
+	manual   bool          // taken with Acquire: no runner, no deadline; released by Close
 }
 
 func newLeases(pool *pgxpool.Pool, replica, host string, opts LeaseOptions, log *slog.Logger) *Leases {
@@ -445,6 +446,9 @@ func (r *round) settle(ctx context.Context) error {
 	m.mu.Lock()
 	var release []Held
 	for k, l := range m.held {
+		if l.manual {
+			continue
+		}
 		select {
 		case <-l.done:
 		default:
@@ -595,6 +599,9 @@ func (m *Leases) shutdown() error {
 	wait := time.NewTimer(m.opts.StopTimeout)
 	defer wait.Stop()
 	for _, l := range all {
+		if l.manual {
+			continue
+		}
 		select {
 		case <-l.done:
 		case <-wait.C:
@@ -618,6 +625,64 @@ func (m *Leases) shutdown() error {
 		m.log.Warn("releasing leases at stop failed; they lapse after the lease ttl", "err", err)
 	}
 	return nil
+}
+
+// ErrLeaseHeld: Acquire found the mailbox's lease held by another live replica.
+var ErrLeaseHeld = errors.New("mailbox lease is held by another replica")
+
+// Acquire takes the lease of (account, mailbox) once, outside Run, for a tool or a test that
+// writes for one mailbox: it succeeds when the lease is free, expired, or held by this replica id
+// (a restarted handle with the same id: the epoch is bumped, fencing the previous handle out), and
+// fails with ErrLeaseHeld otherwise. The lease has no runner and is not renewed unless Run runs;
+// its fencing does not depend on renewal. Close releases it.
+func (m *Leases) Acquire(ctx context.Context, account, mailbox string) (Held, error) {
+	k := MailboxKey{account, mailbox}
+	h := Held{MailboxKey: k}
+	if _, err := m.pool.Exec(ctx, `INSERT INTO mailbox_leases (account, mailbox, holder, epoch, expires_at, acquired_at)
+VALUES ($1, $2, '', 0, '-infinity', '-infinity') ON CONFLICT (account, mailbox) DO NOTHING`, account, mailbox); err != nil {
+		return Held{}, fmt.Errorf("acquire lease of %q/%q: %w", account, mailbox, err)
+	}
+	err := m.pool.QueryRow(ctx, `UPDATE mailbox_leases l
+SET holder = $3, epoch = l.epoch + 1, expires_at = clock_timestamp() + $4 * interval '1 microsecond', acquired_at = clock_timestamp()
+WHERE l.account = $1 AND l.mailbox = $2 AND (l.expires_at < clock_timestamp() OR l.holder = $3)
+RETURNING l.epoch`, account, mailbox, m.replica, m.opts.TTL.Microseconds()).Scan(&h.Epoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Held{}, fmt.Errorf("acquire lease of %q/%q: %w", account, mailbox, ErrLeaseHeld)
+	}
+	if err != nil {
+		return Held{}, fmt.Errorf("acquire lease of %q/%q: %w", account, mailbox, err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	l := &lease{Held: h, ctx: lctx, cancel: cancel, done: make(chan struct{}), manual: true}
+	l.timer = time.AfterFunc(time.Hour, func() {})
+	l.timer.Stop()
+	m.mu.Lock()
+	if old, ok := m.held[k]; ok {
+		old.cancel()
+		old.timer.Stop()
+	}
+	m.held[k] = l
+	m.stats.Acquired++
+	m.mu.Unlock()
+	return h, nil
+}
+
+// releaseAll releases every lease still recorded as held (those taken with Acquire; Run releases
+// its own as it stops).
+func (m *Leases) releaseAll(ctx context.Context) error {
+	m.mu.Lock()
+	var hs []Held
+	for k, l := range m.held {
+		l.cancel()
+		l.timer.Stop()
+		hs = append(hs, l.Held)
+		delete(m.held, k)
+	}
+	m.mu.Unlock()
+	if len(hs) == 0 {
+		return nil
+	}
+	return m.release(ctx, hs, false)
 }
 
 func columns(hs []Held) (accounts, mailboxes []string, epochs []int64) {

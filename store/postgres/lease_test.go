@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/store"
 )
 
 // testTTL is a short lease TTL for tests; the config allows 5 s at least.
@@ -33,17 +35,19 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openStore(t *testing.T, dsn string, opts Options) *Store {
+// testOpts are the options of a test replica named replica (its lease holder and claim owner).
+type testOpts struct {
+	replica string
+	ttl     time.Duration
+	shared  bool
+}
+
+func openStore(t *testing.T, dsn string, o testOpts) *Store {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = quietLog()
-	}
-	if opts.Lease.TTL == 0 {
-		opts.Lease.TTL = testTTL
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := Open(ctx, dsn, opts)
+	s, err := Open(ctx, dsn, store.Options{Owner: o.replica, Shared: o.shared},
+		Options{Logger: quietLog(), Lease: LeaseOptions{TTL: cmp.Or(o.ttl, testTTL)}})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -157,7 +161,7 @@ func TestPostgres(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s, err := Open(context.Background(), dsn, Options{Logger: quietLog()})
+				s, err := Open(context.Background(), dsn, store.Options{}, Options{Logger: quietLog()})
 				if err == nil {
 					_ = s.Close()
 				}
@@ -170,7 +174,7 @@ func TestPostgres(t *testing.T) {
 				t.Fatalf("concurrent open: %v", err)
 			}
 		}
-		s := openStore(t, dsn, Options{})
+		s := openStore(t, dsn, testOpts{})
 		v, err := readVersion(context.Background(), s.pool)
 		if err != nil || v != SchemaVersion() {
 			t.Fatalf("schema version = %d, %v; want %d", v, err, SchemaVersion())
@@ -182,7 +186,7 @@ func TestPostgres(t *testing.T) {
 
 	t.Run("SchemaTooNew", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
-		s := openStore(t, dsn, Options{})
+		s := openStore(t, dsn, testOpts{})
 		want := mailboxes(2)
 		act := newActivity(t)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -211,7 +215,7 @@ func TestPostgres(t *testing.T) {
 			}
 		}
 		for _, shared := range []bool{false, true} {
-			_, err := Open(context.Background(), dsn, Options{Logger: quietLog(), Shared: shared})
+			_, err := Open(context.Background(), dsn, store.Options{Shared: shared}, Options{Logger: quietLog()})
 			if !errors.Is(err, ErrSchemaTooNew) {
 				t.Errorf("Open(shared=%v) = %v; want ErrSchemaTooNew", shared, err)
 			}
@@ -220,7 +224,7 @@ func TestPostgres(t *testing.T) {
 
 	t.Run("SharedRefusesOlderSchema", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
-		_, err := Open(context.Background(), dsn, Options{Logger: quietLog(), Shared: true})
+		_, err := Open(context.Background(), dsn, store.Options{Shared: true}, Options{Logger: quietLog()})
 		if err == nil || !strings.Contains(err.Error(), "schema version 0") {
 			t.Fatalf("shared open of an empty database = %v; want a schema version error", err)
 		}
@@ -232,7 +236,7 @@ func TestPostgres(t *testing.T) {
 		act := newActivity(t)
 		var rs []*replica
 		for i := range 3 {
-			s := openStore(t, dsn, Options{Replica: fmt.Sprintf("r%d", i)})
+			s := openStore(t, dsn, testOpts{replica: fmt.Sprintf("r%d", i)})
 			rs = append(rs, startReplica(t, s, want, act.runner(s.Replica())))
 		}
 		// ⌈7/3⌉ = 3: every mailbox runs once, no replica runs more than 3 (+1 allowed while
@@ -270,10 +274,10 @@ func TestPostgres(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		want := mailboxes(4)
 		act := newActivity(t)
-		a := startReplica(t, openStore(t, dsn, Options{Replica: "a"}), want, act.runner("a"))
+		a := startReplica(t, openStore(t, dsn, testOpts{replica: "a"}), want, act.runner("a"))
 		waitFor(t, 10*time.Second, "a holds all", func() bool { by, _ := act.counts(); return by["a"] == 4 })
 		// b joins with a TTL long enough that only a release (not an expiry) explains a fast pick-up.
-		bs := openStore(t, dsn, Options{Replica: "b", Lease: LeaseOptions{TTL: 30 * time.Second}})
+		bs := openStore(t, dsn, testOpts{replica: "b", ttl: 30 * time.Second})
 		startReplica(t, bs, want, act.runner("b"))
 		waitFor(t, 20*time.Second, "a hands 2 over to b", func() bool {
 			by, _ := act.counts()
@@ -294,7 +298,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("TakeoverAfterExpiry", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		want := mailboxes(3)
-		s := openStore(t, dsn, Options{Replica: "b"})
+		s := openStore(t, dsn, testOpts{replica: "b"})
 		// A replica that died holding every lease: rows held by "ghost" until TTL from now.
 		if _, err := s.pool.Exec(context.Background(), `INSERT INTO mailbox_leases
 SELECT account, mailbox, 'ghost', 5, clock_timestamp() + $3 * interval '1 microsecond', clock_timestamp()
@@ -325,7 +329,7 @@ FROM unnest($1::text[], $2::text[]) AS w (account, mailbox)`, keyCol(want, 0), k
 	t.Run("LostWhenTakenOver", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		want := mailboxes(1)
-		s := openStore(t, dsn, Options{Replica: "a"})
+		s := openStore(t, dsn, testOpts{replica: "a"})
 		act := newActivity(t)
 		startReplica(t, s, want, act.runner("a"))
 		waitFor(t, 10*time.Second, "a holds the lease", func() bool { _, n := act.counts(); return n == 1 })
@@ -350,7 +354,7 @@ expires_at = clock_timestamp() + interval '1 hour'`); err != nil {
 		dsn := pg.NewDatabase(t)
 		want := mailboxes(1)
 		k := want[0]
-		s := openStore(t, dsn, Options{Replica: "a"})
+		s := openStore(t, dsn, testOpts{replica: "a"})
 		if _, err := s.pool.Exec(context.Background(), `CREATE TABLE w (x int)`); err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +411,7 @@ WHERE wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%')`).Scan(&waiting)
 		}
 
 		// The other way round: a fenced transaction in progress holds a takeover back.
-		s2 := openStore(t, dsn, Options{Replica: "b"})
+		s2 := openStore(t, dsn, testOpts{replica: "b"})
 		_ = s2
 		var epochB int64
 		if err := s.pool.QueryRow(ctx, `SELECT epoch FROM mailbox_leases WHERE account = $1 AND mailbox = $2`, k.Account, k.Mailbox).Scan(&epochB); err != nil {
@@ -448,7 +452,7 @@ WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE mailbox_leases SET holder 
 
 	t.Run("ReleaseOnStopRemovesHeartbeat", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
-		s := openStore(t, dsn, Options{Replica: "a"})
+		s := openStore(t, dsn, testOpts{replica: "a"})
 		act := newActivity(t)
 		r := startReplica(t, s, mailboxes(2), act.runner("a"))
 		waitFor(t, 10*time.Second, "a holds both", func() bool { _, n := act.counts(); return n == 2 })
@@ -477,7 +481,7 @@ func keyCol(ks []MailboxKey, col int) []string {
 func TestLeaseGivenUpWhenDatabaseLost(t *testing.T) {
 	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
 	dsn := pg.NewDatabase(t)
-	s := openStore(t, dsn, Options{Replica: "a"})
+	s := openStore(t, dsn, testOpts{replica: "a"})
 	act := newActivity(t)
 	startReplica(t, s, mailboxes(2), act.runner("a"))
 	waitFor(t, 10*time.Second, "a holds both", func() bool { _, n := act.counts(); return n == 2 })

@@ -7,6 +7,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Channel names of the NOTIFY wake-ups: lease releases, and outbox changes that may make a job
+// claimable.
+const notifyOutbox = "mailhook_outbox"
+
 // listenRetry is how long the wake-up listener waits before reconnecting.
 const listenRetry = time.Second
 

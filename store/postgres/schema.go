@@ -2,16 +2,17 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mailhook/mailhook/store"
 )
 
-// ErrSchemaTooNew: the database was migrated by a newer mailhook; this binary refuses to touch it.
-// A running replica that finds it at a lease renewal stops (a rolling upgrade has passed it).
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+// ErrSchemaTooNew is store.ErrSchemaTooNew: the database was migrated by a newer mailhook; this
+// binary refuses to touch it. A running replica that finds it at a lease renewal stops (a rolling
+// upgrade has passed it).
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 // migrationLock is the key of the transaction-scoped advisory lock that serialises migrations:
 // replicas starting at once migrate once, the others wait and find the work done.
@@ -23,7 +24,8 @@ const migrationLock int64 = 0x6d61696c686f6f6b // "mailhook"
 // previous version keeps working during a rolling upgrade until it sees the new version.
 //
 // Conventions: lease and replica times are the database's clock (timestamptz, clock_timestamp());
-// epochs only grow.
+// epochs only grow. The store's own times are bigint Unix nanoseconds in UTC (0 = unknown), as the
+// callers pass them (the contract's "now"), UIDs and UIDVALIDITY bigint, ids text.
 func migrations() []string {
 	return []string{
 		// 1: mailbox leases and live replicas.
@@ -50,6 +52,158 @@ CREATE TABLE replicas (
 	started_at   timestamptz NOT NULL,
 	heartbeat_at timestamptz NOT NULL,
 	expires_at   timestamptz NOT NULL
+);
+`,
+		// 2: the store proper, as in the SQLite backend: checkpoints, seen keys, fetch records and
+		// strikes, the outbox (claims with owner and expiry), the reply ledger, the download budget,
+		// endpoint health; and lock rows that serialise the shared limits of one account.
+		`
+CREATE TABLE checkpoints (
+	account           text   NOT NULL,
+	mailbox           text   NOT NULL,
+	uidvalidity       bigint NOT NULL,
+	last_uid          bigint NOT NULL,
+	last_internaldate bigint NOT NULL,
+	updated_at        bigint NOT NULL,
+	PRIMARY KEY (account, mailbox)
+);
+
+CREATE TABLE seen_keys (
+	account text   NOT NULL,
+	mailbox text   NOT NULL,
+	key     text   NOT NULL,
+	seen_at bigint NOT NULL,
+	PRIMARY KEY (account, mailbox, key)
+);
+CREATE INDEX seen_keys_seen_at ON seen_keys (seen_at);
+
+CREATE TABLE fetch_records (
+	account     text   NOT NULL,
+	mailbox     text   NOT NULL,
+	uidvalidity bigint NOT NULL,
+	lo          bigint NOT NULL,
+	hi          bigint NOT NULL,
+	begun_at    bigint NOT NULL,
+	PRIMARY KEY (account, mailbox)
+);
+
+CREATE TABLE fetch_strikes (
+	account     text    NOT NULL,
+	mailbox     text    NOT NULL,
+	uidvalidity bigint  NOT NULL,
+	uid         bigint  NOT NULL,
+	strikes     integer NOT NULL CHECK (strikes > 0),
+	last_error  text    NOT NULL,
+	updated_at  bigint  NOT NULL,
+	PRIMARY KEY (account, mailbox, uidvalidity, uid)
+);
+
+-- The outbox. seq is the insertion order (FIFO among jobs due at once); id the stable JobID.
+-- claim_owner and claim_expires describe the claim of an in-flight job ('' and 0 otherwise).
+CREATE TABLE jobs (
+	seq           bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id            text    NOT NULL UNIQUE,
+	kind          text    NOT NULL CHECK (kind <> ''),
+	target        text    NOT NULL,
+	account       text    NOT NULL,
+	mailbox       text    NOT NULL,
+	uidvalidity   bigint  NOT NULL,
+	uid           bigint  NOT NULL,
+	rule          text    NOT NULL,
+	state         text    NOT NULL
+		CHECK (state IN ('pending', 'in_flight', 'done', 'dead', 'unknown', 'held')),
+	next_at       bigint  NOT NULL,
+	attempts      integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	last_error    text    NOT NULL DEFAULT '',
+	body          bytea,
+	created_at    bigint  NOT NULL,
+	updated_at    bigint  NOT NULL,
+	claim_owner   text    NOT NULL DEFAULT '',
+	claim_expires bigint  NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_due ON jobs (kind, target, next_at, seq) WHERE state = 'pending';
+CREATE INDEX jobs_due_any ON jobs (kind, next_at, seq) WHERE state = 'pending';
+CREATE INDEX jobs_state ON jobs (state, updated_at);
+CREATE INDEX jobs_in_flight ON jobs (claim_owner, claim_expires) WHERE state = 'in_flight';
+CREATE INDEX jobs_mailbox ON jobs (account, mailbox);
+
+CREATE TABLE job_deps (
+	job_id text    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+	dep_id text    NOT NULL,
+	pos    integer NOT NULL,
+	PRIMARY KEY (job_id, dep_id)
+);
+CREATE INDEX job_deps_dep ON job_deps (dep_id);
+
+CREATE TABLE attempts (
+	seq    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	job_id text   NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+	at     bigint NOT NULL,
+	status text   NOT NULL,
+	error  text   NOT NULL DEFAULT ''
+);
+CREATE INDEX attempts_job ON attempts (job_id, seq);
+
+CREATE TABLE reply_ledger (
+	account    text   NOT NULL,
+	sender     text   NOT NULL,
+	reply      text   NOT NULL,
+	sent_at    bigint NOT NULL,
+	expires_at bigint NOT NULL,
+	message_id text   NOT NULL,
+	PRIMARY KEY (account, sender, reply)
+);
+CREATE INDEX reply_ledger_expires ON reply_ledger (expires_at);
+
+CREATE TABLE reply_sends (
+	message_id text   NOT NULL PRIMARY KEY,
+	account    text   NOT NULL,
+	sent_at    bigint NOT NULL
+);
+CREATE INDEX reply_sends_account ON reply_sends (account, sent_at);
+
+CREATE TABLE reply_pauses (
+	account text   NOT NULL PRIMARY KEY,
+	until   bigint NOT NULL,
+	reason  text   NOT NULL
+);
+
+CREATE TABLE budget_buckets (
+	account text   NOT NULL,
+	start   bigint NOT NULL,
+	bytes   bigint NOT NULL CHECK (bytes >= 0),
+	PRIMARY KEY (account, start)
+);
+
+CREATE TABLE budget_state (
+	account         text   NOT NULL PRIMARY KEY,
+	throttled_until bigint NOT NULL,
+	reason          text   NOT NULL,
+	updated_at      bigint NOT NULL
+);
+
+CREATE TABLE budget_holds (
+	id         text   NOT NULL PRIMARY KEY,
+	account    text   NOT NULL,
+	bytes      bigint NOT NULL CHECK (bytes >= 0),
+	expires_at bigint NOT NULL
+);
+CREATE INDEX budget_holds_account ON budget_holds (account, expires_at);
+
+CREATE TABLE endpoints (
+	name          text   NOT NULL PRIMARY KEY,
+	disabled_at   bigint NOT NULL,
+	reason        text   NOT NULL,
+	failing_since bigint NOT NULL,
+	updated_at    bigint NOT NULL
+);
+
+-- One row per (scope, key) whose check-then-act must not interleave across replicas (the reply
+-- ledger and daily cap of an account, its download budget): a transaction locks the row first.
+CREATE TABLE serial_locks (
+	scope text NOT NULL,
+	key   text NOT NULL,
+	PRIMARY KEY (scope, key)
 );
 `,
 	}
