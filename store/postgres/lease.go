@@ -703,3 +703,71 @@ func keyColumns(ks []MailboxKey) (accounts, mailboxes []string) {
 	}
 	return
 }
+
+// LeaseState is one mailbox lease as the status verb shows it.
+type LeaseState struct {
+	MailboxKey
+	Holder    string    // replica id; "" when free or released
+	Epoch     int64     // acquisitions so far
+	ExpiresAt time.Time // by the database's clock; zero when released or never held
+	Live      bool      // held and not expired at the database's clock now
+}
+
+// LeaseStates lists every mailbox lease, ordered by account and mailbox.
+func (s *Store) LeaseStates(ctx context.Context) ([]LeaseState, error) {
+	rows, err := s.pool.Query(ctx, `SELECT account, mailbox, holder, epoch,
+	CASE WHEN isfinite(expires_at) THEN expires_at END, holder <> '' AND expires_at > clock_timestamp()
+FROM mailbox_leases ORDER BY account, mailbox`)
+	if err != nil {
+		return nil, fmt.Errorf("list mailbox leases: %w", err)
+	}
+	defer rows.Close()
+	var out []LeaseState
+	for rows.Next() {
+		var l LeaseState
+		var exp *time.Time
+		if err := rows.Scan(&l.Account, &l.Mailbox, &l.Holder, &l.Epoch, &exp, &l.Live); err != nil {
+			return nil, fmt.Errorf("list mailbox leases: %w", err)
+		}
+		if exp != nil {
+			l.ExpiresAt = exp.UTC()
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list mailbox leases: %w", err)
+	}
+	return out, nil
+}
+
+// ReplicaState is one replica with a heartbeat row.
+type ReplicaState struct {
+	ID, Host  string
+	StartedAt time.Time
+	Heartbeat time.Time
+	ExpiresAt time.Time
+	Live      bool
+}
+
+// ReplicaStates lists the replicas with a heartbeat row (live or lapsed), by id.
+func (s *Store) ReplicaStates(ctx context.Context) ([]ReplicaState, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, host, started_at, heartbeat_at, expires_at, expires_at > clock_timestamp()
+FROM replicas ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list replicas: %w", err)
+	}
+	defer rows.Close()
+	var out []ReplicaState
+	for rows.Next() {
+		var r ReplicaState
+		if err := rows.Scan(&r.ID, &r.Host, &r.StartedAt, &r.Heartbeat, &r.ExpiresAt, &r.Live); err != nil {
+			return nil, fmt.Errorf("list replicas: %w", err)
+		}
+		r.StartedAt, r.Heartbeat, r.ExpiresAt = r.StartedAt.UTC(), r.Heartbeat.UTC(), r.ExpiresAt.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list replicas: %w", err)
+	}
+	return out, nil
+}

@@ -290,6 +290,19 @@ func TestPostgres(t *testing.T) {
 			return by["b"] == 4
 		})
 		t.Logf("handover after stop: %v", time.Since(stopped))
+		ls, err := bs.LeaseStates(context.Background())
+		if err != nil || len(ls) != 4 {
+			t.Fatalf("lease states = %d, %v; want 4", len(ls), err)
+		}
+		for _, l := range ls {
+			if l.Holder != "b" || !l.Live || l.ExpiresAt.IsZero() {
+				t.Errorf("lease state %+v; want live, held by b", l)
+			}
+		}
+		rs, err := bs.ReplicaStates(context.Background())
+		if err != nil || len(rs) != 1 || rs[0].ID != "b" || !rs[0].Live {
+			t.Errorf("replica states = %+v, %v; want b alone (a removed its heartbeat)", rs, err)
+		}
 		if st := bs.Leases().Stats(); st.TakenOver != 0 {
 			t.Errorf("takeovers = %d; want 0 (a released its leases)", st.TakenOver)
 		}
