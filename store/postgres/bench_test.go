@@ -1,0 +1,175 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
+)
+
+// The benchmarks compare the PostgreSQL backend with SQLite in the same run, on a durable cluster
+// (fsync on, as SQLite's synchronous=FULL): a fenced commit of one message with two jobs, and the
+// drain of an outbox to a loopback webhook receiver by three replicas (PostgreSQL) or one process
+// (SQLite, which admits one). Medians are reported as p50-ms; run with -benchtime=200x or so.
+
+// backendUnderTest opens a fresh state of one backend and returns its writer factory.
+type backendUnderTest struct {
+	name string
+	// open returns n handles on one fresh state (n > 1 only for PostgreSQL).
+	open func(b *testing.B, n int) []store.Backend
+}
+
+func backends(b *testing.B) []backendUnderTest {
+	pg := testmail.StartPostgres(b, testmail.PostgresOptions{Durable: true})
+	return []backendUnderTest{
+		{"sqlite", func(b *testing.B, n int) []store.Backend {
+			s, err := sqlite.Open(b.TempDir(), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return []store.Backend{s}
+		}},
+		{"postgres", func(b *testing.B, n int) []store.Backend {
+			dsn := pg.NewDatabase(b)
+			var out []store.Backend
+			for i := range n {
+				s, err := Open(context.Background(), dsn, store.Options{Owner: fmt.Sprintf("r%d", i)}, Options{Logger: quietLog()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { s.Close() })
+				out = append(out, leased{s})
+			}
+			return out
+		}},
+	}
+}
+
+func p50(ds []time.Duration) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return float64(ds[len(ds)/2]) / float64(time.Millisecond)
+}
+
+// BenchmarkCommit: one message with a webhook and a dependent post-action, fenced on PostgreSQL.
+func BenchmarkCommit(b *testing.B) {
+	for _, be := range backends(b) {
+		b.Run(be.name, func(b *testing.B) {
+			s := be.open(b, 1)[0]
+			ctx := context.Background()
+			w, err := s.Mailbox(ctx, "acct", "INBOX")
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := bytes.Repeat([]byte("x"), 2048)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				uid := uint32(i + 1)
+				hook := store.Job{ID: store.JobID("acct", "INBOX", 7, uid, "r", 0), Kind: store.KindWebhook, Target: "ci",
+					Account: "acct", Mailbox: "INBOX", UIDValidity: 7, UID: uid, Rule: "r", Body: body}
+				move := store.Job{ID: store.JobID("acct", "INBOX", 7, uid, "r", 1), Kind: store.KindPostAction, Target: "mark_seen",
+					Account: "acct", Mailbox: "INBOX", UIDValidity: 7, UID: uid, Rule: "r", DependsOn: []string{hook.ID}}
+				t0 := time.Now()
+				if err := w.Commit(ctx, []store.Commit{{Checkpoint: store.Checkpoint{UIDValidity: 7, LastUID: uid},
+					Key: fmt.Sprintf("<%d@example.org>", uid), Jobs: []store.Job{hook, move}}}); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			b.ReportMetric(p50(lat), "p50-ms")
+		})
+	}
+}
+
+// BenchmarkDrain: b.N webhook jobs delivered to a loopback receiver by 4 workers per handle,
+// three handles (replicas) on PostgreSQL, one on SQLite. Reported: jobs/s.
+func BenchmarkDrain(b *testing.B) {
+	var hits atomic.Int64
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	for _, be := range backends(b) {
+		b.Run(be.name, func(b *testing.B) {
+			replicas := 1
+			if be.name == "postgres" {
+				replicas = 3
+			}
+			ss := be.open(b, replicas)
+			ctx := context.Background()
+			w, err := ss[0].Mailbox(ctx, "acct", "INBOX")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var batch []store.Commit
+			for i := range b.N {
+				uid := uint32(i + 1)
+				batch = append(batch, store.Commit{Checkpoint: store.Checkpoint{UIDValidity: 7, LastUID: uid},
+					Jobs: []store.Job{{ID: store.JobID("acct", "INBOX", 7, uid, "r", 0), Kind: store.KindWebhook, Target: "ci",
+						Account: "acct", Mailbox: "INBOX", UIDValidity: 7, UID: uid, Rule: "r", Body: []byte(`{"n":1}`)}}})
+			}
+			if err := w.Commit(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			hits.Store(0)
+			client := recv.Client()
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for _, s := range ss {
+				for range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							jobs, err := s.Claim(ctx, store.Selector{Kind: store.KindWebhook, Target: "ci"}, time.Now(), 1)
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							if len(jobs) == 0 {
+								return
+							}
+							j := jobs[0]
+							resp, err := client.Post(recv.URL, "application/json", bytes.NewReader(j.Body))
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							_ = resp.Body.Close()
+							if err := s.Finish(ctx, j.ID, store.StateDone, time.Time{}, store.Attempt{Status: "http 204"}); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			el := time.Since(start)
+			b.StopTimer()
+			if got := hits.Load(); got != int64(b.N) {
+				b.Fatalf("receiver got %d deliveries for %d jobs", got, b.N)
+			}
+			b.ReportMetric(float64(b.N)/el.Seconds(), "jobs/s")
+		})
+	}
+}
