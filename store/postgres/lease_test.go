@@ -463,6 +463,50 @@ WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE mailbox_leases SET holder 
 		}
 	})
 
+	t.Run("FrozenInsideFencedTransaction", func(t *testing.T) {
+		// A replica frozen (SIGSTOP) in the middle of a fenced transaction keeps the lease row
+		// share-locked; the server ends its session after half a TTL idle in the transaction, and
+		// the takeover proceeds.
+		dsn := pg.NewDatabase(t)
+		a := openStore(t, dsn, testOpts{replica: "a"})
+		b := openStore(t, dsn, testOpts{replica: "b"})
+		ctx := context.Background()
+		h, err := a.Leases().Acquire(ctx, "acct", "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := a.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if err := a.fence(ctx, tx, "acct", "INBOX", h.Epoch); err != nil {
+			t.Fatal(err)
+		}
+		// ... and a freezes here. Its lease expires meanwhile (as time passing would); the update
+		// waits for a's share lock until the server has ended a's idle transaction.
+		began := time.Now()
+		if _, err := b.pool.Exec(ctx, `UPDATE mailbox_leases SET expires_at = '-infinity'
+WHERE account = 'acct' AND mailbox = 'INBOX'`); err != nil {
+			t.Fatal(err)
+		}
+		waited := time.Since(began)
+		if waited < testTTL/4 || waited > testTTL+time.Second {
+			t.Errorf("the lease row was locked for %v; want about half the TTL (%v)", waited, testTTL/2)
+		}
+		hb, err := b.Leases().Acquire(ctx, "acct", "INBOX")
+		if err != nil || hb.Epoch != h.Epoch+1 {
+			t.Fatalf("b's takeover = %+v, %v; want epoch %d", hb, err, h.Epoch+1)
+		}
+		if err := tx.Commit(ctx); err == nil {
+			t.Error("the frozen transaction committed after its session was ended")
+		}
+		err = a.fenced(ctx, "acct", "INBOX", h.Epoch, func(pgx.Tx) error { return nil })
+		if !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("a's next fenced write = %v; want ErrLeaseLost", err)
+		}
+	})
+
 	t.Run("ReleaseOnStopRemovesHeartbeat", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		s := openStore(t, dsn, testOpts{replica: "a"})
