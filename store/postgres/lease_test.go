@@ -150,7 +150,7 @@ func leaseRow(t *testing.T, s *Store, k MailboxKey) (holder string, epoch int64)
 	return holder, epoch
 }
 
-func TestPostgres(t *testing.T) {
+func TestLeases(t *testing.T) {
 	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
 
 	t.Run("MigrateOnceConcurrently", func(t *testing.T) {

@@ -41,7 +41,7 @@ func commitOne(ctx context.Context, w store.MailboxWriter, account, mailbox stri
 	}})
 }
 
-func TestPostgresStore(t *testing.T) {
+func TestStore(t *testing.T) {
 	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
 	ctx := context.Background()
 
