@@ -264,7 +264,7 @@ func (r *round) do(ctx context.Context) (time.Duration, error) {
 		r.rowsMade = true
 	}
 
-	// Heartbeat, renewal, schema version, live replicas and the earliest foreign expiry in one
+	// Heartbeat, renewal of leases and concurrency slots, schema version, live replicas and the earliest foreign expiry in one
 	// round trip (one implicit transaction).
 	renew := m.renewable()
 	accounts, mailboxes, epochs := columns(renew)
@@ -278,6 +278,8 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at 
 FROM unnest($3::text[], $4::text[], $5::bigint[]) AS h (account, mailbox, epoch)
 WHERE l.account = h.account AND l.mailbox = h.mailbox AND l.epoch = h.epoch AND l.holder = $1
 RETURNING l.account, l.mailbox`, m.replica, ttl.Microseconds(), accounts, mailboxes, epochs)
+	b.Queue(`UPDATE concurrency_slots SET expires_at = clock_timestamp() + $2 * interval '1 microsecond'
+WHERE holder = $1 AND expires_at > clock_timestamp()`, m.replica, ttl.Microseconds())
 	b.Queue(`SELECT coalesce((SELECT version FROM schema_version), 0)`)
 	b.Queue(`SELECT count(*) FROM replicas WHERE expires_at > clock_timestamp()`)
 	b.Queue(`SELECT extract(epoch FROM min(l.expires_at) - clock_timestamp())::float8
@@ -308,6 +310,9 @@ WHERE l.holder <> $1 AND l.expires_at > clock_timestamp()`, m.replica, wantA, wa
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("renew leases: %w", err)
+		}
+		if _, err := res.Exec(); err != nil {
+			return fmt.Errorf("renew concurrency slots: %w", err)
 		}
 		if err := res.QueryRow().Scan(&version); err != nil {
 			return fmt.Errorf("read schema version: %w", err)

@@ -49,9 +49,10 @@ type Store struct {
 
 	leases *Leases
 
-	mu        sync.Mutex
-	wake      chan struct{} // closed and replaced by broadcast
-	lastPrune time.Time
+	mu         sync.Mutex
+	wake       chan struct{} // closed and replaced by broadcastLocal
+	slotsFreed chan struct{} // closed and replaced by broadcastSlots
+	lastPrune  time.Time
 
 	stopListen context.CancelFunc
 	listenDone chan struct{}
@@ -108,6 +109,7 @@ func Open(ctx context.Context, dsn string, opts store.Options, pgOpts Options) (
 		claimTTL:      opts.ClaimTTL,
 		shared:        opts.Shared,
 		wake:          make(chan struct{}),
+		slotsFreed:    make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -149,7 +151,8 @@ func Open(ctx context.Context, dsn string, opts store.Options, pgOpts Options) (
 	s.listenDone = make(chan struct{})
 	go func() {
 		defer close(s.listenDone)
-		s.listen(lctx, listenCfg, map[string]func(){notifyLeases: s.leases.Wake, notifyOutbox: s.broadcastLocal})
+		s.listen(lctx, listenCfg, map[string]func(){
+			notifyLeases: s.leases.Wake, notifyOutbox: s.broadcastLocal, notifySlots: s.broadcastSlots})
 	}()
 	return s, nil
 }

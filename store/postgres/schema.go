@@ -206,6 +206,19 @@ CREATE TABLE serial_locks (
 	PRIMARY KEY (scope, key)
 );
 `,
+		// 3: cluster-wide concurrency limits (a webhook endpoint's concurrency across replicas):
+		// one row per unit, held by a replica until it releases it or its expiry (renewed with the
+		// replica's leases) passes; see slots.go.
+		`
+CREATE TABLE concurrency_slots (
+	name       text        NOT NULL,
+	slot       integer     NOT NULL,
+	holder     text        NOT NULL,
+	expires_at timestamptz NOT NULL,
+	PRIMARY KEY (name, slot)
+);
+CREATE INDEX concurrency_slots_holder ON concurrency_slots (holder);
+`,
 	}
 }
 
