@@ -208,7 +208,8 @@ CREATE TABLE serial_locks (
 `,
 		// 3: cluster-wide concurrency limits (a webhook endpoint's concurrency across replicas):
 		// one row per unit, held by a replica until it releases it or its expiry (renewed with the
-		// replica's leases) passes; see slots.go.
+		// replica's leases) passes; see slots.go. OAuth refresh tokens rotated by any replica, one
+		// refresh at a time per account; see tokens.go.
 		`
 CREATE TABLE concurrency_slots (
 	name       text        NOT NULL,
@@ -218,6 +219,12 @@ CREATE TABLE concurrency_slots (
 	PRIMARY KEY (name, slot)
 );
 CREATE INDEX concurrency_slots_holder ON concurrency_slots (holder);
+
+CREATE TABLE oauth_tokens (
+	name          text   NOT NULL PRIMARY KEY, -- the account
+	refresh_token text   NOT NULL,             -- '' until the first rotation
+	updated_at    bigint NOT NULL
+);
 `,
 	}
 }
