@@ -209,7 +209,8 @@ CREATE TABLE serial_locks (
 		// 3: cluster-wide concurrency limits (a webhook endpoint's concurrency across replicas):
 		// one row per unit, held by a replica until it releases it or its expiry (renewed with the
 		// replica's leases) passes; see slots.go. OAuth refresh tokens rotated by any replica, one
-		// refresh at a time per account; see tokens.go.
+		// refresh at a time per account; see tokens.go. Blobs: inline-attachment octets of queued
+		// webhooks, in chunks, so any replica can deliver any job; see blobs.go.
 		`
 CREATE TABLE concurrency_slots (
 	name       text        NOT NULL,
@@ -219,6 +220,13 @@ CREATE TABLE concurrency_slots (
 	PRIMARY KEY (name, slot)
 );
 CREATE INDEX concurrency_slots_holder ON concurrency_slots (holder);
+
+CREATE TABLE blob_chunks (
+	key  text    NOT NULL, -- e.g. a job id and a section
+	seq  integer NOT NULL, -- chunk number from 0
+	data bytea   NOT NULL,
+	PRIMARY KEY (key, seq)
+);
 
 CREATE TABLE oauth_tokens (
 	name          text   NOT NULL PRIMARY KEY, -- the account
