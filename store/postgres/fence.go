@@ -47,13 +47,3 @@ func (s *Store) fenced(ctx context.Context, account, mailbox string, epoch int64
 	}
 	return err
 }
-
-// fencedHeld is fenced with the epoch this replica holds on (account, mailbox); it returns
-// ErrLeaseLost at once when it holds none.
-func (s *Store) fencedHeld(ctx context.Context, account, mailbox string, fn func(pgx.Tx) error) error {
-	epoch, ok := s.leases.Epoch(account, mailbox)
-	if !ok {
-		return ErrLeaseLost
-	}
-	return s.fenced(ctx, account, mailbox, epoch, fn)
-}
