@@ -141,14 +141,10 @@ RETURNING j.seq, `+jobColumns+`, j.body`, a...)
 	return jobs, nil
 }
 
-// Finish implements store.Outbox.
+// Finish implements store.Outbox: one statement (the update, the attempt and the wake-up of the
+// other replicas) in the common case.
 func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, a store.Attempt) error {
-	var woke bool
-	err := s.withTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		woke, err = s.finish(ctx, tx, id, state, nextAt, a)
-		return err
-	})
+	woke, err := s.finish(ctx, s.pool, id, state, nextAt, a)
 	if err != nil {
 		return err
 	}
@@ -158,8 +154,9 @@ func (s *Store) Finish(ctx context.Context, id, state string, nextAt time.Time, 
 	return nil
 }
 
-// finish settles in-flight job id inside tx and reports whether Wake should fire (see Finish).
-func (s *Store) finish(ctx context.Context, tx pgx.Tx, id, state string, nextAt time.Time, a store.Attempt) (bool, error) {
+// finish settles in-flight job id on q (the pool, or a fenced transaction) and reports whether
+// Wake should fire (see Finish).
+func (s *Store) finish(ctx context.Context, q dbtx, id, state string, nextAt time.Time, a store.Attempt) (bool, error) {
 	switch state {
 	case store.StatePending, store.StateDone, store.StateDead, store.StateUnknown, store.StateHeld:
 	default:
@@ -178,30 +175,32 @@ func (s *Store) finish(ctx context.Context, tx pgx.Tx, id, state string, nextAt 
 		n := dbTime(nextAt)
 		next = &n
 	}
-	tag, err := tx.Exec(ctx, `UPDATE jobs
-SET state = $1, next_at = coalesce($2, next_at), last_error = $3, updated_at = $4, claim_owner = '', claim_expires = 0
-WHERE id = $5 AND state = 'in_flight'`, state, next, a.Error, dbTime(now), id)
+	wake := state == store.StateDone || state == store.StatePending
+	var updated int
+	err := q.QueryRow(ctx, `WITH u AS (
+	UPDATE jobs
+	SET state = $1, next_at = coalesce($2, next_at), last_error = $3, updated_at = $4, claim_owner = '', claim_expires = 0
+	WHERE id = $5 AND state = 'in_flight'
+	RETURNING id
+), a AS (
+	INSERT INTO attempts (job_id, at, status, error) SELECT id, $6, $7, $3 FROM u
+	RETURNING 1
+), n AS (
+	SELECT pg_notify($8, '') FROM u WHERE $9
+)
+SELECT (SELECT count(*) FROM u) + 0 * ((SELECT count(*) FROM a) + (SELECT count(*) FROM n))`,
+		state, next, a.Error, dbTime(now), id, dbTime(at), a.Status, notifyOutbox, wake).Scan(&updated)
 	if err != nil {
 		return false, fmt.Errorf("finish job %s: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
-		err := expectState(ctx, tx, id, store.StateInFlight)
+	if updated == 0 {
+		err := expectState(ctx, q, id, store.StateInFlight)
 		if err == nil {
 			err = fmt.Errorf("%w: job changed during finish", store.ErrState)
 		}
 		return false, fmt.Errorf("finish job %s: %w", id, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO attempts (job_id, at, status, error) VALUES ($1, $2, $3, $4)`,
-		id, dbTime(at), a.Status, a.Error); err != nil {
-		return false, fmt.Errorf("finish job %s: %w", id, err)
-	}
-	if state != store.StateDone && state != store.StatePending {
-		return false, nil
-	}
-	if err := notifyOutboxTx(ctx, tx); err != nil {
-		return false, fmt.Errorf("finish job %s: %w", id, err)
-	}
-	return true, nil
+	return wake, nil
 }
 
 // expectState fails with ErrNotFound or ErrState unless job id is in one of states.
