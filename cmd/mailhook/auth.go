@@ -14,22 +14,6 @@ import (
 	"github.com/mailhook/mailhook/oauth"
 )
 
-const authUsage = `Usage: mailhook auth google|microsoft|custom --client-id ID [--client-secret SECRET] --out FILE
-
-Obtains an OAuth2 refresh token interactively and writes it to FILE (mode 0600), for
-oauth2.refresh_token_file. The token itself is never printed.
-
-  google     authorization-code flow with PKCE: open the printed URL in a browser; the browser is
-             sent back to 127.0.0.1 (use --listen 127.0.0.1:PORT and ssh -L PORT:127.0.0.1:PORT
-             to authorise a headless host from your workstation). Google's device flow does not
-             allow the Gmail scope.
-  microsoft  device-code flow: open the printed URL anywhere and enter the code; works headless.
-  custom     like google, with --auth-url, --token-url and --scope (or --flow device and
-             --device-url).
-
-Flags:
-`
-
 // stringList is a repeatable string flag.
 type stringList []string
 
@@ -40,10 +24,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func authVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("auth", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, authUsage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printHelp(fs.Output(), fs) }
 	var (
 		clientID     = fs.String("client-id", "", "OAuth client `ID` (required)")
 		clientSecret = fs.String("client-secret", "", "OAuth client `secret` (Google desktop apps have one; Microsoft public clients none)")

@@ -5,12 +5,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	_ "github.com/emersion/go-message/charset" // registers every charset for go-message and our decoders
@@ -57,7 +59,8 @@ Usage:
                                    get an OAuth2 refresh token for Gmail or Microsoft 365
   mailhook version                 print the version
 
--c is short for --config. Configuration errors exit with status 2.
+-c is short for --config, which may also come from MAILHOOK_CONFIG. mailhook VERB --help describes a
+verb. Configuration errors exit with status 2.
 `
 
 // cli runs one verb and returns the process exit status.
@@ -66,7 +69,16 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitConfig
 	}
+	args = configFirst(args)
 	verb, rest := args[0], args[1:]
+	if wantsHelp(rest) {
+		return verbHelp(ctx, verb, rest, stdout, stderr)
+	}
+	return runVerbNamed(ctx, verb, rest, stdout, stderr)
+}
+
+// runVerbNamed runs one verb.
+func runVerbNamed(ctx context.Context, verb string, rest []string, stdout, stderr io.Writer) int {
 	switch verb {
 	case "run":
 		return runVerb(ctx, rest, stdout, stderr)
@@ -95,9 +107,54 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "mailhook: unknown verb %q\n\n%s", verb, usage)
+		fmt.Fprintf(stderr, "mailhook: unknown verb %q;%s run mailhook --help for the list\n", verb, didYouMean(verb, verbs()))
 		return exitConfig
 	}
+}
+
+// verbHelp answers `mailhook VERB [SUBVERB] … --help`: the verb's help on stdout, exit 0. The verb
+// runs with its output captured: its flag parsing meets the help flag before doing anything and
+// prints the help; anything else (an unknown verb, a flag error before the help flag) goes to
+// stderr with the verb's status.
+func verbHelp(ctx context.Context, verb string, rest []string, stdout, stderr io.Writer) int {
+	switch verb {
+	case "version":
+		writeHelp(stdout, verb, nil)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "outbox", "webhooks":
+		if len(rest) == 0 || wantsHelp(rest[:1]) {
+			writeHelp(stdout, verb, nil)
+			return exitOK
+		}
+	}
+	if _, ok := docOf(verb); !ok {
+		return runVerbNamed(ctx, verb, withoutHelp(rest), stdout, stderr)
+	}
+	var out bytes.Buffer
+	code := runVerbNamed(ctx, verb, rest, &out, &out)
+	if strings.HasPrefix(out.String(), "mailhook ") && strings.Contains(out.String(), "\nUsage:\n") {
+		_, err := out.WriteTo(stdout)
+		if err != nil {
+			return exitFail
+		}
+		return exitOK
+	}
+	_, _ = out.WriteTo(stderr)
+	return code
+}
+
+// withoutHelp returns args without the help flags.
+func withoutHelp(args []string) []string {
+	var out []string
+	for _, a := range args {
+		if a != "-h" && a != "-help" && a != "--help" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // buildVersion is set at link time: -ldflags "-X main.buildVersion=v1.2.3".

@@ -52,7 +52,8 @@ func outboxVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stdout, outboxUsage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mailhook outbox: unknown subcommand %q\n\n%s", sub, outboxUsage)
+	fmt.Fprintf(stderr, "mailhook outbox: unknown subcommand %q;%s want list, show, retry or drop\n", sub,
+		didYouMean(sub, []string{"list", "show", "retry", "drop"}))
 	return exitConfig
 }
 

@@ -26,19 +26,20 @@ import (
 // configFlag registers --config and its short form -c on fs.
 func configFlag(fs *flag.FlagSet) *string {
 	p := new(string)
-	fs.StringVar(p, "config", "", "configuration `file` (YAML)")
-	fs.StringVar(p, "c", "", "short for --config")
+	fs.StringVar(p, "config", configDefault(), "configuration `file` (YAML)")
+	fs.StringVar(p, "c", configDefault(), "short for --config")
 	return p
 }
 
 // parseFlags parses args for a verb that needs --config; it prints usage errors itself.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok bool) {
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printHelp(fs.Output(), fs) }
 	if err := fs.Parse(args); err != nil {
 		return false
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mailhook %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fmt.Fprintf(stderr, "mailhook %s: unexpected argument %q%s\n", fs.Name(), fs.Arg(0), configHint(fs))
 		return false
 	}
 	return true
@@ -62,7 +63,7 @@ type loaded struct {
 // returned status is exitOK or exitConfig.
 func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*loaded, int) {
 	if path == "" {
-		fmt.Fprintln(stderr, "mailhook: --config FILE is required")
+		fmt.Fprintln(stderr, "mailhook: --config FILE is required (or set MAILHOOK_CONFIG)")
 		return nil, exitConfig
 	}
 	cfg, warnings, err := config.Load(path, config.Options{Getenv: getenv})

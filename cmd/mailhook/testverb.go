@@ -21,25 +21,11 @@ import (
 	"github.com/mailhook/mailhook/watcher"
 )
 
-const testUsage = `Usage:
-  mailhook test --config FILE [--account A] [--mailbox M] [--json] MSG.eml… | -
-  mailhook test --config FILE --account A [--mailbox M] [--json] --last N | --uid N
-
-Explains, for every message and every rule, whether the rule matched and, if not, which top-level
-clause was false; the actions that would run; and the exact webhook bodies that would be sent.
-Files (or - for standard input) are parsed offline: nothing is fetched, queued or sent. With
---last or --uid the messages are fetched from the account's server (read-only, BODY.PEEK, only the
-parts the fetch plan needs, charged to the download budget). Files are tested as if they arrived
-in --account (default: the first account) and --mailbox (default: its first mailbox).
-Exit status: 0 when every message was read (defects allowed), 1 when one could not be, 2 on a bad
-configuration or usage.
-`
-
 // testVerb is `mailhook test`. stdin is read for the file name "-".
 func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, testUsage) }
+	fs.Usage = func() { printHelp(fs.Output(), fs) }
 	path := configFlag(fs)
 	account := fs.String("account", "", "the account the messages are tested in (and fetched from, with --last/--uid)")
 	mailbox := fs.String("mailbox", "", "the mailbox (default: the account's first)")
@@ -65,7 +51,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stderr, "mailhook test: --last and --uid need --account")
 		return exitConfig
 	case !live && len(files) == 0:
-		fmt.Fprint(stderr, "mailhook test: no message given\n\n"+testUsage)
+		fmt.Fprintln(stderr, "mailhook test: no message given: name .eml files, - for standard input, or --last N / --uid N (mailhook test --help)")
 		return exitConfig
 	case *uid > 1<<32-1:
 		fmt.Fprintln(stderr, "mailhook test: --uid is out of range")
@@ -137,6 +123,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // parseInterspersed parses flags that may come before, between or after the positional
 // arguments, which it returns ("-" is a positional argument).
 func parseInterspersed(fs *flag.FlagSet, args []string) (positional []string, ok bool) {
+	fs.Usage = func() { printHelp(fs.Output(), fs) }
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, false

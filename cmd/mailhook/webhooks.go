@@ -41,7 +41,8 @@ func webhooksVerb(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprint(stdout, webhooksUsage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q\n\n%s", args[0], webhooksUsage)
+	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q;%s want list or enable\n", args[0],
+		didYouMean(args[0], []string{"list", "enable"}))
 	return exitConfig
 }
 
