@@ -54,6 +54,12 @@ func Default() *Config {
 type Options struct {
 	// Getenv resolves ${NAME} references; nil means os.LookupEnv.
 	Getenv func(name string) (string, bool)
+	// NoSecrets is for the verbs that use no secret (status, outbox, webhooks list and enable,
+	// healthcheck): run in an operator's shell, they lack the daemon's environment. An unset
+	// ${NAME} outside state_dir, and a secret file (password_file, secret_file, value_file, …)
+	// that cannot be read, then get a stand-in value that passes validation instead of failing
+	// the load. The stand-ins are never used to connect or sign.
+	NoSecrets bool
 }
 
 // Load reads the YAML configuration at path and returns it with defaults applied and validated,
@@ -78,10 +84,10 @@ func Load(path string, opts Options) (*Config, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := expandEnv(cfg, getenv); err != nil {
+	if err := expandEnv(cfg, getenv, opts.NoSecrets); err != nil {
 		return nil, nil, err
 	}
-	if err := cfg.readFiles(); err != nil {
+	if err := cfg.readFiles(opts.NoSecrets); err != nil {
 		return nil, nil, err
 	}
 	warnings := cfg.ApplyDefaults()

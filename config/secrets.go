@@ -14,11 +14,22 @@ import (
 )
 
 // expandEnv replaces ${NAME} in every string of cfg, reporting every unset variable with the field
-// that references it.
-func expandEnv(cfg *Config, getenv func(string) (string, bool)) error {
+// that references it. With standIns, an unset variable outside state_dir expands to a stand-in
+// (see Options.NoSecrets).
+func expandEnv(cfg *Config, getenv func(string) (string, bool), standIns bool) error {
 	var p problems
 	walkStrings(reflect.ValueOf(cfg).Elem(), "", func(field string, v reflect.Value) {
-		out, err := expandString(v.String(), getenv)
+		lookup := getenv
+		if standIns && field != "state_dir" {
+			whole := strings.HasPrefix(v.String(), "${") && strings.Index(v.String(), "}") == len(v.String())-1
+			lookup = func(name string) (string, bool) {
+				if val, ok := getenv(name); ok {
+					return val, true
+				}
+				return standIn(field, whole), true
+			}
+		}
+		out, err := expandString(v.String(), lookup)
 		if err != nil {
 			p.add(field, "%s", err)
 			return
@@ -147,28 +158,28 @@ func walkMap(v reflect.Value, path string, fn func(field string, v reflect.Value
 
 // readFiles reads password_file and secret_file into the fields they stand for, and checks that
 // every tls.ca_file holds a certificate.
-func (c *Config) readFiles() error {
+func (c *Config) readFiles(standIns bool) error {
 	var p problems
 	for i := range c.Accounts {
-		c.Accounts[i].readFiles(&p, ItemPath("accounts", i, c.Accounts[i].Name))
+		c.Accounts[i].readFiles(&p, ItemPath("accounts", i, c.Accounts[i].Name), standIns)
 	}
 	for i := range c.Webhooks {
-		c.Webhooks[i].readFiles(&p, ItemPath("webhooks", i, c.Webhooks[i].Name))
+		c.Webhooks[i].readFiles(&p, ItemPath("webhooks", i, c.Webhooks[i].Name), standIns)
 	}
 	return p.err()
 }
 
 // readFiles reads an account's password and oauth2 secret files and checks its CA files.
-func (a *Account) readFiles(p *problems, path string) {
-	readSecretFile(p, path+".imap", "password", &a.IMAP.Password, a.IMAP.PasswordFile)
-	readSecretFile(p, path+".smtp", "password", &a.SMTP.Password, a.SMTP.PasswordFile)
+func (a *Account) readFiles(p *problems, path string, standIns bool) {
+	readSecretFile(p, path+".imap", "password", &a.IMAP.Password, a.IMAP.PasswordFile, standIns)
+	readSecretFile(p, path+".smtp", "password", &a.SMTP.Password, a.SMTP.PasswordFile, standIns)
 	for _, o := range []struct {
 		path string
 		cfg  *OAuth2Config
 	}{{path + ".imap.oauth2", a.IMAP.OAuth2}, {path + ".smtp.oauth2", a.SMTP.OAuth2}} {
 		if o.cfg != nil {
-			readSecretFile(p, o.path, "client_secret", &o.cfg.ClientSecret, o.cfg.ClientSecretFile)
-			readSecretFile(p, o.path, "refresh_token", &o.cfg.RefreshToken, o.cfg.RefreshTokenFile)
+			readSecretFile(p, o.path, "client_secret", &o.cfg.ClientSecret, o.cfg.ClientSecretFile, standIns)
+			readSecretFile(p, o.path, "refresh_token", &o.cfg.RefreshToken, o.cfg.RefreshTokenFile, standIns)
 		}
 	}
 	if a.IMAP.TLS.CAFile != "" {
@@ -184,21 +195,22 @@ func (a *Account) readFiles(p *problems, path string) {
 }
 
 // readFiles reads a webhook's secret, header value and template files.
-func (w *Webhook) readFiles(p *problems, path string) {
+func (w *Webhook) readFiles(p *problems, path string, standIns bool) {
 	if w.SecretFile != "" && len(w.Secrets) > 0 {
 		p.add(path+".secret_file", "set both secret_file and secrets; use one")
 		return
 	}
-	readSecretFile(p, path, "secret", &w.Secret, w.SecretFile)
+	readSecretFile(p, path, "secret", &w.Secret, w.SecretFile, standIns)
 	for j := range w.Headers {
 		h := &w.Headers[j]
-		readSecretFile(p, fmt.Sprintf("%s.headers[%d]", path, j), "value", &h.Value, h.ValueFile)
+		readSecretFile(p, fmt.Sprintf("%s.headers[%d]", path, j), "value", &h.Value, h.ValueFile, standIns)
 	}
 	readTemplateFile(p, path, w) // formats.go
 }
 
 // readSecretFile reads file into *value (the field named key under path), refusing both set.
-func readSecretFile(p *problems, path, key string, value *string, file string) {
+// With standIns, a file that cannot be read gives a stand-in value (see Options.NoSecrets).
+func readSecretFile(p *problems, path, key string, value *string, file string, standIns bool) {
 	if file == "" {
 		return
 	}
@@ -208,6 +220,10 @@ func readSecretFile(p *problems, path, key string, value *string, file string) {
 		return
 	}
 	s, err := ReadSecretFile(file)
+	if err != nil && standIns {
+		*value = standIn(path+"."+key, true)
+		return
+	}
 	if err != nil {
 		p.add(field, "%s", err)
 		return
@@ -240,4 +256,19 @@ func ReadSecretFile(name string) (string, error) {
 		return "", fmt.Errorf("file %s is larger than %d bytes: not a secret file?", name, maxSecretFileSize)
 	}
 	return string(b), nil
+}
+
+// standInSecret is a well-formed signing secret (24 zero bytes) standing for one not resolved.
+const standInSecret = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+// standIn is the value an unresolved ${NAME} or secret file gets under Options.NoSecrets: one that
+// passes the field's validation. whole says the reference is the field's whole value.
+func standIn(field string, whole bool) string {
+	switch {
+	case whole && strings.HasSuffix(field, ".url"):
+		return "https://unresolved.invalid/"
+	case whole && (strings.HasSuffix(field, ".secret") || strings.Contains(field, ".secrets[")):
+		return standInSecret
+	}
+	return "unresolved"
 }

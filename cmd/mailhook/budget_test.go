@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -173,10 +176,27 @@ func TestPollFloorReachesWatcher(t *testing.T) {
 	}
 }
 
-// TestStatusWithoutState: status on a fresh state directory names every configured mailbox.
+// TestStatusWithoutState: status on a fresh state directory names every configured mailbox;
+// without a state directory it says so and creates none.
 func TestStatusWithoutState(t *testing.T) {
-	yaml := "state_dir: " + filepath.Join(t.TempDir(), "state") + "\n" + cfgMinimalYAML
+	state := filepath.Join(t.TempDir(), "state")
+	yaml := "state_dir: " + state + "\n" + cfgMinimalYAML
 	var stdout, stderr bytes.Buffer
+	if code := cli(context.Background(), []string{"status", "-c", cfgWrite(t, yaml)}, &stdout, &stderr); code != exitFail ||
+		!strings.Contains(stderr.String(), "no state at "+state) {
+		t.Fatalf("status without state: exit %d: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(state); err == nil {
+		t.Fatal("status created the state directory")
+	}
+	st, err := sqlite.Open(state, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
 	if code := cli(context.Background(), []string{"status", "-c", cfgWrite(t, yaml)}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("status exit %d: %s", code, stderr.String())
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"time"
 )
 
@@ -28,7 +27,7 @@ func healthcheckVerb(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	target := *addr
 	if target == "" && *path != "" {
-		cfg, _, err := config.Load(*path, config.Options{Getenv: os.LookupEnv})
+		cfg, _, err := config.Load(*path, config.Options{NoSecrets: true})
 		if err != nil {
 			fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", *path, indent(err.Error()))
 			return exitConfig

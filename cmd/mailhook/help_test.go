@@ -65,7 +65,7 @@ func TestCLIForgivesTheUsualMistakes(t *testing.T) {
 		{[]string{"check", "mailhook.yaml"}, exitConfig, "mailhook check: unexpected argument \"mailhook.yaml\": the configuration is a flag: mailhook check --config mailhook.yaml\n"},
 		{[]string{"-c", path, "check"}, exitOK, ""},
 		{[]string{"--config=" + path, "check"}, exitOK, ""},
-		{[]string{"-c", path, "webhooks", "list"}, exitOK, ""},
+		{[]string{"-c", path, "webhooks", "list"}, exitFail, ""}, // reached the verb: no state yet
 	} {
 		var out, errb bytes.Buffer
 		code := cli(context.Background(), tc.args, &out, &errb)

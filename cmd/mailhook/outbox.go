@@ -8,13 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -57,12 +60,18 @@ func outboxVerb(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return exitConfig
 }
 
-// openTool loads the configuration at path and opens its state directory shared. The returned
-// status is exitOK, exitConfig or exitFail (the error already printed).
+// openTool loads the configuration at path and opens its state directory shared. It never
+// creates a state directory: without one it says where it looked. The returned status is exitOK,
+// exitConfig or exitFail (the error already printed).
 func openTool(verb, path string, stderr io.Writer) (*loaded, store.Backend, int) {
-	l, code := load(path, os.LookupEnv, stderr)
+	// The operator verbs use no secret: an operator's shell lacks the daemon's environment.
+	l, code := loadWith(path, config.Options{NoSecrets: true}, stderr)
 	if code != exitOK {
 		return nil, nil, code
+	}
+	if msg := noState(l.cfg.StateDir); msg != "" {
+		fmt.Fprintf(stderr, "mailhook %s: %s\n", verb, msg)
+		return nil, nil, exitFail
 	}
 	st, err := openStore(context.Background(), l.cfg.StateDir, true)
 	if err != nil {
@@ -376,4 +385,26 @@ func cell(s string, max int) string {
 		max--
 	}
 	return s[:max] + "…"
+}
+
+// stateDBFile is the database file the store keeps in state_dir.
+const stateDBFile = "mailhook.db"
+
+// noState returns "" when dir holds mailhook's state, else a message naming the absolute path
+// looked at and, for a relative state_dir, the working directory it was resolved against.
+func noState(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	if _, err := os.Stat(filepath.Join(abs, stateDBFile)); err == nil {
+		return ""
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Sprintf("state at %s: %v", abs, err)
+	}
+	if filepath.IsAbs(dir) {
+		return fmt.Sprintf("no state at %s: mailhook run has not run with this state_dir yet", abs)
+	}
+	wd, _ := os.Getwd()
+	return fmt.Sprintf("no state at %s (state_dir %q is relative to the working directory, here %s): run this from the directory mailhook run runs in, or make state_dir absolute", abs, dir, wd)
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/sqlite"
 )
 
 // Known secrets of the outbox process test, distinctive so a log scan finds them.
@@ -210,7 +212,19 @@ func TestOutboxAndWebhooksBesideRun(t *testing.T) {
 // The tools refuse bad usage with status 2 and a missing job with status 1, without a daemon.
 func TestOutboxUsage(t *testing.T) {
 	mem := testmail.StartMemServer(t, testmail.MemOptions{})
-	cfg, env := writeConfig(t, t.TempDir(), mem.Addr(), mem.User(), mem.Password(), "http://127.0.0.1:1/hook", nil)
+	dir := t.TempDir()
+	cfg, env := writeConfig(t, dir, mem.Addr(), mem.User(), mem.Password(), "http://127.0.0.1:1/hook", nil)
+	// The tools create no state: the daemon does.
+	if code, out := tool(t, env, "outbox", "list", "-c", cfg); code != exitFail || !strings.Contains(out, "no state at "+filepath.Join(dir, "state")) {
+		t.Errorf("outbox list without state: exit %d\n%s", code, out)
+	}
+	st, err := sqlite.Open(filepath.Join(dir, "state"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int

@@ -62,11 +62,16 @@ type loaded struct {
 // load reads, validates and compiles a configuration. Every problem is printed to stderr; the
 // returned status is exitOK or exitConfig.
 func load(path string, getenv func(string) (string, bool), stderr io.Writer) (*loaded, int) {
+	return loadWith(path, config.Options{Getenv: getenv}, stderr)
+}
+
+// loadWith is load with the config package's options: the operator verbs set NoSecrets.
+func loadWith(path string, opts config.Options, stderr io.Writer) (*loaded, int) {
 	if path == "" {
 		fmt.Fprintln(stderr, "mailhook: --config FILE is required (or set MAILHOOK_CONFIG)")
 		return nil, exitConfig
 	}
-	cfg, warnings, err := config.Load(path, config.Options{Getenv: getenv})
+	cfg, warnings, err := config.Load(path, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook: config %s:\n%s\n", path, indent(err.Error()))
 		return nil, exitConfig
