@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/emersion/go-sasl"
 
@@ -31,7 +30,8 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code != exitOK {
 		return code
 	}
-	fmt.Fprintf(stdout, "config %s: ok (%d accounts, %d webhooks, %d rules)\n", *path, len(l.cfg.Accounts), len(l.cfg.Webhooks), len(l.cfg.Rules))
+	fmt.Fprintf(stdout, "config %s: ok (%s, %s, %s)\n", *path, plural(len(l.cfg.Accounts), "account"),
+		plural(len(l.cfg.Webhooks), "webhook"), plural(len(l.cfg.Rules), "rule"))
 	p, err := pipeline.New(l.pipelineConfig(nil))
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook check: %v\n", err)
@@ -44,25 +44,32 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	for _, r := range l.rules.Rules() {
 		reads := r.Reads
-		var what []string
+		var parts []string
 		if reads.Text {
-			what = append(what, "text")
+			parts = append(parts, "text")
 		}
 		if reads.HTML {
-			what = append(what, "html")
+			parts = append(parts, "html")
 		}
-		cost := "the header section and BODYSTRUCTURE only: no body bytes"
-		if len(what) > 0 {
-			cost = "the header section, BODYSTRUCTURE and the " + strings.Join(what, " and ") + " part"
-		}
-		if len(what) == 0 {
-			what = append(what, "headers and structure only")
+		what := "headers and structure only (no body bytes)"
+		switch len(parts) {
+		case 1:
+			what = "the " + parts[0] + " part"
+		case 2:
+			what = "the text and html parts"
 		}
 		if reads.AttachmentList {
 			// Attachment content is never read by a rule: filename, type and size come with BODYSTRUCTURE.
-			what = append(what, "the attachment list (no attachment bytes)")
+			what += " + the attachment list (no attachment bytes)"
 		}
-		fmt.Fprintf(stdout, "  rule %q reads %s; costs %s\n", r.Spec.Name, strings.Join(what, " + "), cost)
+		fmt.Fprintf(stdout, "  rule %q reads %s\n", r.Spec.Name, what)
+	}
+	for _, w := range l.cfg.Lint() {
+		fmt.Fprintf(stderr, "mailhook: warning: %s\n", w)
+	}
+	if err := config.CheckStateDir(l.cfg.StateDir); err != nil {
+		fmt.Fprintf(stderr, "mailhook check: %v\n", err)
+		return exitFail
 	}
 	if *online {
 		quiet := slog.New(slog.DiscardHandler) // the report lines say everything
@@ -74,4 +81,12 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}, stdout)
 	}
 	return exitOK
+}
+
+// plural writes "1 account", "2 accounts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

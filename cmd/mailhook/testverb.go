@@ -415,6 +415,9 @@ func (t *tester) printText(rep testReport) {
 	}
 	fmt.Fprintf(w, ", %d bytes, %d attachments\n", m.Size, len(m.Attachments))
 	fmt.Fprintf(w, "   auth spf=%s dkim=%s dmarc=%s", orNone(m.Auth.SPF), orNone(m.Auth.DKIM), orNone(m.Auth.DMARC))
+	if t.account.IMAP.TrustedAuthservID == "" {
+		fmt.Fprintf(w, " (account %q has no trusted_authserv_id: no Authentication-Results header is believed, so auth.* is never \"pass\")", t.account.Name)
+	}
 	if len(m.Defects) > 0 {
 		fmt.Fprintf(w, ", defects %s", strings.Join(m.Defects, " "))
 	}

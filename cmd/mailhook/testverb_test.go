@@ -262,9 +262,10 @@ func TestCheckReportsAttachmentList(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
 	}
 	for _, want := range []string{
-		`rule "ci-failures" reads headers and structure only; costs the header section and BODYSTRUCTURE only: no body bytes`,
-		`rule "invoices" reads headers and structure only + the attachment list (no attachment bytes); costs the header section and BODYSTRUCTURE only`,
-		`rule "body-rule" reads text + the attachment list (no attachment bytes); costs the header section, BODYSTRUCTURE and the text part`,
+		"config " + path + ": ok (1 account, 1 webhook, 3 rules)\n",
+		`rule "ci-failures" reads headers and structure only (no body bytes)` + "\n",
+		`rule "invoices" reads headers and structure only (no body bytes) + the attachment list (no attachment bytes)` + "\n",
+		`rule "body-rule" reads the text part + the attachment list (no attachment bytes)` + "\n",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())

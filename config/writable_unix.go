@@ -1,0 +1,10 @@
+//go:build unix
+
+package config
+
+import "golang.org/x/sys/unix"
+
+// writable reports whether this process may create entries in the directory dir.
+func writable(dir string) error {
+	return unix.Access(dir, unix.W_OK|unix.X_OK)
+}
