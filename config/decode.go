@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,10 @@ func parse(path string) (*Config, error) {
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml") // whatever the file's extension
 	if err := v.ReadInConfig(); err != nil {
+		var pe viper.ConfigParseError
+		if errors.As(err, &pe) {
+			return nil, yamlError(path, err)
+		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	if err := v.UnmarshalExact(cfg, viper.DecodeHook(configDecodeHook())); err != nil {
@@ -70,8 +75,123 @@ func unknownKeys(p *problems, parent string, keys []string) {
 		if parent != "" {
 			field = parent + "." + k
 		}
+		if hint := Suggest(k, keysAt(parent)); hint != "" {
+			p.add(field, "unknown key; did you mean %q?", hint)
+			continue
+		}
 		p.add(field, "unknown key")
 	}
+}
+
+// keysAt returns the YAML keys allowed under a decoded field path ("accounts[0].imap"; "" for
+// the top level), from the Config struct's mapstructure tags.
+func keysAt(path string) []string {
+	t := reflect.TypeFor[Config]()
+	if path != "" {
+		for _, part := range strings.Split(path, ".") {
+			name, _, _ := strings.Cut(part, "[")
+			t = structOf(t)
+			if t == nil {
+				return nil
+			}
+			f, ok := fieldByKey(t, name)
+			if !ok {
+				return nil
+			}
+			t = f.Type
+		}
+	}
+	t = structOf(t)
+	if t == nil {
+		return nil
+	}
+	var keys []string
+	for i := range t.NumField() {
+		if key := keyOf(t.Field(i)); key != "" {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// structOf dereferences pointers and slices down to a struct type, or returns nil.
+func structOf(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	return t
+}
+
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		if keyOf(t.Field(i)) == key {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// keyOf is the YAML key of a struct field, "" for fields not decoded.
+func keyOf(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	tag, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+	if tag == "-" {
+		return ""
+	}
+	if tag == "" {
+		return strings.ToLower(f.Name)
+	}
+	return tag
+}
+
+// Suggest returns the candidate closest to got when got is a likely typo of it: within two edits
+// (one for words of up to four letters), the same but for case, "_" and "-", or a prefix of the
+// other; else "".
+func Suggest(got string, keys []string) string {
+	best, bestD := "", 3
+	if len(got) <= 4 {
+		bestD = 2
+	}
+	norm := func(s string) string { return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s)) }
+	for _, k := range keys {
+		d := editDistance(strings.ToLower(got), k)
+		switch {
+		case norm(got) == norm(k):
+			d = 0
+		case len(got) >= 3 && len(k) >= 3 && (strings.HasPrefix(k, got) || strings.HasPrefix(got, k)):
+			d = min(d, 2) // hostname for host, val for value
+		}
+		if d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // configDecodeHook converts YAML scalars into the Config's field types.
@@ -79,7 +199,7 @@ func configDecodeHook() mapstructure.DecodeHookFunc {
 	return mapstructure.ComposeDecodeHookFunc(
 		byteSizeHook,
 		durationNeedsUnitHook,
-		mapstructure.StringToTimeDurationHookFunc(),
+		stringToDurationHook,
 		stringToOneElementSliceHook,
 		timestampToStringHook,
 	)
@@ -140,6 +260,39 @@ func durationNeedsUnitHook(_, to reflect.Type, data any) (any, error) {
 		return nil, fmt.Errorf("duration %v has no unit: write it like 90s, 10m or 72h", data)
 	}
 	return data, nil
+}
+
+// stringToDurationHook parses a duration, saying what is wrong with one that does not parse and
+// how to write it: "15 seconds" is not a duration: write 15s.
+func stringToDurationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType || from.Kind() != reflect.String {
+		return data, nil
+	}
+	s := data.(string)
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err == nil {
+		return d, nil
+	}
+	return nil, fmt.Errorf("%q is not a duration: %s", s, durationHint(s))
+}
+
+// durationHint proposes how to write s as a Go duration.
+func durationHint(s string) string {
+	units := map[string]string{"ns": "ns", "us": "us", "ms": "ms", "millisecond": "ms", "milliseconds": "ms",
+		"s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+		"m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+		"h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h"}
+	var n float64
+	var unit string
+	if k, err := fmt.Sscanf(strings.ToLower(strings.TrimSpace(s)), "%g%s", &n, &unit); err == nil && k == 2 {
+		if u, ok := units[unit]; ok {
+			return "write " + strconv.FormatFloat(n, 'f', -1, 64) + u
+		}
+		if unit == "d" || unit == "day" || unit == "days" {
+			return "write " + strconv.FormatFloat(n*24, 'f', -1, 64) + "h (there is no day unit)"
+		}
+	}
+	return "write it like 90s, 10m or 72h (units ns, us, ms, s, m, h)"
 }
 
 // timestampToStringHook turns a YAML timestamp back into text: the YAML parser reads an unquoted

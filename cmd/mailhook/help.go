@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/mailhook/mailhook/config"
 )
 
 // verbDoc is what `mailhook VERB --help` prints besides the flags.
@@ -171,39 +173,12 @@ func wantsHelp(args []string) bool {
 	return false
 }
 
-// didYouMean returns " did you mean "X"?" for the closest candidate within two edits, else "".
+// didYouMean returns " did you mean "X"?" for the candidate got is a likely typo of, else "".
 func didYouMean(got string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(got), c); d < bestD {
-			best, bestD = c, d
-		}
+	if best := config.Suggest(got, candidates); best != "" {
+		return fmt.Sprintf(" did you mean %q?", best)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" did you mean %q?", best)
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }
 
 // configFirst turns `mailhook -c FILE VERB …` (and --config FILE, --config=FILE) into
