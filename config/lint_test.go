@@ -86,3 +86,24 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(raw)
 }
+
+// Chat formats need no signing secret; every other format does.
+func TestChatFormatsNeedNoSecret(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		ok     bool
+	}{{"slack", true}, {"discord", true}, {"teams", true}, {"json", false}, {"github", false}} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		yaml := strings.Replace(cfgMinimalYAML, "    secret: "+cfgSecret+"\n", "    format: "+tc.format+"\n", 1)
+		if tc.format == "github" {
+			yaml = strings.Replace(yaml, "https://hooks.example.com/mail", "https://api.github.com/repos/a/b/dispatches", 1)
+		}
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := Load(path, Options{})
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "signing secret is required")) {
+			t.Errorf("format %s without a secret: %v, want ok %v", tc.format, err, tc.ok)
+		}
+	}
+}

@@ -152,12 +152,22 @@ func (w *Webhook) validate(p *problems, path string) {
 	positive(p, path+".disable_after", w.DisableAfter)
 }
 
+// chatFormat reports a format whose destination checks no signature (Slack, Discord, Teams): a
+// secret is optional there, and when given it is still validated and still signs.
+func (w *Webhook) chatFormat() bool {
+	switch w.Format {
+	case "slack", "discord", "teams":
+		return true
+	}
+	return false
+}
+
 // validateSecrets checks that there is one way of giving the signing secrets, and every secret.
 func (w *Webhook) validateSecrets(p *problems, path string) {
 	switch {
 	case w.Secret != "" && len(w.Secrets) > 0:
 		p.add(path+".secrets", "set both secret and secrets; use one")
-	case w.Secret == "" && len(w.Secrets) == 0:
+	case w.Secret == "" && len(w.Secrets) == 0 && !w.chatFormat():
 		p.add(path+".secrets", "a signing secret is required (secret, secrets or secret_file)")
 	case w.Secret != "":
 		field := path + ".secret"

@@ -199,7 +199,9 @@ func (d *Dispatcher) send(ctx context.Context, ep *endpoint, j store.Job) outcom
 			return err
 		}
 		r.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-		r.Header.Set(HeaderSignature, sig)
+		if len(ep.Secrets) > 0 {
+			r.Header.Set(HeaderSignature, sig)
+		}
 		return nil
 	}
 	if err := sign(req.Request); err != nil { // PrepareRetry runs before retries only

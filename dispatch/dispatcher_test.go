@@ -149,6 +149,25 @@ var noQuick = QuickRetry{Max: -1}
 // fastRetry makes durable retries wait milliseconds of real time.
 var fastRetry = outbox.RetryPolicy{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 
+// An Unsigned endpoint (a chat destination without a secret) gets the body and the id, and no
+// signature.
+func TestDeliverUnsigned(t *testing.T) {
+	srv, reqs := receiver(t, nil)
+	out := newFakeOutbox()
+	d := mustNew(t, out, []Endpoint{{Name: "slack", URL: srv.URL + "/hooks/mail", Unsigned: true}}, Options{})
+	start(t, d)
+	j := newJob("msg_UNSG", "slack", time.Now())
+	out.add(j)
+	r := next(t, reqs)
+	out.waitState(t, j.ID, store.StateDone)
+	if !bytes.Equal(r.body, j.Body) || r.header.Get(HeaderID) != j.ID {
+		t.Errorf("body %q, webhook-id %q", r.body, r.header.Get(HeaderID))
+	}
+	if sig, ok := r.header[http.CanonicalHeaderKey(HeaderSignature)]; ok {
+		t.Errorf("webhook-signature %q sent without a secret", sig)
+	}
+}
+
 func TestDeliverSigned(t *testing.T) {
 	s1, k1 := testSecret(t, 1, 32)
 	s2, k2 := testSecret(t, 100, 24)

@@ -34,9 +34,13 @@ type Endpoint struct {
 	// URL is where requests are POSTed, http or https. It is never logged: its path, query or
 	// userinfo may carry a token.
 	URL string
-	// Secrets are the signing keys (see ParseSecret); each produces one signature. At least one.
+	// Secrets are the signing keys (see ParseSecret); each produces one signature. At least one,
+	// unless Unsigned.
 	// Several are used while rotating: receivers accept a request when any signature verifies.
 	Secrets [][]byte
+	// Unsigned allows no Secrets: deliveries then carry a webhook-timestamp but no
+	// webhook-signature. For chat destinations (Slack, Discord, Teams), which check no signature.
+	Unsigned bool
 	// Headers are sent with every request, in addition to the protocol headers (Content-Type,
 	// User-Agent, webhook-*, Idempotency-Key), which they cannot replace. Values are never logged.
 	Headers []Header
@@ -102,7 +106,7 @@ func (e Endpoint) withDefaults() (Endpoint, error) {
 	if u.Host == "" {
 		return fail("url has no host")
 	}
-	if len(e.Secrets) == 0 {
+	if len(e.Secrets) == 0 && !e.Unsigned {
 		return fail("no secret")
 	}
 	for i, s := range e.Secrets {

@@ -77,8 +77,8 @@ configuration or usage.`}, true
 			"mailhook outbox drop --config FILE ID…",
 			"mailhook outbox drop --config mailhook.yaml msg_5QK3…", ""}, true
 	case "webhooks":
-		return verbDoc{"list the webhooks with their state, and enable a disabled one. Works beside run.",
-			"mailhook webhooks list|enable --config FILE …",
+		return verbDoc{"list the webhooks with their state, enable a disabled one (both work beside run), or make a new signing secret.",
+			"mailhook webhooks list|enable --config FILE … | mailhook webhooks secret",
 			"mailhook webhooks list --config mailhook.yaml", ""}, true
 	case "webhooks list":
 		return verbDoc{"print each webhook: enabled or disabled (since, why), failing since, and its pending, in-flight, held and dead jobs.",
@@ -88,6 +88,10 @@ configuration or usage.`}, true
 		return verbDoc{"enable a disabled webhook and release its held jobs; a running daemon sends them within 30 s.",
 			"mailhook webhooks enable --config FILE NAME",
 			"mailhook webhooks enable --config mailhook.yaml ci", ""}, true
+	case "webhooks secret":
+		return verbDoc{"print a new signing secret (whsec_ and the base64 of 32 random bytes) for a webhook's secrets: and its receiver.",
+			"mailhook webhooks secret",
+			"export CI_WEBHOOK_SECRET=$(mailhook webhooks secret)", ""}, true
 	case "auth":
 		return verbDoc{"get an OAuth2 refresh token for Gmail (google), Microsoft 365 (microsoft) or another provider (custom) and write it to --out.",
 			"mailhook auth google|microsoft|custom --client-id ID [--client-secret S] --out FILE",

@@ -6,6 +6,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/mailhook/mailhook/dispatch"
 )
 
 // Every verb and subverb answers -h and --help with its help on stdout and exit 0: what it does,
@@ -13,7 +17,7 @@ import (
 func TestHelpEveryVerb(t *testing.T) {
 	for _, name := range []string{"run", "check", "healthcheck", "test", "replay", "demo", "status",
 		"outbox", "outbox list", "outbox show", "outbox retry", "outbox drop",
-		"webhooks", "webhooks list", "webhooks enable", "auth", "version"} {
+		"webhooks", "webhooks list", "webhooks enable", "webhooks secret", "auth", "version"} {
 		args := strings.Fields(name)
 		if name == "auth" {
 			args = append(args, "google")
@@ -60,7 +64,7 @@ func TestCLIForgivesTheUsualMistakes(t *testing.T) {
 	}{
 		{[]string{"stauts"}, exitConfig, "mailhook: unknown verb \"stauts\"; did you mean \"status\"? run mailhook --help for the list\n"},
 		{[]string{"outbox", "lst"}, exitConfig, "mailhook outbox: unknown subcommand \"lst\"; did you mean \"list\"? want list, show, retry or drop\n"},
-		{[]string{"webhooks", "enabel"}, exitConfig, "mailhook webhooks: unknown subcommand \"enabel\"; did you mean \"enable\"? want list or enable\n"},
+		{[]string{"webhooks", "enabel"}, exitConfig, "mailhook webhooks: unknown subcommand \"enabel\"; did you mean \"enable\"? want list, enable or secret\n"},
 		{[]string{"frobnicate"}, exitConfig, "mailhook: unknown verb \"frobnicate\"; run mailhook --help for the list\n"},
 		{[]string{"check", "mailhook.yaml"}, exitConfig, "mailhook check: unexpected argument \"mailhook.yaml\": the configuration is a flag: mailhook check --config mailhook.yaml\n"},
 		{[]string{"-c", path, "check"}, exitOK, ""},
@@ -84,5 +88,24 @@ func TestCLIForgivesTheUsualMistakes(t *testing.T) {
 	if code := cli(context.Background(), []string{"check"}, &out, &errb); code != exitConfig ||
 		!strings.Contains(errb.String(), "--config FILE is required (or set MAILHOOK_CONFIG)") {
 		t.Errorf("check without a config: exit %d, %q", code, errb.String())
+	}
+}
+
+// webhooks secret prints a fresh secret the Standard Webhooks library and the config accept.
+func TestWebhooksSecret(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2 {
+		var out, errb bytes.Buffer
+		if code := cli(context.Background(), []string{"webhooks", "secret"}, &out, &errb); code != exitOK {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		s := strings.TrimSuffix(out.String(), "\n")
+		if _, err := standardwebhooks.NewWebhook(s); err != nil || !strings.HasPrefix(s, "whsec_") || seen[s] {
+			t.Errorf("secret %q: %v (seen before: %v)", s, err, seen[s])
+		}
+		if _, err := dispatch.ParseSecret(s); err != nil {
+			t.Errorf("the config would refuse %q: %v", s, err)
+		}
+		seen[s] = true
 	}
 }

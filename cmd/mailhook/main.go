@@ -54,6 +54,7 @@ Usage:
   mailhook webhooks list|enable -c FILE [NAME]
                                    each webhook: enabled or disabled (410, or failing for disable_after),
                                    its held and dead jobs; enable NAME releases its held jobs (beside run)
+  mailhook webhooks secret         print a new whsec_ signing secret
   mailhook demo  [--once]          run the whole pipeline on an in-process IMAP server and webhook receiver
   mailhook auth  google|microsoft --client-id ID [--client-secret S] --out FILE
                                    get an OAuth2 refresh token for Gmail or Microsoft 365

@@ -57,6 +57,7 @@ func endpoints(cfg *config.Config) ([]dispatch.Endpoint, error) {
 			Name: w.Name, URL: w.URL, Timeout: w.Timeout, Concurrency: w.Concurrency, AllowLinkLocal: w.AllowLinkLocal,
 			Retry:        outbox.RetryPolicy{MaxAge: w.Retry.MaxAge, MinBackoff: w.Retry.MinBackoff, MaxBackoff: w.Retry.MaxBackoff},
 			DisableAfter: w.DisableAfter,
+			Unsigned:     len(w.Secrets) == 0, // a chat format without a secret (config allows no other)
 		}
 		for _, s := range w.Secrets {
 			key, err := dispatch.ParseSecret(s)

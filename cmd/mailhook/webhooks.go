@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ const webhooksUsage = `Usage:
   mailhook webhooks list   -c FILE [--json]   each webhook: enabled or disabled (since, why), failing since,
                                               and its pending, in-flight, held and dead jobs
   mailhook webhooks enable -c FILE NAME       re-enable a disabled webhook and release its held jobs
+  mailhook webhooks secret                    print a new whsec_ signing secret
 `
 
 // webhooksVerb runs `mailhook webhooks SUBVERB`.
@@ -37,12 +40,14 @@ func webhooksVerb(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return webhooksList(ctx, args[1:], stdout, stderr)
 	case "enable":
 		return webhooksEnable(ctx, args[1:], stdout, stderr)
+	case "secret":
+		return webhooksSecret(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, webhooksUsage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q;%s want list or enable\n", args[0],
-		didYouMean(args[0], []string{"list", "enable"}))
+	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q;%s want list, enable or secret\n", args[0],
+		didYouMean(args[0], []string{"list", "enable", "secret"}))
 	return exitConfig
 }
 
@@ -255,4 +260,20 @@ func webhookNames(cfg *config.Config) []string {
 		names = append(names, w.Name)
 	}
 	return names
+}
+
+// webhooksSecret prints a new signing secret: whsec_ and the base64 of 32 random bytes, the form
+// secrets: takes and Standard Webhooks libraries read.
+func webhooksSecret(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("webhooks secret", flag.ContinueOnError)
+	if !parseFlags(fs, args, stderr) {
+		return exitConfig
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		fmt.Fprintf(stderr, "mailhook webhooks secret: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "whsec_%s\n", base64.StdEncoding.EncodeToString(key))
+	return exitOK
 }
