@@ -121,8 +121,8 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 
-	fmt.Fprintf(stdout, "mailhook demo\n  IMAP server  %s  user %s  password %s  (plain, loopback)\n  webhooks  →  %s/hook  secret %s\n  rules        ci-failures, invoices\n\n",
-		mem.Addr(), mem.User(), mem.Password(), recv.URL(), demoSecret)
+	fmt.Fprintf(stdout, "mailhook demo\n  IMAP server  %s  user %s  password %s  (plain, loopback)\n  webhooks  →  %s/hook  secret %s\n  rules        ci-failures, invoices\n  config       %s\n  state        %s\n  (both removed when the demo stops; while it runs, from another terminal:\n     mailhook status --config %s\n     mailhook outbox list --config %s)\n\n",
+		mem.Addr(), mem.User(), mem.Password(), recv.URL(), demoSecret, path, filepath.Join(dir, "state"), path, path)
 
 	a, err := newApp(ctx, l, newLogger(config.LogConfig{Level: "warn", Format: "text"}, stderr))
 	if err != nil {
@@ -148,12 +148,15 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stdout, "appended %s sample to INBOX\n", k)
 	}
+	fmt.Fprintln(stdout, "the personal note matches no rule: ci-failures wants a GitHub sender with a DMARC pass and \"failed\" in the subject, invoices an invoice subject with a PDF attached; nothing is sent for it")
 	const want = 2 // the CI failure and the invoice; the personal note matches nothing
 	if !*once {
-		fmt.Fprintf(stdout, "\nwaiting for mail; APPEND more to %s with any IMAP client, Ctrl-C to stop\n", mem.Addr())
+		fmt.Fprintf(stdout, "\nwaiting for mail; APPEND more with any IMAP client, for instance with curl:\n\n%s\nCtrl-C to stop\n", appendExample(mem.Addr(), mem.User(), mem.Password()))
 		<-ctx.Done()
 		cancel()
-		return exitCode(<-done)
+		code := exitCode(<-done)
+		fmt.Fprintf(stdout, "\ndemo stopped; goodbye.\n%s", nextSteps)
+		return code
 	}
 	deadline := time.After(*timeout)
 	for got := 0; got < want; {
@@ -170,9 +173,32 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitFail
 		}
 	}
-	fmt.Fprintf(stdout, "\nall %d sample deliveries received; stopping\n", want)
+	fmt.Fprintf(stdout, "\nall %d sample deliveries received; stopping\n%s", want, nextSteps)
 	cancel()
 	return exitCode(<-done)
+}
+
+// nextSteps ends the demo's output.
+const nextSteps = `Next steps:
+  1. write a config for your mailbox: README "Gmail quick start", every key in config.example.yaml
+  2. try your rules on a saved message:   mailhook test --config mailhook.yaml message.eml
+  3. check the servers and mailboxes:     mailhook check --online --config mailhook.yaml
+  4. run it:                              mailhook run --config mailhook.yaml
+`
+
+// appendExample is a copy-paste way to APPEND a message the ci-failures rule matches: a shell
+// here-document and curl's IMAP upload.
+func appendExample(addr, user, password string) string {
+	return fmt.Sprintf(`cat > ci.eml <<'EOF'
+From: GitHub <noreply@github.com>
+To: %[2]s
+Subject: Run failed: main
+Authentication-Results: mx.google.com; dmarc=pass header.from=github.com
+
+The build failed.
+EOF
+curl --silent --user '%[2]s:%[3]s' --upload-file ci.eml 'imap://%[1]s/INBOX'
+`, addr, user, password)
 }
 
 func exitCode(err error) int {
