@@ -300,6 +300,10 @@ func outboxRetry(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			// Its body could not be rendered (see formats.go): sending it again would send nothing.
 			err = fmt.Errorf("job %s has no body (%s); drop it, or fix the template and replay the message", id, j.LastError)
 		}
+		if err == nil && j.State == store.StateDone {
+			err = fmt.Errorf("job %s was delivered (%s): retry sends only dead, unknown or held jobs; to send the message again under a new id: mailhook replay --config %s --account %s --mailbox %s --uid %d",
+				id, j.UpdatedAt.Local().Format(time.RFC3339), *path, j.Account, j.Mailbox, j.UID)
+		}
 		if err == nil {
 			err = st.Requeue(ctx, id, time.Now())
 		}
@@ -317,7 +321,9 @@ func outboxRetry(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "requeued %d jobs; a running mailhook picks them up within %s\n", done, recheckHint)
+	if done > 0 || failed == 0 {
+		fmt.Fprintf(stdout, "requeued %d jobs; a running mailhook picks them up within %s\n", done, recheckHint)
+	}
 	if failed > 0 {
 		return exitFail
 	}

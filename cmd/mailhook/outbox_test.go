@@ -182,6 +182,13 @@ func TestOutboxAndWebhooksBesideRun(t *testing.T) {
 		}
 	}
 
+	// A done job is not retried: one line says so and names the replay that would send it again.
+	if code, out := tool(t, env, "outbox", "retry", "-c", cfg, first); code != exitFail ||
+		strings.Count(out, "\n") != 1 || !strings.Contains(out, "job "+first+" was delivered") ||
+		!strings.Contains(out, "mailhook replay --config "+cfg+" --account test --mailbox INBOX --uid ") {
+		t.Errorf("outbox retry of a done job: exit %d\n%s", code, out)
+	}
+
 	// 4. Drop a done job; it is gone.
 	if out := run("outbox", "drop", first); !strings.Contains(out, "dropped 1 jobs") {
 		t.Errorf("outbox drop:\n%s", out)
