@@ -446,7 +446,13 @@ func (t *tester) printText(rep testReport) {
 		}
 		fmt.Fprintln(w, ", body:")
 		if d.Body != nil {
-			fmt.Fprintf(w, "%s\n", d.Body)
+			// Indented like the demo prints it; --json gives the exact bytes.
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, d.Body, "     ", "  "); err != nil {
+				pretty.Reset()
+				pretty.Write(d.Body)
+			}
+			fmt.Fprintf(w, "     %s\n", pretty.Bytes())
 		} else {
 			fmt.Fprintln(w, d.BodyText)
 		}

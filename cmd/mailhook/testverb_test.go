@@ -80,6 +80,7 @@ func TestTestVerbFiles(t *testing.T) {
 		`rule "ci-failures": no match: false: from.address endsWith "@github.com"`,
 		`webhook "receiver" (rule "ci-failures"), id msg_`,
 		"nothing would be sent",
+		", body:\n     {\n       \"version\": 1,\n", // indented like the demo's
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
