@@ -14,8 +14,8 @@ import (
 	"github.com/mailhook/mailhook/store"
 )
 
-// Budget is the rolling download allowance of one account (DESIGN "Fetch plan"; REQUIREMENTS
-// A23), shared by the Watchers of the account's mailboxes. Every byte a Watcher reads from its
+// Budget is the rolling download allowance of one account (Gmail allows 2,500 MB a day per
+// account, shared by every client; going over locks IMAP for a day), shared by the Watchers of the account's mailboxes. Every byte a Watcher reads from its
 // connection is charged to it, protocol overhead and TLS records included; before each FETCH the
 // Watcher reserves the most the fetch can read and does not send the command unless the
 // reservation is granted. *ByteBudget implements it.

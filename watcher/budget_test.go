@@ -40,7 +40,7 @@ func newTestBudget(t *testing.T, limit int64, clk *fakeClock, ledger BudgetLedge
 	return b
 }
 
-// TestBudgetRollingWindow covers the arithmetic of A23: grants up to the limit minus headroom,
+// TestBudgetRollingWindow checks the rolling window's arithmetic: grants up to the limit minus headroom,
 // refusals say when the window will have room, and old bytes leave the window.
 func TestBudgetRollingWindow(t *testing.T) {
 	clk := &fakeClock{t: budgetT0}

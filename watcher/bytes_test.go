@@ -297,7 +297,7 @@ func measureFetchBytes(tb testing.TB) fetchFigures {
 	return f
 }
 
-// TestDovecotFetchBytes covers the byte bounds of issue 3 and REQUIREMENTS A23's counting: a
+// TestDovecotFetchBytes checks the fetch plan's byte bounds and the budget's byte count: a
 // header-only plan is served at most header + BODYSTRUCTURE + 1 KiB per message; a text plan
 // only the text part's octets more; the watcher's own count agrees with Dovecot's within 2 %.
 // Third case, a webhook with attachments: inline: the attachment octets are served once (no

@@ -25,7 +25,7 @@ func (c *countingConn) Read(p []byte) (int, error) {
 
 // dialTCP dials with TCP keepalive probes after 30 s of silence, every 15 s, 4 times: a dead
 // peer behind a NAT is noticed within about 90 s and middleboxes that drop idle flows after
-// 4–6 minutes see traffic (REQUIREMENTS A14: keepalive idle ≤ 60 s).
+// 4–6 minutes see traffic (keepalive idle at most 60 s).
 func dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := net.Dialer{
 		Timeout: 30 * time.Second,
@@ -96,7 +96,7 @@ func (d *watchdog) set(mode int) {
 
 // endIdle marks that DONE is being sent. The idle silence clock keeps running from the last
 // read in IDLE, so a blackholed connection is closed at most IdleRefresh plus the slack after its
-// last byte (REQUIREMENTS A9); and DONE is a command the server must answer, so an unanswered
+// last byte; and DONE is a command the server must answer, so an unanswered
 // DONE also fails after CommandTimeout, whichever comes first.
 func (d *watchdog) endIdle() {
 	d.mu.Lock()

@@ -30,7 +30,7 @@ func appendTo(t *testing.T, srv appender, mailbox string, from, n int) []uint32 
 	return uids
 }
 
-// TestDovecotHighestUIDQuirk covers A3 on a real server: Dovecot answers "UID SEARCH UID n:*"
+// TestDovecotHighestUIDQuirk on a real server: Dovecot answers "UID SEARCH UID n:*"
 // with the highest UID even when it is below n, and that must produce no event, across many
 // catch-ups.
 func TestDovecotHighestUIDQuirk(t *testing.T) {
@@ -56,7 +56,7 @@ func TestDovecotHighestUIDQuirk(t *testing.T) {
 	st.checkInvariants(t)
 }
 
-// TestDovecotPeekKeepsFlags covers A5: after headers, text and HTML were fetched, every
+// TestDovecotPeekKeepsFlags: after headers, text and HTML were fetched, every
 // message's flags are exactly what they were.
 func TestDovecotPeekKeepsFlags(t *testing.T) {
 	srv := testmail.StartDovecot(t, testmail.DovecotOptions{})
@@ -95,7 +95,7 @@ func TestDovecotPeekKeepsFlags(t *testing.T) {
 	}
 }
 
-// TestDovecotUIDValidityChange covers A1 and A2 with a running watcher: the mailbox is deleted
+// TestDovecotUIDValidityChange with a running watcher: the mailbox is deleted
 // and re-created (new UIDVALIDITY) with the processed messages re-appended (same Message-IDs)
 // plus new ones; only the new ones are handled, and later mail still flows.
 func TestDovecotUIDValidityChange(t *testing.T) {
@@ -158,7 +158,7 @@ func TestDovecotIdlePush(t *testing.T) {
 	}
 }
 
-// TestDovecotNoIdlePolls covers A15 on a real server without IDLE.
+// TestDovecotNoIdlePolls: on a real server without IDLE the watcher polls, and mail still arrives.
 func TestDovecotNoIdlePolls(t *testing.T) {
 	srv := testmail.StartDovecot(t, testmail.DovecotOptions{NoIdle: true})
 	logs := &syncBuffer{}

@@ -42,8 +42,8 @@ type fetched struct {
 	partial   map[string]bool
 }
 
-// catchUp processes every message above the checkpoint, in ascending UID order (DESIGN "Data
-// flow" steps 3–7): UID SEARCH, then per batch one first-pass UID FETCH and the second pass of the
+// catchUp processes every message above the checkpoint, in ascending UID order: UID
+// SEARCH, then per batch one first-pass UID FETCH and the second pass of the
 // whole batch (processBatch).
 func (s *session) catchUp(ctx context.Context) error {
 	w := s.w

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The IMAP dialer turns TCP keepalive on with an idle period of at most 60 s (REQUIREMENTS A14),
+// The IMAP dialer turns TCP keepalive on with an idle period of at most 60 s,
 // read back from the socket itself.
 func TestDialerKeepAlive(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -132,7 +132,7 @@ func TestCommitFailureRetries(t *testing.T) {
 	st.checkInvariants(t)
 }
 
-// TestExistsDuringCommand covers A12: without IDLE and with a poll interval far beyond the test,
+// TestExistsDuringCommand: without IDLE and with a poll interval far beyond the test,
 // a message appended while the watcher is busy is only noticed through the EXISTS that arrives
 // in the middle of a later command.
 func TestExistsDuringCommand(t *testing.T) {
@@ -159,7 +159,7 @@ func TestExistsDuringCommand(t *testing.T) {
 	}
 }
 
-// TestPollingWithoutIdle covers A15.
+// TestPollingWithoutIdle: a server without IDLE is polled, and mail still arrives.
 func TestPollingWithoutIdle(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{NoIdle: true})
 	logs := &syncBuffer{}
@@ -177,7 +177,7 @@ func TestPollingWithoutIdle(t *testing.T) {
 	}
 }
 
-// TestReIdle covers A8: IDLE is ended and re-issued every IdleRefresh, and mail still flows.
+// TestReIdle: IDLE is ended and re-issued every IdleRefresh, and mail still flows.
 func TestReIdle(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{})
 	logs := &syncBuffer{}
@@ -193,13 +193,13 @@ func TestReIdle(t *testing.T) {
 	if st := w.Status(); st.Connects != 1 {
 		t.Errorf("Connects = %d, want 1: re-IDLE must not reconnect (reason %q)", st.Connects, st.Reason)
 	}
-	// A13: one connection per watcher, however many IDLE cycles and fetches.
+	// One connection per watcher, however many IDLE cycles and fetches.
 	if got := srv.MaxConnections(); got != 1 {
 		t.Errorf("server saw %d simultaneous connections, want 1", got)
 	}
 }
 
-// TestWatchdogClosesFrozenConnection covers A9: a blackholed IDLE connection is closed after
+// TestWatchdogClosesFrozenConnection: a blackholed IDLE connection is closed after
 // IdleRefresh + slack of silence, and the watcher reconnects and processes later mail.
 func TestWatchdogClosesFrozenConnection(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{})
@@ -255,7 +255,7 @@ func TestWatchdogCommandTimeout(t *testing.T) {
 	rec.waitUIDs(t, uids...)
 }
 
-// TestCutReconnects covers A10 and A11: after a reset the watcher reconnects with backoff and
+// TestCutReconnects: after a reset the watcher reconnects with backoff and
 // processes everything that arrived meanwhile, once each.
 func TestCutReconnects(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{})
@@ -295,7 +295,7 @@ func TestCutReconnects(t *testing.T) {
 	}
 }
 
-// TestAlertBackoff covers A17 and A18: "[ALERT] Too many simultaneous connections" is kept as the
+// TestAlertBackoff: "[ALERT] Too many simultaneous connections" is kept as the
 // status reason and the next attempt waits at least AuthMin.
 func TestAlertBackoff(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{ConnLimit: 1})
@@ -378,7 +378,7 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// TestPeekKeepsFlags covers A5 on imapmemserver: fetching headers and both body kinds never
+// TestPeekKeepsFlags on imapmemserver: fetching headers and both body kinds never
 // sets \Seen (see TestDovecotPeekKeepsFlags for a real server).
 func TestPeekKeepsFlags(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{})

@@ -40,7 +40,7 @@ func TestBackoffDelay(t *testing.T) {
 	}
 }
 
-// TestBackoffNeverExceedsCap checks A10: ordinary reconnect delays stay within [0, Max].
+// TestBackoffNeverExceedsCap: ordinary reconnect delays stay within [0, Max].
 func TestBackoffNeverExceedsCap(t *testing.T) {
 	b := Backoff{Min: time.Second, Max: 5 * time.Minute, AuthMin: time.Minute, QuotaMin: time.Hour}
 	r := rand.New(rand.NewPCG(1, 2))

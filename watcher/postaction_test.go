@@ -58,9 +58,9 @@ func hasFlag(flags []string, f string) bool {
 	return slices.ContainsFunc(flags, func(x string) bool { return strings.EqualFold(x, f) })
 }
 
-// Post-actions on a real server (DESIGN step 10): they wait for their dependencies, run on the
+// Post-actions on a real server: they wait for their dependencies, run on the
 // watcher's own connection between IDLE cycles, never set \Seen except mark_seen, never APPEND
-// (C67), skip a job of another UIDVALIDITY, and take a vanished message as done.
+// (mailhook spends none of Gmail's upload allowance), skip a job of another UIDVALIDITY, and take a vanished message as done.
 func TestDovecotPostActions(t *testing.T) {
 	srv := testmail.StartDovecot(t, testmail.DovecotOptions{Mailboxes: []string{"Processed"}})
 	uids := appendTo(t, srv, "INBOX", 0, 3)
@@ -170,7 +170,7 @@ func TestDovecotPostActions(t *testing.T) {
 		t.Errorf("no MOVE on the wire:\n%s", sent)
 	}
 	if strings.Contains(strings.ToUpper(sent), "APPEND") {
-		t.Error("the watcher sent APPEND (C67)")
+		t.Error("the watcher sent APPEND")
 	}
 }
 

@@ -132,7 +132,7 @@ func (s *scriptedServer) serve(conn net.Conn) {
 	}
 }
 
-// TestIDAndHighestUIDQuirk covers A16 (ID with name, version and contact when advertised) and A3
+// TestIDAndHighestUIDQuirk: ID is sent with name, version and contact when advertised, and
 // (a "UID SEARCH last+1:*" answer holding only UIDs at or below the checkpoint yields no event
 // and no FETCH).
 func TestIDAndHighestUIDQuirk(t *testing.T) {

@@ -99,7 +99,7 @@ func (w *Watcher) sessionWith(ctx context.Context, body func(s *session, ctx con
 	defer stopDog()
 	// Every blocking Wait below ends when ctx is done: closing the conn fails all commands. The
 	// close waits shutdownGrace, so a loop that notices ctx itself ends IDLE with DONE and logs
-	// out first (REQUIREMENTS E89); a command that hangs is cut off when the grace runs out.
+	// out first; a command that hangs is cut off when the grace runs out.
 	graceOver := make(chan struct{})
 	defer close(graceOver)
 	stopAfter := context.AfterFunc(ctx, func() {
@@ -188,7 +188,7 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 		if err != nil {
 			return err
 		}
-		if err := s.runPostActions(ctx); err != nil { // DESIGN step 10, between IDLE cycles
+		if err := s.runPostActions(ctx); err != nil { // between IDLE cycles: go-imap admits no other command during IDLE
 			return err
 		}
 		if !s.throttle.Until.IsZero() { // the budget refused a fetch: wait for the window, then go on
@@ -198,7 +198,7 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 			continue
 		}
 		select {
-		case <-s.wake: // EXISTS arrived during the catch-up (A12): search again before waiting
+		case <-s.wake: // EXISTS arrived during the catch-up: search again before waiting
 			continue
 		default:
 		}
@@ -358,7 +358,7 @@ func (s *session) login(ctx context.Context) error {
 	return nil
 }
 
-// reconcile establishes the checkpoint for this session (DESIGN "Data flow" step 2). With none
+// reconcile establishes the checkpoint for this session. With none
 // stored, Config.Start decides. With a different UIDVALIDITY (RFC 3501 §2.3.1.1), all stored UID
 // state is dropped before anything is fetched: the new checkpoint sits just below the oldest
 // message of UID SEARCH SINCE (last internal date − 1 day), and the Seen check keeps the rescan

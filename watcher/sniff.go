@@ -18,7 +18,7 @@ type responseSniffer struct {
 	// onStatus receives every untagged status response with an ALERT code and every BYE.
 	onStatus func(*imap.Error)
 	// onOversize, when maxLiteral > 0, receives the size of the first literal announced larger
-	// than maxLiteral, before any of its bytes reach the IMAP library (REQUIREMENTS A25: go-imap
+	// than maxLiteral, before any of its bytes reach the IMAP library (go-imap
 	// buffers literals outside body sections whole, so the guard must sit below it). The callback
 	// is expected to close the connection; the sniffer skips the literal either way.
 	onOversize func(n int64)

@@ -31,11 +31,11 @@ const (
 )
 
 // DefectTooLarge marks a message whose RFC822.SIZE exceeds Config.MaxMessageSize: it was never
-// fetched in full (REQUIREMENTS A24) and is delivered with Truncated set.
+// fetched in full and is delivered with Truncated set.
 const DefectTooLarge = "too_large"
 
 // errLiteralTooLarge: the server announced a literal larger than the command asked for or than
-// MaxMessageSize (REQUIREMENTS A25). The connection is closed rather than the literal read.
+// MaxMessageSize. The connection is closed rather than the literal read.
 var errLiteralTooLarge = errors.New("server literal larger than requested")
 
 // firstPassCost is the most a first-pass FETCH of n messages is expected to read.
@@ -143,7 +143,7 @@ func (s *session) pause(ctx context.Context) error {
 }
 
 // waitBudget pauses the account's fetching for this mailbox until the window allows the refused
-// fetch (REQUIREMENTS A23): the session stays connected, sending a NOOP every IdleRefresh so the
+// fetch: the session stays connected, sending a NOOP every IdleRefresh so the
 // server does not log it out (RFC 3501 §5.4), and reads nothing else. The checkpoint stays where
 // the last committed message left it, so nothing is skipped. Logged once per pause.
 func (s *session) waitBudget(ctx context.Context) error {

@@ -34,7 +34,7 @@ func (c *testClock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// TestBudgetRunsOutMidStream covers A23: with a budget that runs out part-way through 20
+// TestBudgetRunsOutMidStream: with a budget that runs out part-way through 20
 // messages, fetching stops before the budget is exceeded, after a whole message (nothing is
 // skipped, the checkpoint stays on the last committed one), the watcher reports throttled with a
 // time and a reason and logs it once; when the window moves on, every message is delivered once,
@@ -186,7 +186,7 @@ func TestBudgetSharedByMailboxes(t *testing.T) {
 	})
 }
 
-// TestTooLargeMessageTruncated covers A24 on Dovecot: a 40 MB message with a 25 MB cap is
+// TestTooLargeMessageTruncated on Dovecot: a 40 MB message with a 25 MB cap is
 // delivered with Truncated and the too_large defect, and only its header, structure and a
 // capped text part are read.
 func TestTooLargeMessageTruncated(t *testing.T) {
@@ -291,7 +291,7 @@ func literalServer(t *testing.T, size int64, inStructure bool) (addr string, fet
 	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 
-// TestOversizedLiteralDropsConnection covers A25: a literal announced larger than
+// TestOversizedLiteralDropsConnection: a literal announced larger than
 // max_message_size, in a body section or in a BODYSTRUCTURE string (which go-imap would buffer
 // whole), makes the watcher drop the connection with an error naming the cause, without
 // allocating the announced size; and one larger than the partial fetch asked for is refused too.

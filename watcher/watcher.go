@@ -72,7 +72,7 @@ const (
 	DefaultContact        = "https://github.com/mailhook/mailhook"
 
 	// maxFetchFailures is how many consecutive failed fetches of one UID make the watcher deliver
-	// it degraded (DESIGN "Fetch plan").
+	// it degraded (with the fetch_failed defect), so one bad message never stalls a mailbox.
 	maxFetchFailures = 3
 	// batchHeaderBudget bounds the header bytes one first-pass batch may hold in memory.
 	batchHeaderBudget = 16 << 20
@@ -91,7 +91,7 @@ const (
 	StartAll = "all" // first run processes the whole mailbox
 )
 
-// Backoff configures reconnection delays (DESIGN "Reconnect"). Zero fields take the defaults
+// Backoff configures reconnection delays (full jitter, reset after a stable period). Zero fields take the defaults
 // {Min 1s, Max 5m, AuthMin 1m, QuotaMin 1h}.
 type Backoff struct {
 	Min, Max time.Duration // full jitter in [0, min(Max, Min·2^n)]
@@ -137,7 +137,7 @@ type Config struct {
 	Budget Budget
 	// MaxMessageSize caps what is fetched of one message (default DefaultMaxMessageSize): a
 	// larger message is delivered with Truncated and the "too_large" defect, never fetched in
-	// full, and a server literal larger than this drops the connection (REQUIREMENTS A24, A25).
+	// full, and a server literal larger than this drops the connection.
 	MaxMessageSize int64
 	// PostActions, when set, is the outbox of the mailbox's post-action jobs (mark_seen, flag,
 	// move, copy), which the watcher runs between IDLE cycles on its own connection; see
