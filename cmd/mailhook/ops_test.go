@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/ops"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/store"
 )
@@ -56,10 +57,10 @@ func probe(t *testing.T, base, path string) (int, string) {
 }
 
 // readyz GETs /readyz and decodes it.
-func readyz(t *testing.T, base string) (int, readyReport) {
+func readyz(t *testing.T, base string) (int, ops.ReadyReport) {
 	t.Helper()
 	code, body := probe(t, base, "/readyz")
-	var r readyReport
+	var r ops.ReadyReport
 	if code != 0 {
 		if err := json.Unmarshal([]byte(body), &r); err != nil {
 			t.Fatalf("/readyz body is not JSON: %v\n%s", err, body)
@@ -92,7 +93,7 @@ func TestDovecotReadinessFollowsOutage(t *testing.T) {
 	if err := dc.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	var down readyReport
+	var down ops.ReadyReport
 	eventually(t, 30*time.Second, "/readyz 503 during the outage", func() bool {
 		mustLive(t, base) // liveness never wavers during the outage
 		code, r := readyz(t, base)
@@ -104,10 +105,10 @@ func TestDovecotReadinessFollowsOutage(t *testing.T) {
 	}
 	mb := down.Mailboxes[0]
 	if mb.Account != "test" || mb.Mailbox != "INBOX" || mb.Ready ||
-		(mb.Reason != reasonReconnecting && mb.Reason != reasonConnecting) {
+		(mb.Reason != ops.ReasonReconnecting && mb.Reason != ops.ReasonConnecting) {
 		t.Errorf("/readyz during the outage: %+v; want test/INBOX not ready, reconnecting or connecting", mb)
 	}
-	if mb.Reason == reasonReconnecting && (mb.Until == nil || mb.Detail == "") {
+	if mb.Reason == ops.ReasonReconnecting && (mb.Until == nil || mb.Detail == "") {
 		t.Errorf("reconnecting without its next attempt or error: %+v", mb)
 	}
 	// Liveness holds over several reconnect attempts, not just the first.
@@ -165,7 +166,7 @@ func TestMetricsAcrossDeliveryRetryDeadLetter(t *testing.T) {
 	waitReady(t, d)
 
 	const mb = `{account="test",mailbox="INBOX"}`
-	before := scrape(t, base)
+	before := testmail.Scrape(t, base)
 	for _, series := range []string{`mailhook_imap_sessions_total` + mb, `mailhook_outbox_depth`, `mailhook_dead_letter_depth`,
 		`mailhook_imap_state{account="test",mailbox="INBOX",state="idle"}`} {
 		if _, ok := before[series]; !ok {
@@ -179,7 +180,7 @@ func TestMetricsAcrossDeliveryRetryDeadLetter(t *testing.T) {
 	led.waitDelivered(t, 30*time.Second, []string{want[0], want[2]})
 	var after map[string]float64
 	eventually(t, 20*time.Second, "the dead letter and an empty outbox in the metrics", func() bool {
-		after = scrape(t, base)
+		after = testmail.Scrape(t, base)
 		return after["mailhook_dead_letter_depth"] == 1 && after["mailhook_outbox_depth"] == 0 &&
 			after[`mailhook_webhook_deliveries_total{outcome="delivered",webhook="receiver"}`] == 2
 	})
@@ -332,11 +333,11 @@ rules:
 	want := m.want()
 	led.waitDelivered(t, 30*time.Second, want)
 
-	var r readyReport
+	var r ops.ReadyReport
 	eventually(t, 20*time.Second, "/readyz to name the bad account", func() bool {
 		var code int
 		code, r = readyz(t, base)
-		return code == http.StatusServiceUnavailable && len(r.Mailboxes) == 2 && r.Mailboxes[1].Reason == reasonAuthFailed
+		return code == http.StatusServiceUnavailable && len(r.Mailboxes) == 2 && r.Mailboxes[1].Reason == ops.ReasonAuthFailed
 	})
 	if g, b := r.Mailboxes[0], r.Mailboxes[1]; g.Account != "good" || !g.Ready || b.Account != "bad" || b.Ready {
 		t.Errorf("/readyz mailboxes %+v; want good ready, bad not", r.Mailboxes)

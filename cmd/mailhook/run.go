@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/internal/ops"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/pipeline"
@@ -144,7 +145,7 @@ type app struct {
 	budgets  []*watcher.ByteBudget // one per account, shared by its mailboxes' watchers (status.go)
 	logger   *slog.Logger
 	cfg      *config.Config
-	ops      *ops             // health checks, metrics and the http.listen listener (admin.go)
+	ops      *ops.Ops         // health checks, metrics and the http.listen listener
 	replies  *outbox.Consumer // reply workers of the accounts with smtp (replies.go)
 	spool    *spool.Spool     // inline attachments of queued webhooks (attachments.go)
 }
@@ -161,8 +162,9 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 			st.Close() // releases the state directory lock
 		}
 	}()
-	a := &app{store: st, logger: logger, cfg: l.cfg, ops: newOps(version(), logger)}
-	a.ops.outbox, a.ops.replies = st, st
+	// mailhook_webhook_disabled reports the disabled endpoints, whose jobs the pipeline commits held.
+	a := &app{store: st, logger: logger, cfg: l.cfg, ops: ops.New(ops.Options{Version: version(), Logger: logger,
+		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg)})}
 	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
 	// directory (spooled for messages whose commit never happened: they are fetched again).
 	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
@@ -174,34 +176,30 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	d, err := dispatch.New(eps, dispatch.Options{Logger: logger, Version: version(),
-		Observe: spoolObserver(a.spool, a.ops.metrics.delivered), Spool: a.spool, States: st})
+		Observe: spoolObserver(a.spool, a.ops.Delivered), Spool: a.spool, States: st})
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	a.dispatch = outbox.New(st, d.Lanes(), outbox.Options{Name: "dispatcher", Logger: logger,
 		Stopped: d.CloseIdleConnections})
-	a.ops.addLoop("dispatch", a.dispatch)
+	a.ops.AddLoop("dispatch", a.dispatch)
 	senders, err := replyAccounts(l, logger)
 	if err != nil {
 		return nil, fmt.Errorf("replies: %w", err)
 	}
-	rw, err := reply.New(st, senders, reply.Options{Logger: logger, OnOutcome: a.ops.metrics.replyOutcome})
+	rw, err := reply.New(st, senders, reply.Options{Logger: logger, OnOutcome: a.ops.ReplyOutcome})
 	if err != nil {
 		return nil, fmt.Errorf("replies: %w", err)
 	}
 	a.replies = outbox.New(st, rw.Lanes(), outbox.Options{Name: "reply dispatcher", Logger: logger})
-	a.ops.addLoop("replies", a.replies)
-	// Jobs of a disabled endpoint are committed held; mailhook_webhook_disabled reports such
-	// endpoints (webhooks.go).
+	a.ops.AddLoop("replies", a.replies)
 	pc := l.pipelineConfig(logger)
-	pc.Ledger, pc.Endpoints, pc.Spool = st, st, a.spool
-	pc.OnSkip = func(account, _, reason string) { a.ops.metrics.replySkipped(account, reason) }
+	pc.Ledger, pc.Endpoints, pc.Spool, pc.OnSkip = st, st, a.spool, a.ops.ReplySkipped
 	pl, err := pipeline.New(pc)
 	if err != nil {
 		return nil, err
 	}
-	a.ops.metrics.reg.MustRegister(&endpointCollector{states: st, names: webhookNames(l.cfg)})
-	h := a.ops.metrics.counting(pl)
+	h := a.ops.Counting(pl)
 	for _, acct := range l.cfg.Accounts {
 		budget, err := newBudget(ctx, st, acct, logger)
 		if err != nil {
@@ -225,10 +223,11 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 				return nil, fmt.Errorf("account %q mailbox %q: %w", acct.Name, mb, err)
 			}
 			a.watchers = append(a.watchers, w)
-			a.ops.watch(acct, mb, w)
+			a.ops.Watch(ops.Mailbox{Account: acct.Name, Mailbox: mb, IdleRefresh: acct.IMAP.IdleRefresh,
+				PollInterval: acct.IMAP.PollInterval, CommandTimeout: acct.IMAP.CommandTimeout, Status: w.Status})
 		}
 	}
-	if err := a.ops.listen(l.cfg.HTTP.Listen); err != nil {
+	if err := a.ops.Listen(l.cfg.HTTP.Listen); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -237,7 +236,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 // Run runs the watchers and the outbox consumers until ctx is cancelled, then closes the store.
 func (a *app) Run(ctx context.Context) error {
 	defer a.store.Close()
-	stopOps := a.ops.serve(ctx)
+	stopOps := a.ops.Serve(ctx)
 	defer stopOps()
 	a.logger.Info("mailhook started", "version", version(), "mailboxes", len(a.watchers),
 		"webhooks", len(a.cfg.Webhooks), "rules", len(a.cfg.Rules))

@@ -11,16 +11,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/store"
 )
 
 // This file is `mailhook webhooks`: the health of each webhook endpoint and re-enabling one that
-// was disabled (HTTP 410, or failing for its disable_after period; REQUIREMENTS D73, D87). Both
-// work beside a running `mailhook run`: `enable` releases the held jobs in the store, and the
-// daemon's workers deliver them within their 30 s re-check.
+// was disabled (HTTP 410, or failing for its disable_after period). Both work beside a running
+// `mailhook run`: `enable` releases the held jobs in the store, and the daemon's workers deliver
+// them within their 30 s re-check.
 
 const webhooksUsage = `Usage:
   mailhook webhooks list   -c FILE [--json]   each webhook: enabled or disabled (since, why), failing since,
@@ -209,48 +207,6 @@ func webhooksEnable(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "a running mailhook delivers them within %s\n", recheckHint)
 	}
 	return exitOK
-}
-
-// descWebhookDisabled is the metric that reports disabled endpoints (REQUIREMENTS D87), read from
-// the store at scrape time, so an enable by `mailhook webhooks enable` shows at once.
-var descWebhookDisabled = prometheus.NewDesc("mailhook_webhook_disabled",
-	"1 while the webhook is disabled (HTTP 410, or failing for its disable_after period) and its jobs are held, else 0.",
-	[]string{"webhook"}, nil)
-
-// endpointLister is the part of the store the collector reads.
-type endpointLister interface {
-	Endpoints(ctx context.Context) ([]store.EndpointState, error)
-}
-
-var _ endpointLister = store.Backend(nil)
-
-// endpointCollector reports mailhook_webhook_disabled for every configured webhook.
-type endpointCollector struct {
-	states endpointLister
-	names  []string // configured webhooks, in configuration order
-}
-
-var _ prometheus.Collector = (*endpointCollector)(nil)
-
-// Describe sends the collector's one descriptor.
-func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descWebhookDisabled }
-
-// Collect reads the endpoint states; a failed read is reported as an invalid metric.
-func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
-	defer cancel()
-	states, err := c.states.Endpoints(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descWebhookDisabled, fmt.Errorf("read endpoint states: %w", err))
-		return
-	}
-	disabled := map[string]bool{}
-	for _, s := range states {
-		disabled[s.Name] = s.Disabled()
-	}
-	for _, name := range c.names {
-		ch <- prometheus.MustNewConstMetric(descWebhookDisabled, prometheus.GaugeValue, boolFloat(disabled[name]), name)
-	}
 }
 
 // webhookNames returns the configured webhook names in configuration order.

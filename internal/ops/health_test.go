@@ -1,4 +1,4 @@
-package main
+package ops
 
 import (
 	"context"
@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/reply"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
@@ -26,7 +24,7 @@ type fakeDispatch struct{ at time.Time }
 
 func (f *fakeDispatch) Heartbeat() time.Time { return f.at }
 
-// fakeOutbox is an outboxCounter.
+// fakeOutbox is an OutboxCounter.
 type fakeOutbox struct {
 	counts map[string]int
 	err    error
@@ -34,7 +32,7 @@ type fakeOutbox struct {
 
 func (f *fakeOutbox) Counts(context.Context) (map[string]int, error) { return f.counts, f.err }
 
-// fakeReplies is a replyCounter.
+// fakeReplies is a ReplyCounter.
 type fakeReplies map[string]int
 
 func (f fakeReplies) RepliesSent(_ context.Context, account string, _ time.Time) (int, error) {
@@ -43,14 +41,14 @@ func (f fakeReplies) RepliesSent(_ context.Context, account string, _ time.Time)
 
 // testOps builds an ops whose clock is now and whose one mailbox (acct/INBOX, idle_refresh 10m,
 // poll_interval 10m, command_timeout 2m) reports st.
-func testOps(now time.Time, st *watcher.Status, hb *fakeDispatch) *ops {
-	o := newOps("test", slog.New(slog.DiscardHandler))
+func testOps(now time.Time, st *watcher.Status, hb *fakeDispatch) *Ops {
+	o := New(Options{Version: "test", Logger: slog.New(slog.DiscardHandler)})
 	o.now = func() time.Time { return now }
 	o.started = now.Add(-time.Hour)
 	o.mailboxes = []*watchedMailbox{{account: "acct", mailbox: "INBOX", idleRefresh: 10 * time.Minute,
 		pollInterval: 10 * time.Minute, commandTimeout: 2 * time.Minute, status: func() watcher.Status { return *st }}}
 	if hb != nil {
-		o.addLoop("dispatch", hb)
+		o.AddLoop("dispatch", hb)
 	}
 	return o
 }
@@ -71,34 +69,34 @@ func TestReadinessAndLiveness(t *testing.T) {
 		{name: "idle fresh", st: watcher.Status{State: watcher.StateIdle, Since: ago(3 * time.Minute), LastActivity: ago(time.Minute), Heartbeat: ago(3 * time.Minute)},
 			ready: true, live: true},
 		{name: "idle silent beyond idle_refresh + 60s", st: watcher.Status{State: watcher.StateIdle, Since: ago(15 * time.Minute), LastActivity: ago(12 * time.Minute), Heartbeat: ago(15 * time.Minute)},
-			reason: reasonStale, live: true},
+			reason: ReasonStale, live: true},
 		{name: "polling fresh", st: watcher.Status{State: watcher.StatePolling, Since: ago(9 * time.Minute), Heartbeat: ago(9 * time.Minute)},
 			ready: true, live: true},
 		{name: "fetching", st: watcher.Status{State: watcher.StateFetching, Since: ago(5 * time.Minute), LastActivity: ago(time.Second), Heartbeat: ago(5 * time.Minute)},
 			ready: true, live: true},
 		{name: "auth failed", st: watcher.Status{State: watcher.StateBackoff, Since: ago(time.Second), NextAttempt: now.Add(time.Minute), Heartbeat: ago(time.Second),
 			Reason: `login as "me@example.test": imap: NO [AUTHENTICATIONFAILED] Authentication failed.`},
-			reason: reasonAuthFailed, until: true, live: true},
+			reason: ReasonAuthFailed, until: true, live: true},
 		{name: "alert", st: watcher.Status{State: watcher.StateBackoff, Since: ago(time.Second), NextAttempt: now.Add(time.Minute), Heartbeat: ago(time.Second),
 			Reason: "alert: Please log in via your web browser"},
-			reason: reasonAlert, until: true, live: true},
+			reason: ReasonAlert, until: true, live: true},
 		{name: "over quota", st: watcher.Status{State: watcher.StateBackoff, Since: ago(time.Second), NextAttempt: now.Add(time.Hour), Heartbeat: ago(time.Second),
 			Reason: "select \"INBOX\": imap: NO [OVERQUOTA] Account exceeded command or bandwidth limits."},
-			reason: reasonOverQuota, until: true, live: true},
+			reason: ReasonOverQuota, until: true, live: true},
 		{name: "outage: reconnecting, long backoff keeps liveness", st: watcher.Status{State: watcher.StateBackoff, Since: ago(40 * time.Minute), NextAttempt: now.Add(4 * time.Minute), Heartbeat: ago(40 * time.Minute),
 			Reason: "dial 127.0.0.1:993: connection refused"},
-			reason: reasonReconnecting, until: true, live: true},
+			reason: ReasonReconnecting, until: true, live: true},
 		{name: "throttled until", st: watcher.Status{State: watcher.StateThrottled, Since: ago(3 * time.Hour), ThrottledUntil: now.Add(5 * time.Hour), Heartbeat: ago(3 * time.Hour),
 			Reason: "download budget of 2000MB per 24h used up"},
-			reason: reasonThrottled, until: true, live: true},
+			reason: ReasonThrottled, until: true, live: true},
 		{name: "connecting", st: watcher.Status{State: watcher.StateConnecting, Since: ago(time.Second), Heartbeat: ago(time.Second)},
-			reason: reasonConnecting, live: true},
+			reason: ReasonConnecting, live: true},
 		{name: "idle loop stuck past 2 × idle_refresh + 60s", st: watcher.Status{State: watcher.StateIdle, Since: ago(22 * time.Minute), LastActivity: ago(22 * time.Minute), Heartbeat: ago(22 * time.Minute)},
-			reason: reasonStale, stalled: "watcher"},
+			reason: ReasonStale, stalled: "watcher"},
 		{name: "backoff overslept its wake-up by more than 60s", st: watcher.Status{State: watcher.StateBackoff, Since: ago(30 * time.Minute), NextAttempt: ago(2 * time.Minute), Heartbeat: ago(30 * time.Minute)},
-			reason: reasonReconnecting, stalled: "watcher"},
+			reason: ReasonReconnecting, stalled: "watcher"},
 		{name: "stopped while running", st: watcher.Status{State: watcher.StateStopped, Since: ago(time.Second), Heartbeat: ago(time.Second)},
-			reason: reasonStopped, stalled: "watcher"},
+			reason: ReasonStopped, stalled: "watcher"},
 		{name: "dispatcher stuck", st: watcher.Status{State: watcher.StateIdle, Since: ago(time.Minute), Heartbeat: ago(time.Minute)},
 			dispatchHB: 22 * time.Minute, ready: true, stalled: "dispatch"},
 	} {
@@ -108,7 +106,7 @@ func TestReadinessAndLiveness(t *testing.T) {
 			srv := httptest.NewServer(o.handler())
 			defer srv.Close()
 
-			var ready readyReport
+			var ready ReadyReport
 			code := getJSON(t, srv.URL+"/readyz", &ready)
 			if want := map[bool]int{true: 200, false: 503}[tc.ready]; code != want || ready.Ready != tc.ready {
 				t.Errorf("/readyz = %d ready=%v, want %d", code, ready.Ready, want)
@@ -120,11 +118,11 @@ func TestReadinessAndLiveness(t *testing.T) {
 			if mb.Account != "acct" || mb.Mailbox != "INBOX" || mb.Reason != tc.reason || (mb.Until != nil) != tc.until {
 				t.Errorf("/readyz mailbox = %+v, want reason %q, until %v", mb, tc.reason, tc.until)
 			}
-			if tc.reason == reasonAlert && !strings.Contains(mb.Detail, "web browser") {
+			if tc.reason == ReasonAlert && !strings.Contains(mb.Detail, "web browser") {
 				t.Errorf("alert detail %q lacks the [ALERT] text", mb.Detail)
 			}
 
-			var live liveReport
+			var live LiveReport
 			code = getJSON(t, srv.URL+"/healthz", &live)
 			wantLive := tc.stalled == ""
 			if want := map[bool]int{true: 200, false: 503}[wantLive]; code != want || live.Live != wantLive {
@@ -168,7 +166,7 @@ func TestMetricsScrape(t *testing.T) {
 	srv := httptest.NewServer(o.handler())
 	defer srv.Close()
 
-	m := scrape(t, srv.URL)
+	m := testmail.Scrape(t, srv.URL)
 	for _, tc := range []struct {
 		series string
 		want   float64
@@ -210,34 +208,12 @@ func TestMetricsScrape(t *testing.T) {
 
 	// A failing outbox query costs its own metrics, not the scrape.
 	o.outbox = &fakeOutbox{err: errors.New("database is locked")}
-	m = scrape(t, srv.URL)
+	m = testmail.Scrape(t, srv.URL)
 	if _, ok := m["mailhook_outbox_depth"]; ok {
 		t.Error("outbox depth reported although the query failed")
 	}
 	if _, ok := m[`mailhook_imap_idle{account="acct",mailbox="INBOX"}`]; !ok {
 		t.Error("a failing outbox query dropped the other metrics")
-	}
-}
-
-func TestHealthURL(t *testing.T) {
-	for _, tc := range []struct {
-		listen string
-		ready  bool
-		want   string
-	}{
-		{"127.0.0.1:9090", false, "http://127.0.0.1:9090/healthz"},
-		{"0.0.0.0:9090", true, "http://127.0.0.1:9090/readyz"},
-		{":9090", false, "http://127.0.0.1:9090/healthz"},
-		{"[::]:9090", false, "http://[::1]:9090/healthz"},
-		{"[::1]:9091", false, "http://[::1]:9091/healthz"},
-	} {
-		got, err := healthURL(tc.listen, tc.ready)
-		if err != nil || got != tc.want {
-			t.Errorf("healthURL(%q) = %q, %v; want %q", tc.listen, got, err, tc.want)
-		}
-	}
-	if _, err := healthURL("9090", false); err == nil {
-		t.Error("healthURL accepted an address without a port")
 	}
 }
 
@@ -257,45 +233,4 @@ func getJSON(t *testing.T, url string, v any) int {
 		t.Fatalf("GET %s: body is not JSON: %v\n%s", url, err, body)
 	}
 	return resp.StatusCode
-}
-
-// scrape GETs base/metrics, parses it with the Prometheus text parser and returns every sample
-// keyed by name{label="value",…} (labels sorted by name, as the exposition writes them).
-func scrape(t *testing.T, base string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: %s", resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("scrape: parse: %v", err)
-	}
-	out := map[string]float64{}
-	for name, mf := range families {
-		for _, m := range mf.GetMetric() {
-			key := name
-			if len(m.GetLabel()) > 0 {
-				var parts []string
-				for _, l := range m.GetLabel() {
-					parts = append(parts, l.GetName()+`="`+l.GetValue()+`"`)
-				}
-				key += "{" + strings.Join(parts, ",") + "}"
-			}
-			switch {
-			case m.GetCounter() != nil:
-				out[key] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				out[key] = m.GetGauge().GetValue()
-			case m.GetUntyped() != nil:
-				out[key] = m.GetUntyped().GetValue()
-			}
-		}
-	}
-	return out
 }

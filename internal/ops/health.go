@@ -1,4 +1,4 @@
-package main
+package ops
 
 import (
 	"context"
@@ -14,22 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/watcher"
 )
-
-// This file is the operations listener (http.listen): /healthz, /readyz and /metrics.
-//
-// Liveness (/healthz) answers "is the process stuck?", never "is Gmail up?": it fails only when a
-// loop — a mailbox watcher or a dispatcher worker — has not gone round for 2 × idle_refresh + 60 s
-// (longer while a loop sleeps on purpose: a reconnect backoff or a throttle, until its planned
-// wake-up + 60 s). An upstream outage keeps the watchers going round their backoff loop, so
-// liveness stays OK and a restart, which would not help, is never triggered (REQUIREMENTS E91).
-//
-// Readiness (/readyz) answers "is every mailbox being watched right now?": each watcher must be
-// connected — waiting in IDLE, polling or fetching — with IMAP activity within the interval its
-// state implies. Otherwise it answers 503 with a JSON body naming each failing mailbox and why
-// (auth_failed, alert, over_quota, throttled, reconnecting, connecting, stale, stopped).
 
 // Health-check constants.
 const (
@@ -44,24 +30,24 @@ const (
 
 // Readiness reasons, in the JSON body of /readyz.
 const (
-	reasonAuthFailed   = "auth_failed"  // the server refused the credentials
-	reasonAlert        = "alert"        // the server sent an [ALERT] (RFC 3501 §7.1); detail has its text
-	reasonOverQuota    = "over_quota"   // the server refused for quota or bandwidth
-	reasonThrottled    = "throttled"    // mailhook paused itself (download budget); until says when it resumes
-	reasonReconnecting = "reconnecting" // any other session error; until is the next attempt
-	reasonConnecting   = "connecting"   // dialing, authenticating, selecting
-	reasonStale        = "stale"        // connected, but no IMAP activity within the expected interval
-	reasonStopped      = "stopped"      // the watcher's loop has ended
+	ReasonAuthFailed   = "auth_failed"  // the server refused the credentials
+	ReasonAlert        = "alert"        // the server sent an [ALERT] (RFC 3501 §7.1); detail has its text
+	ReasonOverQuota    = "over_quota"   // the server refused for quota or bandwidth
+	ReasonThrottled    = "throttled"    // mailhook paused itself (download budget); until says when it resumes
+	ReasonReconnecting = "reconnecting" // any other session error; until is the next attempt
+	ReasonConnecting   = "connecting"   // dialing, authenticating, selecting
+	ReasonStale        = "stale"        // connected, but no IMAP activity within the expected interval
+	ReasonStopped      = "stopped"      // the watcher's loop has ended
 )
 
-// heartbeater is a worker pool as the liveness check sees it: the oldest last iteration of its
+// Heartbeater is a worker pool as the liveness check sees it: the oldest last iteration of its
 // running loops, zero when not running. *outbox.Consumer implements it.
-type heartbeater interface{ Heartbeat() time.Time }
+type Heartbeater interface{ Heartbeat() time.Time }
 
 // workerLoop is a named heartbeater, such as the webhook dispatcher.
 type workerLoop struct {
 	name string
-	hb   heartbeater
+	hb   Heartbeater
 }
 
 // watchedMailbox is one watcher with the intervals that say what fresh means for it.
@@ -73,14 +59,15 @@ type watchedMailbox struct {
 	status           func() watcher.Status
 }
 
-// ops is the operations side of a running mailhook: metrics, health checks and the listener
-// serving them. The fields are set while the app is built and read-only afterwards.
-type ops struct {
+// Ops is the operations side of a running mailhook: metrics, health checks and the listener
+// serving them. Watch, AddLoop and Listen are called while the app is built; afterwards it is
+// read-only, and safe for concurrent use.
+type Ops struct {
 	metrics   *metrics
 	mailboxes []*watchedMailbox
-	loops     []workerLoop // worker pools whose heartbeats /healthz checks (addLoop)
-	outbox    outboxCounter
-	replies   replyCounter // nil: no mailhook_replies_sent_24h
+	loops     []workerLoop // worker pools whose heartbeats /healthz checks (AddLoop)
+	outbox    OutboxCounter
+	replies   ReplyCounter // nil: no mailhook_replies_sent_24h
 
 	now      func() time.Time
 	started  time.Time
@@ -89,27 +76,55 @@ type ops struct {
 	ln       net.Listener // nil when http.listen is ""
 }
 
-// newOps creates the metrics registry and the health checks; watch adds mailboxes, listen binds.
-func newOps(version string, logger *slog.Logger) *ops {
-	o := &ops{metrics: newMetrics(version), now: time.Now, log: logger}
+// Options configures New.
+type Options struct {
+	Version string       // the build_info label
+	Logger  *slog.Logger // nil discards
+	// Outbox, when set, is read at every scrape for the outbox gauges.
+	Outbox OutboxCounter
+	// Replies, when set, is read at every scrape for mailhook_replies_sent_24h.
+	Replies ReplyCounter
+	// Endpoints, when set, is read at every scrape for mailhook_webhook_disabled of each of
+	// Webhooks (the configured webhook names, in configuration order).
+	Endpoints EndpointLister
+	Webhooks  []string
+}
+
+// New creates the metrics registry and the health checks; Watch and AddLoop add what they
+// check, Listen binds the listener and Serve serves it.
+func New(opts Options) *Ops {
+	o := &Ops{metrics: newMetrics(opts.Version), outbox: opts.Outbox, replies: opts.Replies, now: time.Now, log: opts.Logger}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
 	o.started = o.now()
 	o.metrics.reg.MustRegister(&stateCollector{ops: o})
+	if opts.Endpoints != nil {
+		o.metrics.reg.MustRegister(&endpointCollector{states: opts.Endpoints, names: opts.Webhooks})
+	}
 	return o
 }
 
-// watch adds the watcher of one (account, mailbox) to the health checks and metrics.
-func (o *ops) watch(a config.Account, mailbox string, w *watcher.Watcher) {
+// Mailbox is one watched mailbox with the intervals of its watcher (zero: the watcher's defaults).
+type Mailbox struct {
+	Account, Mailbox                          string
+	IdleRefresh, PollInterval, CommandTimeout time.Duration
+	Status                                    func() watcher.Status // (*watcher.Watcher).Status
+}
+
+// Watch adds the watcher of one (account, mailbox) to the health checks and metrics.
+func (o *Ops) Watch(m Mailbox) {
 	o.mailboxes = append(o.mailboxes, &watchedMailbox{
-		account: a.Name, mailbox: mailbox,
-		idleRefresh:    cmpDuration(a.IMAP.IdleRefresh, watcher.DefaultIdleRefresh),
-		pollInterval:   cmpDuration(a.IMAP.PollInterval, watcher.DefaultPollInterval),
-		commandTimeout: cmpDuration(a.IMAP.CommandTimeout, watcher.DefaultCommandTimeout),
-		status:         w.Status,
+		account: m.Account, mailbox: m.Mailbox,
+		idleRefresh:    cmpDuration(m.IdleRefresh, watcher.DefaultIdleRefresh),
+		pollInterval:   cmpDuration(m.PollInterval, watcher.DefaultPollInterval),
+		commandTimeout: cmpDuration(m.CommandTimeout, watcher.DefaultCommandTimeout),
+		status:         m.Status,
 	})
 }
 
-// addLoop adds a worker pool (the webhook dispatcher, the reply dispatcher) to the liveness check.
-func (o *ops) addLoop(name string, hb heartbeater) {
+// AddLoop adds a worker pool (the webhook dispatcher, the reply dispatcher) to the liveness check.
+func (o *Ops) AddLoop(name string, hb Heartbeater) {
 	o.loops = append(o.loops, workerLoop{name: name, hb: hb})
 }
 
@@ -120,8 +135,8 @@ func cmpDuration(d, def time.Duration) time.Duration {
 	return def
 }
 
-// mailboxHealth is one mailbox in the /readyz body.
-type mailboxHealth struct {
+// MailboxHealth is one mailbox in the /readyz body.
+type MailboxHealth struct {
 	Account      string     `json:"account"`
 	Mailbox      string     `json:"mailbox"`
 	Ready        bool       `json:"ready"`
@@ -134,8 +149,8 @@ type mailboxHealth struct {
 }
 
 // readiness judges one mailbox from its status at now.
-func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) mailboxHealth {
-	h := mailboxHealth{Account: m.account, Mailbox: m.mailbox, State: st.State, Since: st.Since.UTC(), Detail: st.Reason}
+func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) MailboxHealth {
+	h := MailboxHealth{Account: m.account, Mailbox: m.mailbox, State: st.State, Since: st.Since.UTC(), Detail: st.Reason}
 	if !st.LastActivity.IsZero() {
 		t := st.LastActivity.UTC()
 		h.LastActivity = &t
@@ -147,22 +162,22 @@ func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) mailboxHeal
 	var window time.Duration
 	switch st.State {
 	case watcher.StateIdle:
-		window = m.idleRefresh + livenessSlack // the watchdog's own limit (DESIGN step 8)
+		window = m.idleRefresh + livenessSlack // the watcher's IDLE watchdog's own limit
 	case watcher.StatePolling:
 		window = m.pollInterval + livenessSlack
 	case watcher.StateFetching:
 		window = m.commandTimeout + livenessSlack
 	case watcher.StateConnecting:
-		h.Reason = reasonConnecting
+		h.Reason = ReasonConnecting
 		return h
 	case watcher.StateBackoff:
 		h.Reason = backoffReason(st.Reason)
 		return h
 	case watcher.StateThrottled:
-		h.Reason = reasonThrottled
+		h.Reason = ReasonThrottled
 		return h
 	case watcher.StateStopped:
-		h.Reason = reasonStopped
+		h.Reason = ReasonStopped
 		return h
 	default: // a state added later
 		h.Reason = st.State
@@ -173,7 +188,7 @@ func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) mailboxHeal
 		last = st.LastActivity
 	}
 	if quiet := now.Sub(last); quiet > window {
-		h.Reason = reasonStale
+		h.Reason = ReasonStale
 		h.Detail = fmt.Sprintf("no IMAP activity for %v in state %s (expected within %v)",
 			quiet.Round(time.Second), st.State, window)
 		return h
@@ -188,27 +203,27 @@ func backoffReason(reason string) string {
 	upper := strings.ToUpper(reason)
 	switch {
 	case strings.HasPrefix(reason, "alert: "):
-		return reasonAlert
+		return ReasonAlert
 	case strings.Contains(upper, "[AUTHENTICATIONFAILED]"), strings.Contains(upper, "[AUTHORIZATIONFAILED]"),
 		strings.Contains(upper, "[EXPIRED]"), strings.HasPrefix(reason, "login as"),
 		strings.HasPrefix(reason, "authenticate"):
-		return reasonAuthFailed
+		return ReasonAuthFailed
 	case strings.Contains(upper, "[OVERQUOTA]"), strings.Contains(upper, "QUOTA"), strings.Contains(upper, "BANDWIDTH"):
-		return reasonOverQuota
+		return ReasonOverQuota
 	}
-	return reasonReconnecting
+	return ReasonReconnecting
 }
 
-// readyReport is the /readyz body.
-type readyReport struct {
+// ReadyReport is the /readyz body.
+type ReadyReport struct {
 	Ready     bool            `json:"ready"`
 	Stopping  bool            `json:"stopping,omitempty"`
-	Mailboxes []mailboxHealth `json:"mailboxes"`
+	Mailboxes []MailboxHealth `json:"mailboxes"`
 }
 
 // readiness judges every mailbox; the process is ready when all are and it is not stopping.
-func (o *ops) readiness(now time.Time) readyReport {
-	r := readyReport{Ready: true, Stopping: o.stopping.Load(), Mailboxes: []mailboxHealth{}}
+func (o *Ops) readiness(now time.Time) ReadyReport {
+	r := ReadyReport{Ready: true, Stopping: o.stopping.Load(), Mailboxes: []MailboxHealth{}}
 	for _, mb := range o.mailboxes {
 		h := mb.readiness(mb.status(), now)
 		r.Ready = r.Ready && h.Ready
@@ -218,8 +233,8 @@ func (o *ops) readiness(now time.Time) readyReport {
 	return r
 }
 
-// stalledLoop is one loop in the /healthz body that has not gone round in time.
-type stalledLoop struct {
+// StalledLoop is one loop in the /healthz body that has not gone round in time.
+type StalledLoop struct {
 	Loop          string    `json:"loop"` // "watcher", or the name of a worker pool ("dispatch")
 	Account       string    `json:"account,omitempty"`
 	Mailbox       string    `json:"mailbox,omitempty"`
@@ -227,15 +242,15 @@ type stalledLoop struct {
 	Limit         string    `json:"limit"`
 }
 
-// liveReport is the /healthz body.
-type liveReport struct {
+// LiveReport is the /healthz body.
+type LiveReport struct {
 	Live    bool          `json:"live"`
-	Stalled []stalledLoop `json:"stalled,omitempty"`
+	Stalled []StalledLoop `json:"stalled,omitempty"`
 }
 
 // liveness checks that every loop went round recently enough.
-func (o *ops) liveness(now time.Time) liveReport {
-	r := liveReport{Live: true}
+func (o *Ops) liveness(now time.Time) LiveReport {
+	r := LiveReport{Live: true}
 	stopping := o.stopping.Load()
 	maxRefresh := time.Duration(0)
 	for _, mb := range o.mailboxes {
@@ -245,7 +260,7 @@ func (o *ops) liveness(now time.Time) liveReport {
 			continue
 		}
 		if last, limit, stalled := mb.stalled(st, now); stalled {
-			r.Stalled = append(r.Stalled, stalledLoop{Loop: "watcher", Account: mb.account, Mailbox: mb.mailbox,
+			r.Stalled = append(r.Stalled, StalledLoop{Loop: "watcher", Account: mb.account, Mailbox: mb.mailbox,
 				LastIteration: last.UTC(), Limit: limit.String()})
 		}
 	}
@@ -259,7 +274,7 @@ func (o *ops) liveness(now time.Time) liveReport {
 			last = o.started
 		}
 		if now.Sub(last) > limit {
-			r.Stalled = append(r.Stalled, stalledLoop{Loop: l.name, LastIteration: last.UTC(), Limit: limit.String()})
+			r.Stalled = append(r.Stalled, StalledLoop{Loop: l.name, LastIteration: last.UTC(), Limit: limit.String()})
 		}
 	}
 	r.Live = len(r.Stalled) == 0
@@ -306,7 +321,7 @@ func plannedWake(st watcher.Status) time.Time {
 }
 
 // handler serves /healthz, /readyz and /metrics.
-func (o *ops) handler() http.Handler {
+func (o *Ops) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		r := o.liveness(o.now())
@@ -348,9 +363,9 @@ func (l promLogger) Println(v ...any) {
 	l.log.Warn("metrics scrape problem", "err", strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
-// listen binds http.listen ("" leaves the listener off). It runs after the state directory lock
-// is taken, so a second instance fails on the lock, not on the port.
-func (o *ops) listen(addr string) error {
+// Listen binds http.listen ("" leaves the listener off). The daemon calls it after taking the
+// state directory lock, so a second instance fails on the lock, not on the port.
+func (o *Ops) Listen(addr string) error {
 	if addr == "" {
 		return nil
 	}
@@ -362,10 +377,10 @@ func (o *ops) listen(addr string) error {
 	return nil
 }
 
-// serve serves the listener until the returned stop is called. When ctx is done, readiness starts
+// Serve serves the listener until the returned stop is called. When ctx is done, readiness starts
 // failing (stopping), so a load balancer drains this instance while the loops wind down; stop
 // then closes the listener, letting running requests finish for a few seconds.
-func (o *ops) serve(ctx context.Context) (stop func()) {
+func (o *Ops) Serve(ctx context.Context) (stop func()) {
 	unhook := context.AfterFunc(ctx, func() { o.stopping.Store(true) })
 	if o.ln == nil {
 		return func() { unhook() }

@@ -1,4 +1,4 @@
-package main
+package ops
 
 import (
 	"context"
@@ -16,19 +16,6 @@ import (
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
-
-// This file is /metrics, the Prometheus exposition of mailhook. Two kinds of metric live here:
-//
-//   - Counters of things that happen (messages seen and matched, delivery outcomes, retries, dead
-//     letters, replies) are incremented where they happen: the pipeline through countingHandler,
-//     the dispatcher through dispatch.Options.Observe.
-//   - Everything that is state (outbox depth, IMAP bytes, sessions, last activity, IDLE state,
-//     readiness) is read at scrape time from watcher.Status and store.Counts by stateCollector,
-//     so no package pushes gauges and a scrape always sees the current truth.
-//
-// Every label value is a name the operator chose in the configuration (account, mailbox, webhook,
-// rule) or one of a small fixed set (outcome, reason, state): never an address, URL, header value,
-// subject or secret.
 
 // metrics holds mailhook's own registry (no global registry, so tests run several in one process)
 // and the counters fed as things happen.
@@ -81,7 +68,20 @@ func newMetrics(version string) *metrics {
 	return m
 }
 
-// delivered counts one settled delivery attempt; it is the dispatcher's Options.Observe.
+// Delivered counts one settled delivery attempt; it fits the dispatcher's Options.Observe.
+func (o *Ops) Delivered(ev dispatch.Event) { o.metrics.delivered(ev) }
+
+// ReplyOutcome counts one settled reply job; it fits reply.Options.OnOutcome.
+func (o *Ops) ReplyOutcome(account, outcome string) { o.metrics.replyOutcome(account, outcome) }
+
+// ReplySkipped counts a reply the pipeline's loop guards skipped; it fits pipeline.Config.OnSkip.
+func (o *Ops) ReplySkipped(account, _, reason string) { o.metrics.replySkipped(account, reason) }
+
+// Counting wraps the pipeline so every handled message is counted as seen, and as matched when
+// the rules turned it into at least one job.
+func (o *Ops) Counting(next watcher.Handler) watcher.Handler { return o.metrics.counting(next) }
+
+// delivered counts one settled delivery attempt.
 func (m *metrics) delivered(ev dispatch.Event) {
 	outcome := ev.Outcome()
 	m.deliveries.WithLabelValues(ev.Webhook, outcome).Inc()
@@ -158,19 +158,19 @@ func (c countingMatch) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job
 	return jobs, nil
 }
 
-// outboxCounter is the part of the store the collector reads.
-type outboxCounter interface {
+// OutboxCounter is the part of the store the collector reads.
+type OutboxCounter interface {
 	Counts(ctx context.Context) (map[string]int, error)
 }
 
-var _ outboxCounter = store.Backend(nil)
+var _ OutboxCounter = store.Backend(nil)
 
-// replyCounter is the reply ledger the collector reads.
-type replyCounter interface {
+// ReplyCounter is the reply ledger the collector reads.
+type ReplyCounter interface {
 	RepliesSent(ctx context.Context, account string, now time.Time) (int, error)
 }
 
-var _ replyCounter = store.Backend(nil)
+var _ ReplyCounter = store.Backend(nil)
 
 // countsTimeout bounds the outbox query of one scrape.
 const countsTimeout = 5 * time.Second
@@ -204,7 +204,7 @@ var watcherStates = []string{watcher.StateConnecting, watcher.StateFetching, wat
 
 // stateCollector reads the watchers, the outbox and the health checks at scrape time.
 type stateCollector struct {
-	ops *ops
+	ops *Ops
 }
 
 var _ prometheus.Collector = (*stateCollector)(nil)
