@@ -41,6 +41,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		"config":          {"dispatch", "oauth", "payload", "reply", "rules", "watcher"},
 		"dispatch":        {"internal/failpoint", "outbox", "payload", "spool", "store"},
 		"internal/demo":   nil,
+		"internal/ops":    {"dispatch", "reply", "store", "watcher"},
 		"message":         nil,
 		"oauth":           nil,
 		"outbox":          {"store"},
