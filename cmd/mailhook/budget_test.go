@@ -77,7 +77,7 @@ func TestDovecotStatusBesideRun(t *testing.T) {
 	d.terminate()
 }
 
-// TestConnectionCap covers A13 in the whole program: three watched mailboxes hold exactly three
+// TestConnectionCap checks one connection per watched mailbox in the whole program: three watched mailboxes hold exactly three
 // IMAP connections, as counted by the server, through IDLE cycles and forced reconnects.
 func TestConnectionCap(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{Mailboxes: []string{"Work", "Archive"}})

@@ -147,7 +147,7 @@ func TestReadmeQuickStartConfig(t *testing.T) {
 	}
 }
 
-// Every watcher sends the binary's version in ID (REQUIREMENTS A16): run, test and check build
+// Every watcher sends the binary's version in ID (servers log it, and operators tell clients apart by it): run, test and check build
 // their watchers through watcherConfig, so it must set it.
 func TestWatcherConfigCarriesVersion(t *testing.T) {
 	path, env := writeConfig(t, t.TempDir(), "127.0.0.1:1143", "u", "p", "http://127.0.0.1:1/hook", nil)

@@ -22,7 +22,7 @@ import (
 )
 
 // No container engine runs in CI, so this test checks what the Dockerfile promises by other
-// means (REQUIREMENTS E92): it runs the Dockerfile's own `go build` line and checks that the result
+// means (one static binary, no cgo): it runs the Dockerfile's own `go build` line and checks that the result
 // is a static binary, then runs that binary as the image's user (uid 65532) with the root
 // filesystem mounted read-only and only state_dir writable, and requires it to deliver mail,
 // answer /healthz and stop cleanly on SIGTERM.

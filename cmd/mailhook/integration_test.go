@@ -212,7 +212,7 @@ func TestDovecotHundredMessagesUnderIdle(t *testing.T) {
 const testIMAPPassword = "pw-7Hq2Lr9xVt4s"
 
 // assertNoSecrets fails when a log holds the IMAP password or the webhook secret, whole or its key
-// part (REQUIREMENTS D88).
+// part: no secret ever reaches a log line.
 func assertNoSecrets(t *testing.T, log string) {
 	t.Helper()
 	for _, s := range []string{testIMAPPassword, testSecret, strings.TrimPrefix(testSecret, "whsec_")} {
@@ -460,7 +460,7 @@ func TestDovecotWithoutIdlePolls(t *testing.T) {
 	led.check(t, want, true)
 }
 
-// (g) A crash at each point that matters (REQUIREMENTS A6): after the fetch, after the commit and
+// (g) A crash at each point that matters: after the fetch, after the commit and
 // after the webhook was sent but before it was marked done. Nothing is lost and a repeat keeps its
 // webhook-id.
 func TestDovecotFailpoints(t *testing.T) {
@@ -533,7 +533,7 @@ func TestDovecotFailpointMidBatch(t *testing.T) {
 }
 
 // A second instance on the same state directory exits non-zero before opening any IMAP connection
-// (REQUIREMENTS E90).
+// (one process per state directory).
 func TestSecondInstanceRefused(t *testing.T) {
 	mem := testmail.StartMemServer(t, testmail.MemOptions{})
 	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret})

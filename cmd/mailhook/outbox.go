@@ -21,7 +21,7 @@ import (
 	"github.com/mailhook/mailhook/store"
 )
 
-// This file is `mailhook outbox`: list, show, retry and drop outbox jobs (REQUIREMENTS D80–D81).
+// This file is `mailhook outbox`: list, show, retry and drop outbox jobs.
 // Every verb opens the state shared, so it works beside a running `mailhook run`: SQLite's WAL
 // admits both processes, and the daemon's workers notice a requeued job within their 30 s
 // re-check (a write from another process does not reach their wake-up channel).

@@ -48,13 +48,12 @@ func mustTool(t *testing.T, env []string, args ...string) string {
 	return out
 }
 
-// TestOutboxAndWebhooksBesideRun drives the operator tools against a live daemon (REQUIREMENTS
-// D73, D80, D81, D87's reporting): a 400 is dead-lettered and listed, shown with its payload and
-// attempts, and requeued; a 410 dead-letters its job and disables the endpoint, later mail is
+// TestOutboxAndWebhooksBesideRun drives the operator tools against a live daemon: a 400 is
+// dead-lettered and listed, shown with its payload and attempts, and requeued; a 410 dead-letters its job and disables the endpoint, later mail is
 // held; `webhooks list` reports it, `webhooks enable` releases the held job and `outbox retry
 // --all` the dead ones, and the running daemon delivers them all. Meanwhile nothing it logs, and
 // nothing the tools print, contains a secret: the IMAP password, the webhook secret, header values
-// from value_file and from ${…}, or a token in the URL (D88).
+// from value_file and from ${…}, or a token in the URL.
 func TestOutboxAndWebhooksBesideRun(t *testing.T) {
 	mem := testmail.StartMemServer(t, testmail.MemOptions{Password: testIMAPPassword})
 	var status atomic.Int64

@@ -113,7 +113,7 @@ func (d *daemon) kill() {
 	<-d.done
 }
 
-// terminate sends SIGTERM and requires a clean exit (status 0) within 20 s (REQUIREMENTS E89).
+// terminate sends SIGTERM and requires a clean exit (status 0) within 20 s.
 func (d *daemon) terminate() {
 	d.t.Helper()
 	start := time.Now()

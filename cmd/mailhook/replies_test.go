@@ -155,8 +155,8 @@ func human(from, to, subject, id string) []byte {
 
 // Two mailhook instances auto-replying to each other's mailboxes produce at most one reply each:
 // A answers B's human mail, B answers A's; each reply lands in the other's mailbox (the SMTP sink
-// delivers it there, as a relay would) and is not answered (Auto-Submitted, C45); a second human
-// mail from the same sender gets no second reply (the ledger, C52).
+// delivers it there, as a relay would) and is not answered (Auto-Submitted); a second human
+// mail from the same sender gets no second reply (the ledger).
 func TestDovecotTwoInstancesNoReplyLoop(t *testing.T) {
 	dc := testmail.StartDovecot(t, testmail.DovecotOptions{Password: testIMAPPassword, Mailboxes: []string{"A", "B"}})
 	boxes := map[string]string{"a@example.test": "A", "b@example.test": "B"}
@@ -284,7 +284,7 @@ func (p *sniffProxy) Addr() string { return p.ln.Addr().String() }
 
 // Post-actions through the whole daemon on a real server: a message whose webhook succeeded is
 // flagged, marked seen and moved; one whose webhook was dead-lettered stays untouched, its
-// post-actions held; mailhook never APPENDs (C67).
+// post-actions held; mailhook never APPENDs (it spends none of Gmail's upload allowance).
 func TestDovecotPostActionsAfterWebhook(t *testing.T) {
 	dc := testmail.StartDovecot(t, testmail.DovecotOptions{Password: testIMAPPassword, Mailboxes: []string{"Done"}})
 	sniff := startSniffProxy(t, dc.Addr())
