@@ -77,7 +77,7 @@ func mustLive(t *testing.T, base string) {
 	}
 }
 
-// REQUIREMENTS E91: with Dovecot stopped, /readyz turns 503 naming the mailbox and its reason,
+// With Dovecot stopped, /readyz turns 503 naming the mailbox and its reason,
 // while /healthz stays 200; when Dovecot returns, /readyz is 200 again.
 func TestDovecotReadinessFollowsOutage(t *testing.T) {
 	dc, _, cfg, env := startStack(t, testmail.DovecotOptions{}, testmail.ReceiverOptions{},
@@ -222,7 +222,7 @@ func TestMetricsAcrossDeliveryRetryDeadLetter(t *testing.T) {
 	d.terminate()
 }
 
-// REQUIREMENTS E89: SIGTERM while mail streams in and deliveries are in flight exits 0 within 20 s,
+// SIGTERM while mail streams in and deliveries are in flight exits 0 within 20 s,
 // leaves no job in flight, and the next start delivers everything, under the same webhook-ids.
 func TestSigtermMidStreamLosesNothing(t *testing.T) {
 	slow := func(_ int, w http.ResponseWriter, r *http.Request) {
