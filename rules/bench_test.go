@@ -2,6 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"regexp"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/expr-lang/expr/vm"
@@ -151,5 +154,102 @@ func BenchmarkMatchTypical20(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Match(env)
+	}
+}
+
+// BenchmarkREBound shows what the bounds on run-time patterns cost and save, with the README's
+// re("^\\[" + header("X-Project") + "\\]", subject):
+//   - honest: a short project name, a short subject;
+//   - hostile-refused: 400 bytes of `x*` in X-Project against a 64 KiB subject, refused by the
+//     cost bound before any matching;
+//   - hostile-unbounded: the same pattern run by regexp directly, what one Match cost before;
+//   - worst-admitted: the slowest use the bound admits, a pattern whose every instruction is
+//     alive on every byte, with the input as long as maxMatchCost allows.
+func BenchmarkREBound(b *testing.B) {
+	s, err := Compile([]Spec{readmeProjectRule})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hostile := strings.Repeat("x*", 200)
+	subject := "[" + strings.Repeat("x", 64<<10) + "]"
+	b.Run("honest", func(b *testing.B) {
+		env := projectEnv("acme/app", "[acme/app] Run failed: CI - main")
+		b.ReportAllocs()
+		for b.Loop() {
+			if m, errs := s.Match(env); len(m) != 1 || len(errs) != 0 {
+				b.Fatal(m, errs)
+			}
+		}
+	})
+	b.Run("hostile-refused", func(b *testing.B) {
+		env := projectEnv(hostile, subject)
+		b.ReportAllocs()
+		for b.Loop() {
+			if m, errs := s.Match(env); len(m) != 0 || len(errs) != 1 {
+				b.Fatal(m, errs)
+			}
+		}
+	})
+	b.Run("hostile-unbounded", func(b *testing.B) {
+		re := regexp.MustCompile(`^\[` + hostile + `\]`)
+		for b.Loop() {
+			if !re.MatchString(subject) {
+				b.Fatal("no match")
+			}
+		}
+	})
+	b.Run("worst-admitted", func(b *testing.B) {
+		pattern := `^\[` + hostile + `\]`
+		p, err := compilePattern(pattern)
+		if err != nil {
+			b.Fatal(err)
+		}
+		input := "[" + strings.Repeat("x", int(maxMatchCost/p.insts)-3) + "]"
+		if err := p.check(input, 1); err != nil {
+			b.Fatal(err)
+		}
+		env := projectEnv(hostile, input)
+		for b.Loop() {
+			if m, errs := s.Match(env); len(m) != 1 || len(errs) != 0 {
+				b.Fatal(m, errs)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(p.insts*int64(len(input)+1)), "ns/unit")
+	})
+}
+
+// BenchmarkRECacheMemory measures the heap cached patterns keep after one use each (program and
+// one matcher's state), per estimated instruction and as a fraction of the estimate the cache's
+// byte bound counts (heap/estimate below 1: the estimate is pessimistic).
+func BenchmarkRECacheMemory(b *testing.B) {
+	for _, shape := range []struct {
+		name, unit string
+		n          int
+	}{{"stars", "x*", 1000}, {"classes", `\pL`, 250}, {"literal", "abcd", 1000}, {"folded", "(?i)k", 500}} {
+		b.Run(shape.name, func(b *testing.B) {
+			var perInst, ratio float64
+			for i := 0; b.Loop(); i++ {
+				c := newRECache(reCacheSize, reCacheBytes)
+				var insts int64
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for j := range 8 {
+					p, err := c.get(fmt.Sprintf("%d%s", j, strings.Repeat(shape.unit, shape.n)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					p.re.MatchString(strings.Repeat("x", 100))
+					insts += p.insts
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perInst = float64(after.HeapAlloc-before.HeapAlloc) / float64(insts)
+				ratio = float64(after.HeapAlloc-before.HeapAlloc) / float64(c.size())
+				runtime.KeepAlive(c)
+			}
+			b.ReportMetric(perInst, "heap-bytes/inst")
+			b.ReportMetric(ratio, "heap/estimate")
+		})
 	}
 }

@@ -18,8 +18,8 @@ const (
 	maxNodes = 10000
 	// memoryBudget bounds what one evaluation may allocate, in expr's units (roughly: elements
 	// of ranges, arrays, maps and closure scopes it creates). expr cannot be interrupted on a
-	// timer, so this and maxNodes, with the text cap of the message package, are what bound an
-	// evaluation.
+	// timer, so this and maxNodes, with the text cap of the message package and the bounds on
+	// patterns built at run time (recache.go), are what bound an evaluation.
 	memoryBudget = 1_000_000
 )
 
@@ -59,7 +59,7 @@ func Compile(specs []Spec) (*Set, error) {
 	s := &Set{
 		rules:  make([]*Rule, 0, len(specs)),
 		byName: make(map[string]*Rule, len(specs)),
-		re:     newRECache(reCacheSize),
+		re:     newRECache(reCacheSize, reCacheBytes),
 	}
 	s.vms.New = func() any { return &vm.VM{MemoryBudget: memoryBudget} }
 	opts := s.options()

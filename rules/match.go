@@ -11,9 +11,10 @@ import (
 // those whose `when` is true, up to and including the first matched rule with Stop set.
 //
 // A rule whose evaluation fails (a run-time error such as an index out of range, a helper's
-// error, or the memory budget exceeded) counts as not matched; its error, naming the rule, is
-// returned in errs for the caller to log, and evaluation goes on with the next rule. Match is
-// safe for concurrent use.
+// error, the memory budget exceeded, or a pattern built at run time over its bounds) counts as
+// not matched; its error, a *RuleError naming the rule, is returned in errs for the caller to
+// log once and to record as the message's defect (RuleError.Defect), and evaluation goes on with
+// the next rule. Match is safe for concurrent use.
 func (s *Set) Match(env *Env) (matched []*Rule, errs []error) {
 	if env == nil {
 		return nil, nil
@@ -43,16 +44,36 @@ func (s *Set) Match(env *Env) (matched []*Rule, errs []error) {
 	return matched, errs
 }
 
+// RuleError is the error of one rule's evaluation on one message, as Match and Explain return
+// it: a run-time error such as an index out of range, a helper's error, the memory budget or a
+// bound on a pattern built at run time (a *BoundError, found with errors.As). Such a rule counts
+// as not matched.
+type RuleError struct {
+	Index int    // the rule's position in file order
+	Rule  string // the rule's name
+	Err   error
+}
+
+func (e *RuleError) Error() string {
+	return fmt.Sprintf("rules[%d] %q: when: %v", e.Index, e.Rule, e.Err)
+}
+
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// Defect is the defect the message gets when this rule failed on it: "rule_failed:" and the
+// rule's name. The message is still committed, with the rule treated as not matched.
+func (e *RuleError) Defect() string { return "rule_failed:" + e.Rule }
+
 // eval runs the rule's program on env with m.
 func (r *Rule) eval(m *vm.VM, env *Env) (bool, error) {
 	out, err := m.Run(r.program, env)
 	if err != nil {
-		return false, fmt.Errorf("rules[%d] %q: when: %w", r.Index, r.Name, err)
+		return false, &RuleError{Index: r.Index, Rule: r.Name, Err: err}
 	}
 	ok, isBool := out.(bool)
 	if !isBool {
 		// Unreachable: Compile used expr.AsBool. Kept so a library change cannot turn into a panic.
-		return false, fmt.Errorf("rules[%d] %q: when: result is %T, not bool", r.Index, r.Name, out)
+		return false, &RuleError{Index: r.Index, Rule: r.Name, Err: fmt.Errorf("result is %T, not bool", out)}
 	}
 	return ok, nil
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRECacheBound(t *testing.T) {
-	c := newRECache(4)
+	c := newRECache(4, reCacheBytes)
 	for i := range 10 {
 		if ok, err := c.match(fmt.Sprintf("^a{%d}$", i), strings.Repeat("a", i)); !ok || err != nil {
 			t.Fatalf("pattern %d: %v, %v", i, ok, err)
@@ -30,7 +30,7 @@ func TestRECacheBound(t *testing.T) {
 }
 
 func TestRECacheErrors(t *testing.T) {
-	c := newRECache(4)
+	c := newRECache(4, reCacheBytes)
 	_, err1 := c.get("(")
 	_, err2 := c.get("(")
 	if err1 == nil || err1 != err2 {

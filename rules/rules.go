@@ -9,10 +9,14 @@
 // per Set. The field `date` shadows expr's date() builtin: compare with methods (`date.Year()`),
 // now() and duration() instead.
 //
-// Evaluation is bounded, since expr cannot be interrupted on a timer: an expression has at most
-// 10,000 nodes, an evaluation a memory budget of 1,000,000 expr units, a run-time pattern at most
-// 4,096 bytes, and the message package caps text and html before they get here. A rule that
-// exceeds a bound or fails at run time does not match, and Match returns its error.
+// Evaluation is bounded deterministically, since expr cannot be interrupted on a timer and a
+// timer would make `mailhook test` and the daemon disagree under load: an expression has at most
+// 10,000 nodes, an evaluation a memory budget of 1,000,000 expr units, and the message package
+// caps text and html before they get here. A pattern built at run time (from mail, which an
+// attacker writes) has at most 4,096 bytes and 8,192 program instructions, one use of it costs at
+// most 2^24 units of instructions × input bytes, and the cache of compiled patterns is bounded in
+// count and bytes (recache.go). A rule that exceeds a bound or fails at run time does not match;
+// Match returns its *RuleError, whose Defect the caller records on the message.
 package rules
 
 // Spec is one rule as configured.
