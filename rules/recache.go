@@ -261,15 +261,26 @@ func (c *reCache) size() int64 {
 	return c.bytes
 }
 
+// compiled returns the compiled pattern, from the cache or compiled now, once the bounds admit
+// running it passes times over input (see compiledRE.check): the one entry point for helpers that
+// run a pattern built at run time. The error is the pattern's compile error or a *BoundError.
+func (c *reCache) compiled(pattern, input string, passes int) (*regexp.Regexp, error) {
+	p, err := c.get(pattern)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.check(input, passes); err != nil {
+		return nil, err
+	}
+	return p.re, nil
+}
+
 // match reports whether s matches pattern, in the manner of expr's `matches` operator, within
 // the bounds.
 func (c *reCache) match(pattern, s string) (bool, error) {
-	p, err := c.get(pattern)
+	re, err := c.compiled(pattern, s, 1)
 	if err != nil {
 		return false, err
 	}
-	if err := p.check(s, 1); err != nil {
-		return false, err
-	}
-	return p.re.MatchString(s), nil
+	return re.MatchString(s), nil
 }
