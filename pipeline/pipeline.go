@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/mailhook/mailhook/message"
@@ -230,6 +231,14 @@ func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error
 	}
 	for _, err := range m.errs {
 		p.log.Warn("rule evaluation failed; treated as no match", "account", ev.Account, "mailbox", ev.Mailbox, "uid", ev.UID, "err", err)
+		// The message is still committed, and the webhooks of the rules that did match say
+		// which rule could not judge it: "rule_failed:NAME" (a run-time pattern over its cost
+		// bounds, say).
+		var d interface{ Defect() string }
+		if ev.Message != nil && errors.As(err, &d) && !slices.Contains(ev.Message.Defects, d.Defect()) {
+			ev.Message.Defects = append(ev.Message.Defects, d.Defect())
+			slices.Sort(ev.Message.Defects)
+		}
 	}
 	var jobs []store.Job
 	for _, r := range m.matched {

@@ -284,3 +284,36 @@ func TestInlineChoiceAndShipping(t *testing.T) {
 		t.Errorf("the metadata job shipped content: %s", jobs[1].Body)
 	}
 }
+
+// A rule whose run-time pattern is over its cost bounds does not match, is logged once, and the
+// message is still committed: the webhooks of the rules that matched carry the defect
+// "rule_failed:NAME".
+func TestRuleFailedDefect(t *testing.T) {
+	var logs bytes.Buffer
+	p := newPipeline(t, pipeline.Config{
+		Rules: compile(t,
+			rules.Spec{Name: "project", When: `re("^\\[" + header("X-Project") + "\\]", subject + repeat("x", 70000))`,
+				Actions: []rules.Action{{Webhook: "hook"}}},
+			rules.Spec{Name: "all", Actions: []rules.Action{{Webhook: "hook"}}}),
+		Webhooks: []pipeline.Webhook{{Name: "hook", Body: payload.BodyText,
+			Formatter: formatter(t, payload.FormatOptions{Format: payload.FormatJSON, Body: payload.BodyText})}},
+		Accounts: []pipeline.Account{{Name: "work"}},
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	ev := sampleEvent(t, "work")
+	ev.Message.Headers = append(ev.Message.Headers, message.Header{Name: "X-Project", Value: strings.Repeat("x*", 200)})
+	jobs, err := p.Handle(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Rule != "all" {
+		t.Fatalf("jobs %+v; want the one of rule all", jobs)
+	}
+	var body struct{ Defects []string }
+	if err := json.Unmarshal(jobs[0].Body, &body); err != nil || !slices.Contains(body.Defects, "rule_failed:project") {
+		t.Errorf("payload defects %v (%v); want rule_failed:project", body.Defects, err)
+	}
+	if n := strings.Count(logs.String(), "rule evaluation failed"); n != 1 || !strings.Contains(logs.String(), "match cost") {
+		t.Errorf("logged %d times, want once naming the bound:\n%s", n, logs.String())
+	}
+}
