@@ -22,6 +22,15 @@ type scriptedServer struct {
 
 	mu    sync.Mutex
 	lines []string
+	// firstPass, when set, writes the answer to a UID FETCH asking for BODYSTRUCTURE instead of
+	// the BAD every such fetch gets by default; a write error ends the connection.
+	firstPass func(w *bufio.Writer, tag string) error
+}
+
+func (s *scriptedServer) setFirstPass(f func(w *bufio.Writer, tag string) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.firstPass = f
 }
 
 func startScripted(t *testing.T) *scriptedServer {
@@ -105,7 +114,15 @@ func (s *scriptedServer) serve(conn net.Conn) {
 		case strings.HasPrefix(cmd, "UID SEARCH "):
 			ok = send("* SEARCH 3", tag+" OK done") // the highest UID, whatever was asked
 		case strings.HasPrefix(cmd, "UID FETCH ") && strings.Contains(cmd, "BODYSTRUCTURE"):
-			ok = send(tag + " BAD simulated fetch failure") // the full first pass always fails
+			s.mu.Lock()
+			first := s.firstPass
+			s.mu.Unlock()
+			if first == nil {
+				ok = send(tag + " BAD simulated fetch failure") // the full first pass always fails
+				break
+			}
+			bw := bufio.NewWriter(conn)
+			ok = first(bw, tag) == nil && bw.Flush() == nil
 		case strings.HasPrefix(cmd, "UID FETCH "):
 			ok = send(`* 3 FETCH (UID 3 FLAGS (\Flagged) RFC822.SIZE 1234 INTERNALDATE "26-Nov-2026 10:00:00 +0000")`,
 				tag+" OK done")

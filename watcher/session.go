@@ -38,10 +38,11 @@ type session struct {
 	exists     atomic.Uint32
 	seenExists uint32
 
-	conn     net.Conn             // the counting connection below TLS, for closing it from anywhere
-	hold     atomic.Pointer[Hold] // budget reservation of the FETCH in flight; fed by the reader
-	throttle Throttle             // why the budget refused the last fetch; set when catchUp stopped for it
-	oversize atomic.Int64         // size of an oversized literal the sniffer refused, 0 if none
+	conn     net.Conn                   // the counting connection below TLS, for closing it from anywhere
+	hold     atomic.Pointer[Hold]       // budget reservation of the FETCH in flight; fed by the reader
+	throttle Throttle                   // why the budget refused the last fetch; set when catchUp stopped for it
+	oversize atomic.Int64               // size of an oversized literal the sniffer refused, 0 if none
+	bound    atomic.Pointer[boundError] // the bound a server response broke, nil if none
 
 	mu       sync.Mutex
 	untagged *imap.Error // last untagged BYE or [ALERT] the sniffer saw
@@ -134,6 +135,9 @@ func (w *Watcher) sessionWith(ctx context.Context, body func(s *session, ctx con
 	}
 	if why := s.dog.reason(); why != "" {
 		err = fmt.Errorf("watchdog closed the connection (%s): %w", why, err)
+	}
+	if be := s.bound.Load(); be != nil && !errors.Is(err, errResponseBound) {
+		err = fmt.Errorf("%w: %w", be, err)
 	}
 	return s.progressed, s.oversizeErr(err)
 }
@@ -275,14 +279,15 @@ func (s *session) connect(ctx context.Context, conn net.Conn) error {
 			},
 		},
 	}
-	sniff := &responseSniffer{onStatus: s.serverStatus, maxLiteral: cfg.MaxMessageSize, onOversize: s.oversized}
+	sniff := &responseSniffer{onStatus: s.serverStatus, maxLiteral: cfg.MaxMessageSize, onOversize: s.oversized,
+		onBound: func(e *boundError) { s.bound.CompareAndSwap(nil, e) }}
 	switch cfg.Security {
 	case SecurityTLS:
 		tc := tls.Client(conn, s.tlsConfig([]string{"imap"}))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fmt.Errorf("tls handshake with %s: %w", cfg.Addr, err)
 		}
-		s.c = imapclient.New(&sniffConn{Conn: tc, s: sniff}, opts)
+		s.c = imapclient.New(newSniffConn(tc, sniff), opts)
 	case SecurityStartTLS:
 		// The library upgrades the connection itself, below any wrapper of ours: no sniffer,
 		// so only tagged [ALERT]s are seen.
@@ -293,7 +298,7 @@ func (s *session) connect(ctx context.Context, conn net.Conn) error {
 		}
 		s.c = c
 	default:
-		s.c = imapclient.New(&sniffConn{Conn: conn, s: sniff}, opts)
+		s.c = imapclient.New(newSniffConn(conn, sniff), opts)
 	}
 	if err := s.c.WaitGreeting(); err != nil {
 		return fmt.Errorf("greeting from %s: %w", cfg.Addr, err)
@@ -438,12 +443,15 @@ func (s *session) lastBefore(since time.Time, sel *imap.SelectData) (uint32, err
 	if err != nil {
 		return 0, fmt.Errorf("uid search since %s: %w", since.Format(time.DateOnly), err)
 	}
-	uids := data.AllUIDs()
+	uids, err := searchUIDs(data, 0, searchLimit(s.c.Mailbox()))
+	if err != nil {
+		return 0, fmt.Errorf("uid search since %s: %w", since.Format(time.DateOnly), err)
+	}
 	if len(uids) == 0 {
 		next, err := s.uidNext(sel)
 		return next - 1, err
 	}
-	return uint32(slices.Min(uids)) - 1, nil
+	return slices.Min(uids) - 1, nil
 }
 
 // uidNext returns UIDNEXT from SELECT, or asks for the highest UID when the server left it out.
@@ -456,11 +464,14 @@ func (s *session) uidNext(sel *imap.SelectData) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("uid search *: %w", err)
 	}
-	uids := data.AllUIDs()
+	uids, err := searchUIDs(data, 0, searchLimit(s.c.Mailbox()))
+	if err != nil {
+		return 0, fmt.Errorf("uid search *: %w", err)
+	}
 	if len(uids) == 0 {
 		return 1, nil
 	}
-	return uint32(slices.Max(uids)) + 1, nil
+	return slices.Max(uids) + 1, nil
 }
 
 // idle waits in IDLE (RFC 2177) until an EXISTS push, the refresh interval or ctx, then ends it
