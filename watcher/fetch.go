@@ -55,11 +55,9 @@ func (s *session) catchUp(ctx context.Context) error {
 		return fmt.Errorf("uid search %d:*: %w", last+1, err)
 	}
 	// RFC 3501 §6.4.8: "n:*" always matches the highest UID, even when it is below n.
-	var uids []uint32
-	for _, u := range data.AllUIDs() {
-		if uint32(u) > last {
-			uids = append(uids, uint32(u))
-		}
+	uids, err := searchUIDs(data, last, searchLimit(s.c.Mailbox()))
+	if err != nil {
+		return fmt.Errorf("uid search %d:*: %w", last+1, err)
 	}
 	slices.Sort(uids)
 	uids = slices.Compact(uids)

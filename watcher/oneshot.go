@@ -147,10 +147,14 @@ func (s *session) selectUIDs(sel Selection) ([]uint32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
+	all, err := searchUIDs(data, 0, searchLimit(s.c.Mailbox()))
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
+	}
 	var uids []uint32
-	for _, u := range data.AllUIDs() {
-		if uint32(u) >= sel.UIDMin && (sel.UIDMax == 0 || uint32(u) <= sel.UIDMax) {
-			uids = append(uids, uint32(u))
+	for _, u := range all {
+		if u >= sel.UIDMin && (sel.UIDMax == 0 || u <= sel.UIDMax) {
+			uids = append(uids, u)
 		}
 	}
 	slices.Sort(uids)
