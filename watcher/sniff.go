@@ -52,8 +52,7 @@ type responseSniffer struct {
 	literal int64    // bytes of literal still to skip
 	midLine bool     // the current line continues a response after a literal: not a response start
 	line    []byte   // the first maxSniffLine bytes of the current line
-	tail    [24]byte // the last bytes of the current line, where a literal's "{n}" sits
-	tailLen int
+	tail    lineTail // the last bytes of the current line, where a literal's "{n}" sits
 
 	depth     int   // list nesting of the current response, outside quoted strings and literals
 	quoted    bool  // inside a quoted string
@@ -196,21 +195,38 @@ func (s *responseSniffer) keep(b []byte) {
 	if room := maxSniffLine - len(s.line); room > 0 {
 		s.line = append(s.line, b[:min(room, len(b))]...)
 	}
-	for _, c := range b[max(0, len(b)-len(s.tail)):] {
-		if s.tailLen == len(s.tail) {
-			copy(s.tail[:], s.tail[1:])
-			s.tailLen--
+	s.tail.push(b)
+}
+
+// lineTail keeps the last bytes of a line, where a literal's "{n}" sits.
+type lineTail struct {
+	b [24]byte
+	n int
+}
+
+func (t *lineTail) push(b []byte) {
+	for _, c := range b[max(0, len(b)-len(t.b)):] {
+		if t.n == len(t.b) {
+			copy(t.b[:], t.b[1:])
+			t.n--
 		}
-		s.tail[s.tailLen] = c
-		s.tailLen++
+		t.b[t.n] = c
+		t.n++
 	}
+}
+
+// take returns the tail without a final CR and clears it.
+func (t *lineTail) take() string {
+	s := strings.TrimSuffix(string(t.b[:t.n]), "\r")
+	*t = lineTail{}
+	return s
 }
 
 func (s *responseSniffer) endLine() {
 	line := strings.TrimSuffix(string(s.line), "\r")
-	tail := strings.TrimSuffix(string(s.tail[:s.tailLen]), "\r")
+	tail := s.tail.take()
 	start := !s.midLine
-	s.line, s.tailLen = s.line[:0], 0
+	s.line = s.line[:0]
 	s.quoted, s.escaped = false, false // a quoted string never spans lines (RFC 3501 §4.3)
 	if n, ok := literalSize(tail); ok {
 		if s.maxLiteral > 0 && n > s.maxLiteral && s.onOversize != nil {
@@ -314,8 +330,7 @@ type commandSniffer struct {
 	fetch   bool   // the current line is a FETCH command
 	other   bool   // the current line is another command (or a continuation): skip it
 	literal int64  // bytes of a literal the client is sending, still to skip
-	tail    [24]byte
-	tailLen int
+	tail    lineTail
 }
 
 const (
@@ -351,14 +366,7 @@ func (c *commandSniffer) feed(p []byte) {
 }
 
 func (c *commandSniffer) keep(b []byte) {
-	for _, ch := range b[max(0, len(b)-len(c.tail)):] {
-		if c.tailLen == len(c.tail) {
-			copy(c.tail[:], c.tail[1:])
-			c.tailLen--
-		}
-		c.tail[c.tailLen] = ch
-		c.tailLen++
-	}
+	c.tail.push(b)
 	for len(b) > 0 && !c.other && !c.fetch { // undecided: take bytes up to the verdict only
 		c.line = append(c.line, b[0])
 		b = b[1:]
@@ -380,8 +388,7 @@ func (c *commandSniffer) keep(b []byte) {
 }
 
 func (c *commandSniffer) endLine() {
-	tail := strings.TrimSuffix(string(c.tail[:c.tailLen]), "\r")
-	c.tail, c.tailLen = [24]byte{}, 0
+	tail := c.tail.take()
 	if n, ok := literalSize(tail); ok {
 		c.literal = n // the command goes on after the literal: same line, same verdict
 		return

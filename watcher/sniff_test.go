@@ -161,7 +161,7 @@ func TestSnifferBodyNeed(t *testing.T) {
 			t.Errorf("after %.40q: need %d; want %d", c.line, got, c.need)
 		}
 	}
-	if len(conn.c.line) != 0 || conn.c.tailLen != 0 || conn.c.tail != [24]byte{} {
+	if len(conn.c.line) != 0 || conn.c.tail != (lineTail{}) {
 		t.Error("the command sniffer kept bytes of a finished line")
 	}
 
