@@ -39,7 +39,7 @@ import (
 const (
 	OpMarkSeen = "mark_seen" // STORE +FLAGS.SILENT (\Seen)
 	OpFlag     = "flag"      // STORE +FLAGS.SILENT (Flags…)
-	OpMove     = "move"      // MOVE (RFC 6851), or COPY + STORE \Deleted + EXPUNGE without it
+	OpMove     = "move"      // MOVE (RFC 6851), or UID COPY, STORE \Deleted, UID EXPUNGE without it (see session.move)
 	OpCopy     = "copy"      // COPY
 )
 
@@ -199,11 +199,10 @@ func (s *session) applyPostAction(p PostAction, uids imap.UIDSet) error {
 		return s.c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close()
 	case OpMove, OpCopy:
 		run := func() error {
-			s.begin()
 			if p.Op == OpMove {
-				_, err := s.c.Move(uids, p.Mailbox).Wait()
-				return err
+				return s.move(uids, p.Mailbox)
 			}
+			s.begin()
 			_, err := s.c.Copy(uids, p.Mailbox).Wait()
 			return err
 		}
@@ -223,6 +222,42 @@ func (s *session) applyPostAction(p PostAction, uids imap.UIDSet) error {
 		return nil
 	}
 	return fmt.Errorf("unknown post-action %q", p.Op)
+}
+
+// move moves uids to mailbox: with MOVE (RFC 6851) when the server has it, else by hand, one
+// command at a time, each waiting for the previous one's OK: UID COPY, then UID STORE
+// +FLAGS.SILENT (\Deleted), then UID EXPUNGE of just these UIDs (UIDPLUS, RFC 4315, or
+// IMAP4rev2). go-imap's own fallback pipelines the three, so a failed COPY (a missing target
+// mailbox) still deleted the message, and without UIDPLUS it sends a plain EXPUNGE, which also
+// removes every other message a user had flagged \Deleted. mailhook never sends a plain EXPUNGE:
+// without UID EXPUNGE the original stays in the mailbox, flagged \Deleted, for the user's client
+// to expunge. A crash between COPY and the end leaves at most one extra copy, never a loss.
+func (s *session) move(uids imap.UIDSet, mailbox string) error {
+	s.begin()
+	caps := s.c.Caps()
+	if caps.Has(imap.CapMove) {
+		s.begin()
+		_, err := s.c.Move(uids, mailbox).Wait()
+		return err
+	}
+	s.begin()
+	if _, err := s.c.Copy(uids, mailbox).Wait(); err != nil {
+		return err
+	}
+	s.begin()
+	if err := s.c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return fmt.Errorf("store \\Deleted after the copy: %w", err)
+	}
+	if !caps.Has(imap.CapUIDPlus) && !caps.Has(imap.CapIMAP4rev2) {
+		s.w.log.Info("move: copied and flagged \\Deleted, not expunged: the server has neither MOVE nor UIDPLUS, "+
+			"and a plain EXPUNGE would remove every message flagged \\Deleted", "target", mailbox)
+		return nil
+	}
+	s.begin()
+	if err := s.c.UIDExpunge(uids).Close(); err != nil {
+		return fmt.Errorf("uid expunge after the copy: %w", err)
+	}
+	return nil
 }
 
 // postActionsDue returns a channel that is closed once a post-action job of the mailbox is due

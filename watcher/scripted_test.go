@@ -126,6 +126,16 @@ func (s *scriptedServer) serve(conn net.Conn) {
 		case strings.HasPrefix(cmd, "UID FETCH "):
 			ok = send(`* 3 FETCH (UID 3 FLAGS (\Flagged) RFC822.SIZE 1234 INTERNALDATE "26-Nov-2026 10:00:00 +0000")`,
 				tag+" OK done")
+		case strings.HasPrefix(cmd, "UID COPY "):
+			// The target exists once created: until then, [TRYCREATE] (RFC 3501 §6.4.7).
+			if s.count("CREATE ") == 0 {
+				ok = send(tag + " NO [TRYCREATE] no such mailbox")
+			} else {
+				ok = send(tag + " OK copied")
+			}
+		case strings.HasPrefix(cmd, "CREATE "), strings.HasPrefix(cmd, "UID STORE "), strings.HasPrefix(cmd, "STORE "),
+			strings.HasPrefix(cmd, "UID EXPUNGE "), cmd == "EXPUNGE":
+			ok = send(tag + " OK done")
 		case cmd == "NOOP":
 			ok = send(tag + " OK done")
 		case cmd == "IDLE":

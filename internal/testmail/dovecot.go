@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
@@ -59,6 +60,9 @@ type DovecotOptions struct {
 	// NoIdle sets imap_capability to Dovecot's list without IDLE, so a client must poll. Dovecot
 	// still answers an IDLE command; only the advertisement goes.
 	NoIdle bool
+	// Capability, when set, is imap_capability: the post-login capability list Dovecot
+	// advertises (it still accepts the commands left out; clients just do not use them).
+	Capability string
 	// LogoutFormat is imap_logout_format; empty means "in=%i out=%o" (bytes received and sent per
 	// session), which LogoutBytes sums.
 	LogoutFormat string
@@ -257,7 +261,10 @@ func (d *Dovecot) writeConfig(opts DovecotOptions, port int) error {
 	set("imap_logout_format", cmp.Or(opts.LogoutFormat, "in=%i out=%o"))
 	// The remote IP in every mail process log line lets LogoutBytes skip admin sessions.
 	set("mail_log_prefix", `"%s(%u)<%{pid}><%{session}><%r>: "`)
-	if opts.NoIdle {
+	switch {
+	case opts.Capability != "":
+		set("imap_capability", opts.Capability)
+	case opts.NoIdle:
 		set("imap_capability", dovecotCapsWithoutIdle)
 	}
 	// No login penalty per client IP after a failed login (up to 15 s in Dovecot 2.3): the auth
@@ -544,6 +551,24 @@ func (d *Dovecot) Flags(mailbox string, uid uint32) ([]string, error) {
 		return err
 	})
 	return flags, err
+}
+
+// AddFlags adds flags to the message with the given UID, as a user's client would.
+func (d *Dovecot) AddFlags(mailbox string, uid uint32, flags ...string) error {
+	return d.adminSession(func(c *imapclient.Client) error {
+		if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+			return fmt.Errorf("select %q: %w", mailbox, err)
+		}
+		fl := make([]imap.Flag, len(flags))
+		for i, f := range flags {
+			fl[i] = imap.Flag(f)
+		}
+		err := c.Store(imap.UIDSetNum(imap.UID(uid)), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: fl}, nil).Close()
+		if err != nil {
+			return fmt.Errorf("store flags of uid %d in %q: %w", uid, mailbox, err)
+		}
+		return nil
+	})
 }
 
 func (d *Dovecot) adminSession(fn func(*imapclient.Client) error) error {
