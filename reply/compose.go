@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	htmltemplate "html/template"
+	"io"
 	"mime"
 	"strings"
 	"text/template"
@@ -39,14 +41,27 @@ type TemplateError struct {
 func (e *TemplateError) Error() string { return e.Field + ": " + e.Err.Error() }
 func (e *TemplateError) Unwrap() error { return e.Err }
 
-// Template is a parsed auto-reply: subject, plain-text body and optional HTML body, each a
-// Go text/template executed with the original *message.Message as its data ({{ .Subject }},
-// {{ .From.Address }}, …). Parse it once at startup with ParseTemplate; it is safe for
-// concurrent use.
+// Template is a parsed auto-reply: subject, plain-text body and optional HTML body, each a Go
+// template executed with the original *message.Message as its data ({{ .Subject }},
+// {{ .From.Address }}, …). The HTML body is an html/template: what comes from the message
+// (which its sender wrote) is escaped for where it lands, so a subject or a display name never
+// becomes markup in a reply sent from the organisation's address. Parse it once at startup with
+// ParseTemplate; it is safe for concurrent use.
 type Template struct {
 	Name                string
-	subject, text, html *template.Template
+	subject, text, html executor
 }
+
+// executor is what Template needs of a text/template or an html/template.
+type executor interface {
+	Execute(w io.Writer, data any) error
+	Name() string
+}
+
+var (
+	_ executor = (*template.Template)(nil)
+	_ executor = (*htmltemplate.Template)(nil)
+)
 
 // ParseTemplate parses the templates of reply name and executes each once against an empty
 // message, so a reference to a field that does not exist fails here, at startup, not on the first
@@ -54,9 +69,15 @@ type Template struct {
 func ParseTemplate(name, subject, text, html string) (*Template, error) {
 	t := &Template{Name: name}
 	var errs []error
-	parse := func(field, src string) *template.Template {
-		tpl, err := template.New(field).Option("missingkey=error").Parse(src)
-		if err == nil {
+	parse := func(field, src string) executor {
+		var tpl executor
+		var err error
+		if field == "html" {
+			tpl, err = htmltemplate.New(field).Option("missingkey=error").Parse(src)
+		} else {
+			tpl, err = template.New(field).Option("missingkey=error").Parse(src)
+		}
+		if err == nil { // html/template reports a template it cannot escape here, at the first run
 			err = tpl.Execute(&limitedBuffer{max: maxReplyBodyBytes}, &message.Message{})
 		}
 		if err != nil {
@@ -88,7 +109,7 @@ func ParseTemplate(name, subject, text, html string) (*Template, error) {
 // characters become spaces, so nothing from the message can start a header of its own) and cut at
 // 900 bytes; the bodies are cut at 1 MiB.
 func (t *Template) Render(m *message.Message) (subject, text, html string, err error) {
-	run := func(tpl *template.Template) (string, error) {
+	run := func(tpl executor) (string, error) {
 		if tpl == nil {
 			return "", nil
 		}

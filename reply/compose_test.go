@@ -290,3 +290,31 @@ func TestParseReplyJobRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyHTMLEscapes: the html template escapes what comes from the message (its sender
+// chose the subject and display name); text/template let it through as markup.
+func TestReplyHTMLEscapes(t *testing.T) {
+	tpl := mustTemplate(t, "Re: {{ .Subject }}", "Thanks {{ .From.Name }}: {{ .Subject }}",
+		`<p>Thanks {{ .From.Name }}</p><p>{{ .Subject }}</p><a href="mailto:{{ .From.Address }}">reply</a>`)
+	m := &message.Message{
+		Subject: `<script>alert(1)</script><a href="https://evil.example">click</a>`,
+		From:    message.Address{Name: `"><img src=x onerror=alert(2)>`, Address: `"x\" onclick=alert(3)"@example.com`},
+	}
+	_, text, html, err := tpl.Render(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"<script>", "<img", `<a href="https://evil.example"`, `" onclick`} {
+		if strings.Contains(html, bad) {
+			t.Errorf("html reply carries markup from the message %q:\n%s", bad, html)
+		}
+	}
+	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;img src=x onerror=alert(2)&gt;"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("html reply lacks the escaped %q:\n%s", want, html)
+		}
+	}
+	if !strings.Contains(text, "<script>alert(1)</script>") {
+		t.Errorf("the text body is escaped too: %q", text)
+	}
+}
