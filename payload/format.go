@@ -256,9 +256,59 @@ func marshalBody(v any) ([]byte, error) {
 }
 
 // Sample returns the payload of a made-up message with the body mode's bodies, with every
-// list non-empty and text that needs escaping everywhere (quotes, <, >, &, backslashes, newlines,
-// non-ASCII). NewFormatter renders templates over it at startup.
+// list non-empty and, in every string that comes from the message (whose sender chooses it),
+// text that needs escaping: quotes, backslashes, a newline, "</script>", U+2028, non-ASCII.
+// NewFormatter renders templates over it at startup, so a template that puts any such field
+// into JSON without the json function fails there, not on the first hostile message.
 func Sample(body BodyMode) *Payload {
+	p := sample(body)
+	p.Headers[`x-"hostile\`+"\n</script>\u2028"] = []string{"x"} // a header name from the message too
+	makeHostile(reflect.ValueOf(p).Elem())
+	return p
+}
+
+// hostileText is appended to every string of the sample payload that comes from the message.
+const hostileText = ` "q" 'q' \ </script>` + "\n\u2028 Grüße"
+
+// ours are the payload's strings that mailhook or its configuration writes, never a message:
+// the job id, the rule, account and mailbox names, the defects, attachment content (base64).
+var ours = map[string]bool{"ID": true, "Rule": true, "Account": true, "Mailbox": true, "Defects": true, "ContentBase64": true}
+
+// makeHostile appends hostileText to every string reachable from v (a struct, pointer, slice or map
+// value), skipping the fields named in ours.
+func makeHostile(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(v.String() + hostileText)
+	case reflect.Pointer:
+		if !v.IsNil() {
+			makeHostile(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.IsExported() && !ours[f.Name] {
+				makeHostile(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			makeHostile(v.Index(i))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(k))
+			if e.Kind() == reflect.Slice { // a copy, so the sample's own slices are not shared
+				e.Set(reflect.AppendSlice(reflect.MakeSlice(e.Type(), 0, e.Len()), e))
+			}
+			makeHostile(e)
+			v.SetMapIndex(k, e)
+		}
+	}
+}
+
+// sample is Sample before hostileText.
+func sample(body BodyMode) *Payload {
 	m := &message.Message{
 		MessageID: `<sample-1@mailhook.invalid>`,
 		Subject:   `Sample "subject" <b>&</b> \ Grüße`,

@@ -3,6 +3,7 @@ package payload
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -356,4 +357,70 @@ func TestFormatsRenderSample(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTemplateCheckEveryField: the start-up check renders the template over a sample whose every
+// string from the message carries quotes, a backslash, a newline, "</script>" and U+2028, so a
+// field put into JSON without the json function fails there. The sample used to have them in
+// some fields only: "{{ .From.Address }}" passed, and a quoted local part then injected keys.
+func TestTemplateCheckEveryField(t *testing.T) {
+	for _, field := range []string{".Subject", ".MessageID", ".From.Name", ".From.Address", "(index .To 0).Address",
+		"(index .To 0).Name", "(index .Cc 0).Address", "(index .ReplyTo 0).Address", ".Text", ".HTML",
+		"(index .Attachments 0).Filename", "(index .Attachments 0).ContentType", `(index (index .Headers "list-id") 0)`,
+		".Auth.DKIM", `{{ range $k, $v := .Headers }}{{ $k }}{{ end }}`} {
+		expr := "{{ " + field + " }}"
+		if strings.HasPrefix(field, "{{") {
+			expr = field
+		}
+		_, err := NewFormatter(FormatOptions{Format: FormatTemplate, Body: BodyBoth, Template: `{"x": "` + expr + `"}`})
+		if err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+			t.Errorf("%s unquoted: %v; want the start-up check to fail", field, err)
+		}
+		if _, err := NewFormatter(FormatOptions{Format: FormatTemplate, Body: BodyBoth,
+			Template: `{"x": {{ json ` + strings.Trim(expr, "{} ") + ` }}}`}); err != nil && !strings.HasPrefix(field, "{{") {
+			t.Errorf("%s with json: %v", field, err)
+		}
+	}
+	// Every string from the message carries the hostile text; what mailhook writes does not.
+	var walk func(path string, v reflect.Value)
+	walk = func(path string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.String:
+			if hostileNow := strings.Contains(v.String(), hostileText); hostileNow == isOurs(path) {
+				t.Errorf("%s = %q", path, v.String())
+			}
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(path, v.Elem())
+			}
+		case reflect.Struct:
+			for i := range v.NumField() {
+				if v.Type().Field(i).IsExported() {
+					walk(path+"."+v.Type().Field(i).Name, v.Field(i))
+				}
+			}
+		case reflect.Slice, reflect.Array:
+			if v.Len() == 0 && v.Type().Elem().Kind() != reflect.Uint8 {
+				t.Errorf("%s is empty in the sample", path)
+			}
+			for i := range v.Len() {
+				walk(path+"[]", v.Index(i))
+			}
+		case reflect.Map:
+			for _, k := range v.MapKeys() {
+				walk(path+"{}", v.MapIndex(k))
+			}
+		}
+	}
+	walk("", reflect.ValueOf(Sample(BodyBoth)).Elem())
+}
+
+// isOurs reports whether a field path of the payload is written by mailhook, not the message.
+func isOurs(path string) bool {
+	for _, f := range []string{".ID", ".Rule", ".Account", ".Mailbox", ".Defects[]", ".ContentBase64"} {
+		if strings.HasSuffix(path, f) {
+			return true
+		}
+	}
+	return false
 }
