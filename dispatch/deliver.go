@@ -41,9 +41,8 @@ func newEndpoint(e Endpoint, log *slog.Logger) *endpoint {
 		dialer.Control = refuseLinkLocal
 	}
 	tr := &http.Transport{
-		// With a proxy from the environment, the link-local check applies to the proxy's address.
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		Proxy:                 proxyFor(e.AllowLinkLocal, http.ProxyFromEnvironment),
+		DialContext:           dialLocalhostNames(dialer.DialContext),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   e.Concurrency,
@@ -356,13 +355,72 @@ func refuseLinkLocal(_, address string, _ syscall.RawConn) error {
 
 // guardedAddr reports whether ip is link-local (169.254.0.0/16, fe80::/10; RFC 3927, RFC 4291
 // §2.5.6), a cloud instance-metadata address outside those ranges (AWS's IPv6 fd00:ec2::254,
-// Alibaba Cloud's 100.100.100.200), or one of these in IPv4-mapped or NAT64 (64:ff9b::/96, RFC 6052
-// §2.1) form.
+// Google Cloud's IPv6 fd20:ce::254, Azure's WireServer 168.63.129.16, Alibaba Cloud's
+// 100.100.100.200), or one of these in IPv4-mapped or NAT64 (64:ff9b::/96, RFC 6052 §2.1) form.
 func guardedAddr(ip netip.Addr) bool {
 	ip = ip.WithZone("").Unmap()
 	if netip.MustParsePrefix("64:ff9b::/96").Contains(ip) {
 		ip = netip.AddrFrom4([4]byte(ip.AsSlice()[12:]))
 	}
-	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip == netip.MustParseAddr("fd00:ec2::254") || ip == netip.MustParseAddr("100.100.100.200")
+	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || slices.Contains(metadataAddrs, ip)
+}
+
+// metadataAddrs are cloud instance-metadata addresses outside the link-local ranges.
+var metadataAddrs = []netip.Addr{
+	netip.MustParseAddr("fd00:ec2::254"),   // AWS, IPv6
+	netip.MustParseAddr("fd20:ce::254"),    // Google Cloud, IPv6
+	netip.MustParseAddr("168.63.129.16"),   // Azure WireServer
+	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
+}
+
+// isLocalhostName reports whether host is "localhost" or a name under .localhost (RFC 6761
+// §6.3), which name the local machine whatever DNS says.
+func isLocalhostName(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	return h == "localhost" || strings.HasSuffix(h, ".localhost")
+}
+
+// dialLocalhostNames wraps dial so that a localhost name (RFC 6761 §6.3) is dialled on the loopback
+// addresses, 127.0.0.1 and then ::1, and never looked up in DNS: configuration trusts such names
+// as loopback (plain http is allowed to them), so a DNS answer must not send them elsewhere.
+func dialLocalhostNames(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || !isLocalhostName(host) {
+			return dial(ctx, network, addr)
+		}
+		c, err := dial(ctx, network, net.JoinHostPort("127.0.0.1", port))
+		if err == nil {
+			return c, nil
+		}
+		if c, err6 := dial(ctx, network, net.JoinHostPort("::1", port)); err6 == nil {
+			return c, nil
+		}
+		return nil, err
+	}
+}
+
+// proxyFor wraps the transport's proxy choice (HTTP_PROXY, HTTPS_PROXY, NO_PROXY). A request
+// through a proxy is dialled by the proxy: the dial-time address check sees the proxy's address,
+// not the webhook's, and the proxy resolves the webhook's name itself. So localhost names and
+// loopback addresses always go direct (to the loopback, see dialLocalhostNames), and unless
+// allowLinkLocal a URL whose host is a guarded address literal is refused before any proxy sees
+// it. A name that the proxy resolves to a guarded address cannot be seen here: the proxy's own
+// policy must refuse it.
+func proxyFor(allowLinkLocal bool, fromEnv func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	return func(r *http.Request) (*url.URL, error) {
+		host := r.URL.Hostname()
+		if isLocalhostName(host) {
+			return nil, nil
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if ip.Unmap().IsLoopback() {
+				return nil, nil
+			}
+			if !allowLinkLocal && guardedAddr(ip) {
+				return nil, &refusedAddrError{addr: ip.WithZone("")}
+			}
+		}
+		return fromEnv(r)
+	}
 }

@@ -678,7 +678,8 @@ func TestGuardedAddr(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"169.254.169.254": true, "169.254.0.1": true, "::ffff:169.254.169.254": true,
 		"fe80::1": true, "fe80::1%eth0": true, "64:ff9b::a9fe:a9fe": true, "fd00:ec2::254": true,
-		"100.100.100.200": true, "ff02::1": true,
+		"100.100.100.200": true, "ff02::1": true, "fd20:ce::254": true, "168.63.129.16": true,
+		"::ffff:168.63.129.16": true, "64:ff9b::a83f:8110": true,
 		"127.0.0.1": false, "::1": false, "10.0.0.1": false, "192.168.1.1": false, "172.16.0.1": false,
 		"fd00::1": false, "8.8.8.8": false, "2001:db8::1": false, "64:ff9b::808:808": false,
 	} {
