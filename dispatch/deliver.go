@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/mailhook/mailhook/internal/failpoint"
+	"github.com/mailhook/mailhook/internal/localhost"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
@@ -42,7 +43,7 @@ func newEndpoint(e Endpoint, log *slog.Logger) *endpoint {
 	}
 	tr := &http.Transport{
 		Proxy:                 proxyFor(e.AllowLinkLocal, http.ProxyFromEnvironment),
-		DialContext:           dialLocalhostNames(dialer.DialContext),
+		DialContext:           localhost.Dial(dialer.DialContext),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   e.Concurrency,
@@ -373,44 +374,17 @@ var metadataAddrs = []netip.Addr{
 	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
 }
 
-// isLocalhostName reports whether host is "localhost" or a name under .localhost (RFC 6761
-// §6.3), which name the local machine whatever DNS says.
-func isLocalhostName(host string) bool {
-	h := strings.TrimSuffix(strings.ToLower(host), ".")
-	return h == "localhost" || strings.HasSuffix(h, ".localhost")
-}
-
-// dialLocalhostNames wraps dial so that a localhost name (RFC 6761 §6.3) is dialled on the loopback
-// addresses, 127.0.0.1 and then ::1, and never looked up in DNS: configuration trusts such names
-// as loopback (plain http is allowed to them), so a DNS answer must not send them elsewhere.
-func dialLocalhostNames(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil || !isLocalhostName(host) {
-			return dial(ctx, network, addr)
-		}
-		c, err := dial(ctx, network, net.JoinHostPort("127.0.0.1", port))
-		if err == nil {
-			return c, nil
-		}
-		if c, err6 := dial(ctx, network, net.JoinHostPort("::1", port)); err6 == nil {
-			return c, nil
-		}
-		return nil, err
-	}
-}
-
 // proxyFor wraps the transport's proxy choice (HTTP_PROXY, HTTPS_PROXY, NO_PROXY). A request
 // through a proxy is dialled by the proxy: the dial-time address check sees the proxy's address,
 // not the webhook's, and the proxy resolves the webhook's name itself. So localhost names and
-// loopback addresses always go direct (to the loopback, see dialLocalhostNames), and unless
+// loopback addresses always go direct (to the loopback: see package localhost), and unless
 // allowLinkLocal a URL whose host is a guarded address literal is refused before any proxy sees
 // it. A name that the proxy resolves to a guarded address cannot be seen here: the proxy's own
 // policy must refuse it.
 func proxyFor(allowLinkLocal bool, fromEnv func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
 	return func(r *http.Request) (*url.URL, error) {
 		host := r.URL.Hostname()
-		if isLocalhostName(host) {
+		if localhost.IsName(host) {
 			return nil, nil
 		}
 		if ip, err := netip.ParseAddr(host); err == nil {

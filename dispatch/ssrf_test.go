@@ -1,12 +1,9 @@
 package dispatch
 
 import (
-	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,22 +26,6 @@ func TestLocalhostNameDelivered(t *testing.T) {
 	out.add(newJob("msg_L", "local", time.Now()))
 	next(t, got)
 	out.waitState(t, "msg_L", store.StateDone)
-}
-
-// TestDialLocalhostNames: every localhost name goes to 127.0.0.1 (or ::1), other names as given.
-func TestDialLocalhostNames(t *testing.T) {
-	var dialled []string
-	dial := dialLocalhostNames(func(_ context.Context, _, addr string) (net.Conn, error) {
-		dialled = append(dialled, addr)
-		return nil, errors.New("no")
-	})
-	for _, addr := range []string{"localhost:80", "a.b.LOCALHOST.:443", "example.com:80", "localhost.example.com:80"} {
-		dial(context.Background(), "tcp", addr)
-	}
-	want := "127.0.0.1:80 [::1]:80 127.0.0.1:443 [::1]:443 example.com:80 localhost.example.com:80"
-	if strings.Join(dialled, " ") != want {
-		t.Errorf("dialled %v; want %s", dialled, want)
-	}
 }
 
 // TestProxyFor: with HTTP(S)_PROXY set, the proxy dials the webhook, out of sight of the dial-time

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mailhook/mailhook/internal/localhost"
 )
 
 // AuthCodeOptions returns the extra authorization-request parameters a provider needs to issue a
@@ -148,9 +150,18 @@ func Device(ctx context.Context, oc *oauth2.Config, httpClient *http.Client, sho
 	return checkRefresh(tok)
 }
 
+// defaultClient is the HTTP client of token requests when none is configured: Go's default
+// transport, except that a localhost name (plain http is allowed to it) dials the loopback and
+// never asks DNS.
+func defaultClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = localhost.Dial((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
+	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: tr}
+}
+
 func withClient(ctx context.Context, c *http.Client) context.Context {
 	if c == nil {
-		c = &http.Client{Timeout: DefaultHTTPTimeout}
+		c = defaultClient()
 	}
 	return context.WithValue(ctx, oauth2.HTTPClient, c)
 }

@@ -169,7 +169,7 @@ func NewSource(cfg Config) (*Source, error) {
 		refresh:    cfg.RefreshToken,
 	}
 	if s.client == nil {
-		s.client = &http.Client{Timeout: DefaultHTTPTimeout}
+		s.client = defaultClient()
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mailhook/mailhook/internal/localhost"
 )
 
 // Sender submits one message to one recipient. It is what reply workers drive; tests inject
@@ -156,7 +158,7 @@ func NewSMTPSender(cfg SMTPConfig) (*SMTPSender, error) {
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
-		cfg.Dial = d.DialContext
+		cfg.Dial = localhost.Dial(d.DialContext) // a localhost name never goes to DNS
 	}
 	return &SMTPSender{cfg: cfg, host: host}, nil
 }

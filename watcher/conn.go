@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/mailhook/mailhook/internal/localhost"
 )
 
 // countingConn reports every successful read to onRead: the byte budget and the watchdog both
@@ -36,7 +38,7 @@ func dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
 			Count:    4,
 		},
 	}
-	return d.DialContext(ctx, network, addr)
+	return localhost.Dial(d.DialContext)(ctx, network, addr) // a localhost name never goes to DNS
 }
 
 // Watchdog modes.
