@@ -16,12 +16,22 @@ import (
 // (the minimal fetch asks for no BODYSTRUCTURE), the mailbox moving on.
 func hostileFirstPass(t *testing.T, want string, write func(w *bufio.Writer, tag string) error) {
 	t.Helper()
+	hostileFirstPassVia(t, want, nil, write)
+}
+
+// hostileFirstPassVia is hostileFirstPass with via, when not nil, changing the config to reach
+// the scripted server at addr another way (through a STARTTLS front, say).
+func hostileFirstPassVia(t *testing.T, want string, via func(t *testing.T, addr string, cfg *watcher.Config), write func(w *bufio.Writer, tag string) error) {
+	t.Helper()
 	srv := startScripted(t)
 	srv.setFirstPass(write)
 	logs := &syncBuffer{}
 	st, rec := newFakeState(), newRecorder()
 	cfg := baseConfig(srv.ln.Addr().String(), "user@example.test", "secret-pw", logs)
 	cfg.Start = watcher.StartAll
+	if via != nil {
+		via(t, srv.ln.Addr().String(), &cfg)
+	}
 	w := mustNew(t, cfg, st, rec)
 	runWatcher(t, w, logs)
 
@@ -44,16 +54,19 @@ func hostileFirstPass(t *testing.T, want string, write func(w *bufio.Writer, tag
 // recurse until the process died of a stack overflow (fatal, not a panic). The sniffer drops the
 // connection at maxResponseDepth.
 func TestHostileNesting(t *testing.T) {
-	hostileFirstPass(t, "server response nests lists 257 deep", func(w *bufio.Writer, tag string) error {
-		w.WriteString("* 1 FETCH (UID 3 RFC822.SIZE 1234 BODYSTRUCTURE ")
-		for range 8 << 10 {
-			if _, err := w.WriteString(strings.Repeat("(", 1024)); err != nil {
-				return err
-			}
+	hostileFirstPass(t, "server response nests lists 257 deep", deepParens)
+}
+
+// deepParens answers a first pass with one FETCH line of 8 MiB of "(".
+func deepParens(w *bufio.Writer, tag string) error {
+	w.WriteString("* 1 FETCH (UID 3 RFC822.SIZE 1234 BODYSTRUCTURE ")
+	for range 8 << 10 {
+		if _, err := w.WriteString(strings.Repeat("(", 1024)); err != nil {
+			return err
 		}
-		_, err := w.WriteString("\r\n" + tag + " OK done\r\n")
-		return err
-	})
+	}
+	_, err := w.WriteString("\r\n" + tag + " OK done\r\n")
+	return err
 }
 
 // TestHostileQuotedString: a 16 MiB quoted string inside BODYSTRUCTURE was buffered whole by

@@ -289,14 +289,13 @@ func (s *session) connect(ctx context.Context, conn net.Conn) error {
 		}
 		s.c = imapclient.New(newSniffConn(tc, sniff), opts)
 	case SecurityStartTLS:
-		// The library upgrades the connection itself, below any wrapper of ours: no sniffer,
-		// so only tagged [ALERT]s are seen.
-		opts.TLSConfig = s.tlsConfig(nil)
-		c, err := imapclient.NewStartTLS(conn, opts)
+		// STARTTLS by hand (starttls.go): go-imap's upgrade replaces the connection below any
+		// wrapper of ours, which would leave the session without the sniffer and its bounds.
+		tc, err := startTLS(ctx, conn, s.tlsConfig(nil))
 		if err != nil {
 			return fmt.Errorf("starttls with %s: %w", cfg.Addr, err)
 		}
-		s.c = c
+		s.c = imapclient.New(newSniffConn(tc, sniff), opts)
 	default:
 		s.c = imapclient.New(newSniffConn(conn, sniff), opts)
 	}

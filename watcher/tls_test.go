@@ -1,6 +1,7 @@
 package watcher_test
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +20,8 @@ import (
 	"github.com/mailhook/mailhook/watcher"
 )
 
-// startTLSFront terminates implicit TLS (port-993 style) on a loopback port and forwards the
-// plaintext to target. It returns the address and a pool that trusts its certificate.
-func startTLSFront(t *testing.T, target string) (string, *x509.CertPool) {
+// testCert returns a self-signed certificate for imap.test and a pool that trusts it.
+func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -45,9 +46,15 @@ func startTLSFront(t *testing.T, target string) (string, *x509.CertPool) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-	})
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// startTLSFront terminates implicit TLS (port-993 style) on a loopback port and forwards the
+// plaintext to target. It returns the address and a pool that trusts its certificate.
+func startTLSFront(t *testing.T, target string) (string, *x509.CertPool) {
+	t.Helper()
+	cert, pool := testCert(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,4 +127,106 @@ func TestTLSRejectsUntrustedCertificate(t *testing.T) {
 	if st := w.Status(); st.State == watcher.StateIdle {
 		t.Errorf("session became ready despite an untrusted certificate")
 	}
+}
+
+// startStartTLSFront is a port-143 front: it greets in plaintext, answers STARTTLS (with inject,
+// followed by a plaintext response that must be ignored), runs the TLS handshake, then connects to
+// target (a plaintext IMAP server), drops target's greeting and forwards the rest both ways. It
+// returns the address and a pool that trusts its certificate.
+func startStartTLSFront(t *testing.T, target string, inject bool) (string, *x509.CertPool) {
+	t.Helper()
+	cert, pool := testCert(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	serve := func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] front ready\r\n")
+		r := bufio.NewReader(c)
+		line, err := r.ReadString('\n')
+		tag, cmd, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if err != nil || !strings.EqualFold(cmd, "STARTTLS") {
+			io.WriteString(c, tag+" BAD STARTTLS first\r\n")
+			return
+		}
+		io.WriteString(c, tag+" OK begin TLS\r\n")
+		if inject { // plaintext after the OK must never be read as protocol by the client
+			io.WriteString(c, "* BYE [ALERT] injected before TLS\r\n")
+		}
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		conns = append(conns, tc, up)
+		mu.Unlock()
+		ur := bufio.NewReader(up)
+		if _, err := ur.ReadString('\n'); err != nil { // target's greeting
+			up.Close()
+			return
+		}
+		wg.Go(func() { io.Copy(up, tc); up.Close() })
+		io.Copy(tc, ur)
+		tc.Close()
+	}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { serve(c) })
+		}
+	})
+	return ln.Addr().String(), pool
+}
+
+func TestStartTLS(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	addr, pool := startStartTLSFront(t, srv.Addr(), true)
+	logs := &syncBuffer{}
+	st, rec := newFakeState(), newRecorder()
+	cfg := baseConfig(addr, srv.User(), srv.Password(), logs)
+	cfg.Security = watcher.SecurityStartTLS
+	cfg.TLS = &tls.Config{RootCAs: pool, ServerName: "imap.test"}
+	w := mustNew(t, cfg, st, rec)
+	runWatcher(t, w, logs)
+
+	waitState(t, w, watcher.StateIdle)
+	uids := appendN(t, srv, 0, 1)
+	rec.waitUIDs(t, uids...)
+	if strings.Contains(logs.String(), "injected") {
+		t.Error("plaintext sent after the STARTTLS OK was read as a response")
+	}
+}
+
+// TestStartTLSHostileNesting: with STARTTLS, go-imap replaced the connection below the response
+// sniffer, so none of its bounds held: the 8 MB line of parentheses killed the process.
+func TestStartTLSHostileNesting(t *testing.T) {
+	hostileFirstPassVia(t, "server response nests lists 257 deep", func(t *testing.T, addr string, cfg *watcher.Config) {
+		front, pool := startStartTLSFront(t, addr, false)
+		cfg.Addr = front
+		cfg.Security = watcher.SecurityStartTLS
+		cfg.TLS = &tls.Config{RootCAs: pool, ServerName: "imap.test"}
+	}, deepParens)
 }
