@@ -157,21 +157,31 @@ func (s *responseSniffer) feed(p []byte) (int, error) {
 	return done, nil
 }
 
-// scan follows quoting and list nesting over response bytes outside literals.
+// scan follows quoting and list nesting over response bytes outside literals. It jumps between
+// the bytes that matter (quotes, backslashes in quoted strings, parentheses outside them), so a
+// long atom or quoted string costs an IndexAny, not a loop step per byte.
 func (s *responseSniffer) scan(b []byte) {
-	for _, c := range b {
+	for len(b) > 0 {
+		if s.escaped {
+			s.escaped = false
+			b = b[1:]
+			continue
+		}
+		special := "\"()"
+		if s.quoted {
+			special = "\"\\"
+		}
+		i := bytes.IndexAny(b, special)
+		if i < 0 {
+			return
+		}
+		c := b[i]
+		b = b[i+1:]
 		switch {
-		case s.quoted:
-			switch {
-			case s.escaped:
-				s.escaped = false
-			case c == '\\':
-				s.escaped = true
-			case c == '"':
-				s.quoted = false
-			}
+		case s.quoted && c == '\\':
+			s.escaped = true
 		case c == '"':
-			s.quoted = true
+			s.quoted = !s.quoted
 		case c == '(':
 			s.depth++
 			if s.depth > maxResponseDepth && s.broken == nil {
