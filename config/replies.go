@@ -20,7 +20,8 @@ type Reply struct {
 	// OwnAddresses are the addresses that count as "us" (RFC 3834 §2); empty means the account's
 	// username and smtp.from, which the caller fills in per account. smtp.from always counts.
 	OwnAddresses []string `mapstructure:"own_addresses"`
-	// HTML is an optional text/template for an HTML alternative of the body.
+	// HTML is an optional html/template for an HTML alternative of the body: it escapes what
+	// comes from the message.
 	HTML string `mapstructure:"html"`
 	// Suppress adds sender patterns ('*' wildcards, case-insensitive, whole address) to the
 	// built-in ones never answered: MAILER-DAEMON*, LISTSERV*, majordomo*, *-request@*, owner-*.

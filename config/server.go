@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"strings"
+
+	"github.com/mailhook/mailhook/internal/localhost"
 )
 
 // Connection security values for imap.security and smtp.security.
@@ -47,12 +49,13 @@ func (t TLSConfig) ClientConfig(host string) (*tls.Config, error) {
 }
 
 // isLoopback reports whether host names the local machine without asking DNS: "localhost" and
-// names under .localhost (RFC 6761 §6.3), or a loopback IP address.
+// names under .localhost (RFC 6761 §6.3), which every dialer sends to the loopback (package
+// localhost), or a loopback IP address.
 func isLoopback(host string) bool {
-	h := strings.TrimSuffix(strings.ToLower(host), ".")
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+	if localhost.IsName(host) {
 		return true
 	}
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
 	ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
 	return ip != nil && ip.IsLoopback()
 }
