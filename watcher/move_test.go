@@ -146,3 +146,16 @@ func TestScriptedMoveWaitsForCopy(t *testing.T) {
 		t.Errorf("commands %v; want %v (copy refused, create, copy, flag; no expunge without UIDPLUS)", got, want)
 	}
 }
+
+// TestProbeMoveRemoves: Probe (check --online) tells whether a move: can take the original out
+// of the mailbox, so the check warns about a server with neither MOVE nor UIDPLUS.
+func TestProbeMoveRemoves(t *testing.T) {
+	for caps, want := range map[string]bool{"": true, capsNoMove: true, capsNoMoveUIDPlus: false} {
+		srv := testmail.StartDovecot(t, testmail.DovecotOptions{Capability: caps})
+		cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), &syncBuffer{})
+		rep, err := watcher.Probe(context.Background(), cfg, []string{"INBOX"}, nil)
+		if err != nil || rep.MoveRemoves != want {
+			t.Errorf("capabilities %q: MoveRemoves %v, %v; want %v", caps, rep.MoveRemoves, err, want)
+		}
+	}
+}

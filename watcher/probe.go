@@ -24,9 +24,12 @@ type MailboxProbe struct {
 
 // ProbeReport is the result of Probe.
 type ProbeReport struct {
-	Idle      bool           // the server advertises IDLE (RFC 2177) or is IMAP4rev2
-	Mailboxes []MailboxProbe // in the order asked
-	Folders   []MailboxProbe // in the order asked
+	Idle bool // the server advertises IDLE (RFC 2177) or is IMAP4rev2
+	// MoveRemoves: a move: takes the original out of the mailbox (MOVE, or UID EXPUNGE from
+	// UIDPLUS or IMAP4rev2); without, the original stays flagged \Deleted (see session.move).
+	MoveRemoves bool
+	Mailboxes   []MailboxProbe // in the order asked
+	Folders     []MailboxProbe // in the order asked
 }
 
 // Probe checks that a Watcher with cfg could work, without changing anything on the server or in
@@ -82,6 +85,7 @@ func Probe(ctx context.Context, cfg Config, mailboxes, folders []string) (ProbeR
 	}
 	caps := s.c.Caps()
 	rep.Idle = caps.Has(imap.CapIdle) || caps.Has(imap.CapIMAP4rev2)
+	rep.MoveRemoves = caps.Has(imap.CapMove) || caps.Has(imap.CapUIDPlus) || caps.Has(imap.CapIMAP4rev2)
 
 	for _, mb := range mailboxes {
 		p := MailboxProbe{Name: mb}

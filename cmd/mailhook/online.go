@@ -88,6 +88,9 @@ func checkAccount(ctx context.Context, cfg *config.Config, a config.Account, wcf
 		if !rep.Idle {
 			login.note += ", no IDLE: polling every " + a.IMAP.PollInterval.String()
 		}
+		if !rep.MoveRemoves && hasMove(cfg, a) {
+			login.note += ", warning: no MOVE or UIDPLUS: move: copies and leaves the original flagged \\Deleted"
+		}
 	}
 	lines = append(lines, login)
 	for _, mb := range rep.Mailboxes {
@@ -111,6 +114,18 @@ func checkAccount(ctx context.Context, cfg *config.Config, a config.Account, wcf
 		lines = append(lines, l)
 	}
 	return lines
+}
+
+// hasMove reports whether a rule that applies to account a has a move: action.
+func hasMove(cfg *config.Config, a config.Account) bool {
+	for _, r := range cfg.Rules {
+		for _, ra := range cfg.RuleAccounts(r) {
+			if ra.Name == a.Name && slices.ContainsFunc(r.Actions, func(act config.Action) bool { return act.Move != "" }) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // actionFolders returns the move: and copy: targets of the rules that apply to account a, in
