@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/pipeline"
-	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -71,7 +69,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintf(stderr, "mailhook test: %v\n", err)
 		return exitFail
 	}
-	t := &tester{l: l, p: p, account: acct, mailbox: mb, json: *asJSON, out: stdout}
+	t := &tester{p: p, json: *asJSON, out: stdout}
 
 	if !live {
 		code := exitOK
@@ -229,262 +227,26 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 
 // tester explains messages against the loaded rules, as text or JSON lines.
 type tester struct {
-	l       *loaded
-	p       *pipeline.Pipeline
-	account config.Account
-	mailbox string
-	json    bool
-	out     io.Writer
+	p    *pipeline.Pipeline
+	json bool
+	out  io.Writer
 }
 
-// testReport is the JSON object `mailhook test --json` prints per message.
-type testReport struct {
-	File       string         `json:"file"`
-	Account    string         `json:"account,omitempty"`
-	Mailbox    string         `json:"mailbox,omitempty"`
-	UIDValid   uint32         `json:"uidvalidity,omitempty"`
-	UID        uint32         `json:"uid,omitempty"`
-	Message    *testMessage   `json:"message,omitempty"`
-	Rules      []testRule     `json:"rules"`
-	Deliveries []testDelivery `json:"deliveries"`
-	Error      string         `json:"error,omitempty"`
-}
-
-// testMessage is the parsed message, under the names expressions use.
-type testMessage struct {
-	MessageID   string               `json:"message_id"`
-	Subject     string               `json:"subject"`
-	From        message.Address      `json:"from"`
-	Sender      message.Address      `json:"sender"`
-	To          []message.Address    `json:"to"`
-	Cc          []message.Address    `json:"cc"`
-	ReplyTo     []message.Address    `json:"reply_to"`
-	Date        *time.Time           `json:"date"`
-	Size        int64                `json:"size"`
-	Flags       []string             `json:"flags"`
-	Text        string               `json:"text"`
-	HTML        string               `json:"html"`
-	Attachments []message.Attachment `json:"attachments"`
-	Automated   bool                 `json:"automated"`
-	ListID      string               `json:"list_id"`
-	Defects     []string             `json:"defects"`
-	Auth        message.Auth         `json:"auth"`
-	Truncated   bool                 `json:"truncated"`
-	Headers     []testHeader         `json:"headers"`
-}
-
-type testHeader struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-type testRule struct {
-	Name        string       `json:"name"`
-	Matched     bool         `json:"matched"`
-	Fires       bool         `json:"fires"`                // matched and not cut off by an earlier stop: true
-	Skipped     string       `json:"skipped,omitempty"`    // "account filter" | "mailbox filter"
-	StoppedBy   string       `json:"stopped_by,omitempty"` // the earlier rule with stop: true
-	FalseClause string       `json:"false_clause,omitempty"`
-	Clauses     []testClause `json:"clauses,omitempty"`
-	Error       string       `json:"error,omitempty"`
-	Actions     []string     `json:"actions,omitempty"` // of a firing rule
-}
-
-type testClause struct {
-	Source string `json:"source"`
-	Value  bool   `json:"value"`
-	Error  string `json:"error,omitempty"`
-}
-
-type testDelivery struct {
-	ID        string   `json:"id"`
-	Kind      string   `json:"kind"`
-	Target    string   `json:"target"`
-	Rule      string   `json:"rule"`
-	DependsOn []string `json:"depends_on,omitempty"`
-	// Body is the request body exactly as it would be sent (a JSON value for webhooks).
-	Body json.RawMessage `json:"body,omitempty"`
-	// BodyText is a body that is not JSON (a reply's message), as text.
-	BodyText string `json:"body_text,omitempty"`
-}
-
-// explain reports one message: every rule's explanation and the jobs the pipeline would queue,
-// made by the pipeline's own match d of ev, so the bodies are the very bytes the daemon would send.
+// explain reports one message, d being the pipeline's own match of ev.
 func (t *tester) explain(ctx context.Context, name string, ev *watcher.Event, d watcher.Matched) error {
-	env := rules.NewEnv(ev.Account, ev.Mailbox, ev.UID, ev.Message, t.account.IMAP.TrustedAuthservID)
-	rep := testReport{File: name, Account: ev.Account, Mailbox: ev.Mailbox, UIDValid: ev.UIDValidity, UID: ev.UID,
-		Message: newTestMessage(ev.Message, env.Auth), Rules: []testRule{}, Deliveries: []testDelivery{}}
-	for _, e := range t.l.rules.Explain(env) {
-		tr := testRule{Name: e.Rule.Name, Matched: e.Matched, Fires: e.Fires, Skipped: e.Skipped,
-			StoppedBy: e.StoppedBy, FalseClause: e.FalseClause}
-		if e.Err != nil {
-			tr.Error = e.Err.Error()
-		}
-		for _, c := range e.Clauses {
-			tc := testClause{Source: c.Source, Value: c.Value}
-			if c.Err != nil {
-				tc.Error = c.Err.Error()
-			}
-			tr.Clauses = append(tr.Clauses, tc)
-		}
-		if e.Fires {
-			for _, a := range e.Rule.Actions {
-				tr.Actions = append(tr.Actions, describeAction(a))
-			}
-		}
-		rep.Rules = append(rep.Rules, tr)
-	}
-	jobs, err := d.Jobs(ctx, ev)
+	e, err := t.p.Explain(ctx, name, ev, d)
 	if err != nil {
 		return err
 	}
-	for _, j := range jobs {
-		d := testDelivery{ID: j.ID, Kind: j.Kind, Target: j.Target, Rule: j.Rule, DependsOn: j.DependsOn}
-		if json.Valid(j.Body) {
-			d.Body = j.Body
-		} else if len(j.Body) > 0 {
-			d.BodyText = strings.ToValidUTF8(string(j.Body), "\uFFFD")
-		}
-		rep.Deliveries = append(rep.Deliveries, d)
-	}
 	if t.json {
-		return t.encode(rep)
+		return e.WriteJSON(t.out)
 	}
-	t.printText(rep)
-	return nil
+	return e.WriteText(t.out)
 }
 
 // failed reports a message that could not be read.
 func (t *tester) failed(name string, err error) {
 	if t.json {
-		_ = t.encode(testReport{File: name, Rules: []testRule{}, Deliveries: []testDelivery{}, Error: err.Error()})
+		_ = pipeline.Unreadable(name, err).WriteJSON(t.out)
 	}
-}
-
-// encode writes rep as one line of JSON. HTML escaping is off, so a webhook body (a RawMessage)
-// is printed byte for byte as it would be sent.
-func (t *tester) encode(rep testReport) error {
-	enc := json.NewEncoder(t.out)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(rep)
-}
-
-func newTestMessage(m *message.Message, auth message.Auth) *testMessage {
-	tm := &testMessage{
-		MessageID: m.MessageID, Subject: m.Subject, From: m.From, Sender: m.Sender, To: orEmpty(m.To),
-		Cc: orEmpty(m.Cc), ReplyTo: orEmpty(m.ReplyTo), Size: m.Size, Flags: orEmpty(m.Flags), Text: m.Text,
-		HTML: m.HTML, Attachments: orEmpty(m.Attachments), Automated: m.Automated, ListID: m.ListID,
-		Defects: orEmpty(m.Defects), Auth: auth, Truncated: m.Truncated, Headers: []testHeader{},
-	}
-	if !m.Date.IsZero() {
-		tm.Date = &m.Date
-	}
-	for _, h := range m.Headers {
-		tm.Headers = append(tm.Headers, testHeader(h))
-	}
-	return tm
-}
-
-// describeAction renders an action as it is written in YAML.
-func describeAction(a rules.Action) string {
-	switch {
-	case a.Webhook != "":
-		return "webhook: " + a.Webhook
-	case a.Reply != "":
-		return "reply: " + a.Reply
-	case a.MarkSeen:
-		return "mark_seen: true"
-	case len(a.Flag) > 0:
-		return "flag: [" + strings.Join(a.Flag, ", ") + "]"
-	case a.Move != "":
-		return "move: " + a.Move
-	case a.Copy != "":
-		return "copy: " + a.Copy
-	}
-	return "(empty action)"
-}
-
-// printText writes the human-readable report of one message.
-func (t *tester) printText(rep testReport) {
-	w := t.out
-	m := rep.Message
-	fmt.Fprintf(w, "== %s (as %s/%s)\n", rep.File, rep.Account, rep.Mailbox)
-	fmt.Fprintf(w, "   from %s, subject %q", formatAddress(m.From), m.Subject)
-	if m.Date != nil {
-		fmt.Fprintf(w, ", date %s", m.Date.Format(time.RFC3339))
-	}
-	fmt.Fprintf(w, ", %d bytes, %d attachments\n", m.Size, len(m.Attachments))
-	fmt.Fprintf(w, "   auth spf=%s dkim=%s dmarc=%s", orNone(m.Auth.SPF), orNone(m.Auth.DKIM), orNone(m.Auth.DMARC))
-	if t.account.IMAP.TrustedAuthservID == "" {
-		fmt.Fprintf(w, " (account %q has no trusted_authserv_id: no Authentication-Results header is believed, so auth.* is never \"pass\")", t.account.Name)
-	}
-	if len(m.Defects) > 0 {
-		fmt.Fprintf(w, ", defects %s", strings.Join(m.Defects, " "))
-	}
-	fmt.Fprintln(w)
-	for _, r := range rep.Rules {
-		switch {
-		case r.Skipped != "":
-			fmt.Fprintf(w, "   rule %q: skipped (%s)\n", r.Name, r.Skipped)
-		case r.Error != "":
-			fmt.Fprintf(w, "   rule %q: no match: evaluation failed: %s\n", r.Name, firstLine(r.Error))
-		case r.Fires:
-			fmt.Fprintf(w, "   rule %q: MATCH → %s\n", r.Name, strings.Join(r.Actions, ", "))
-		case r.Matched:
-			fmt.Fprintf(w, "   rule %q: matched, but not run: rule %q before it has stop: true\n", r.Name, r.StoppedBy)
-		default:
-			fmt.Fprintf(w, "   rule %q: no match: false: %s\n", r.Name, r.FalseClause)
-		}
-	}
-	if len(rep.Deliveries) == 0 {
-		fmt.Fprintln(w, "   nothing would be sent")
-	}
-	for _, d := range rep.Deliveries {
-		fmt.Fprintf(w, "   %s %q (rule %q), id %s", d.Kind, d.Target, d.Rule, d.ID)
-		if len(d.DependsOn) > 0 {
-			fmt.Fprintf(w, ", after %s", strings.Join(d.DependsOn, " "))
-		}
-		fmt.Fprintln(w, ", body:")
-		if d.Body != nil {
-			// Indented like the demo prints it; --json gives the exact bytes.
-			var pretty bytes.Buffer
-			if err := json.Indent(&pretty, d.Body, "     ", "  "); err != nil {
-				pretty.Reset()
-				pretty.Write(d.Body)
-			}
-			fmt.Fprintf(w, "     %s\n", pretty.Bytes())
-		} else {
-			fmt.Fprintln(w, d.BodyText)
-		}
-	}
-}
-
-// orEmpty makes a nil list an empty one, so JSON says [] rather than null.
-func orEmpty[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-func formatAddress(a message.Address) string {
-	switch {
-	case a.Address == "" && a.Name == "":
-		return "(nobody)"
-	case a.Name == "":
-		return "<" + a.Address + ">"
-	}
-	return fmt.Sprintf("%q <%s>", a.Name, a.Address)
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/payload"
+	"github.com/mailhook/mailhook/pipeline"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -39,13 +40,13 @@ func runTest(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, s
 }
 
 // decodeReports reads the JSON lines of `mailhook test --json`.
-func decodeReports(t *testing.T, out string) []testReport {
+func decodeReports(t *testing.T, out string) []pipeline.Explanation {
 	t.Helper()
-	var reps []testReport
+	var reps []pipeline.Explanation
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
-		var r testReport
+		var r pipeline.Explanation
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("line is not a JSON object: %v\n%s", err, sc.Text())
 		}
