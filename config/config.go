@@ -29,13 +29,14 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	StateDir string     `mapstructure:"state_dir"` // the state database and the attachment spool
-	Log      LogConfig  `mapstructure:"log"`
-	HTTP     HTTPConfig `mapstructure:"http"`
-	Accounts []Account  `mapstructure:"accounts"`
-	Webhooks []Webhook  `mapstructure:"webhooks"`
-	Replies  []Reply    `mapstructure:"replies"`
-	Rules    []Rule     `mapstructure:"rules"`
+	StateDir string      `mapstructure:"state_dir"` // the state database and the attachment spool
+	Store    StoreConfig `mapstructure:"store"`     // store.go
+	Log      LogConfig   `mapstructure:"log"`
+	HTTP     HTTPConfig  `mapstructure:"http"`
+	Accounts []Account   `mapstructure:"accounts"`
+	Webhooks []Webhook   `mapstructure:"webhooks"`
+	Replies  []Reply     `mapstructure:"replies"`
+	Rules    []Rule      `mapstructure:"rules"`
 }
 
 // Default returns a Config holding the top-level defaults. Load parses the file over it, so keys
@@ -108,6 +109,7 @@ func Load(path string, opts Options) (*Config, []string, error) {
 // Load calls it; call it yourself on a Config built in code before Validate.
 func (c *Config) ApplyDefaults() (warnings []string) {
 	c.applyStateDefaults()
+	c.applyStoreDefaults()
 	c.Log.applyDefaults()
 	// HTTP.Listen is left alone: "" means disabled, and Default holds its default.
 	for i := range c.Accounts {
@@ -131,6 +133,7 @@ func (c *Config) ApplyDefaults() (warnings []string) {
 func (c *Config) Validate() error {
 	var p problems
 	c.validateState(&p)
+	c.validateStore(&p)
 	c.Log.validate(&p)
 	c.HTTP.validate(&p)
 

@@ -160,6 +160,7 @@ func walkMap(v reflect.Value, path string, fn func(field string, v reflect.Value
 // every tls.ca_file holds a certificate.
 func (c *Config) readFiles(standIns bool) error {
 	var p problems
+	c.readStoreFiles(&p)
 	for i := range c.Accounts {
 		c.Accounts[i].readFiles(&p, ItemPath("accounts", i, c.Accounts[i].Name), standIns)
 	}

@@ -1,7 +1,7 @@
 package config
 
-// The state section: state_dir, where the daemon keeps its database and attachment spool.
-// (A store: section choosing another backend would live here too.)
+// The state section: state_dir, where the daemon keeps its database and attachment spool (the
+// store: section choosing another backend is store.go).
 
 // defaultStateDir is state_dir when the file does not set it: relative to the working directory.
 const defaultStateDir = "./mailhook-state"
