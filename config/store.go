@@ -42,7 +42,7 @@ func (c *Config) applyStoreDefaults() {
 
 // readStoreFiles reads store.dsn_file.
 func (c *Config) readStoreFiles(p *problems) {
-	readSecretFile(p, "store", "dsn", &c.Store.DSN, c.Store.DSNFile)
+	readSecretFile(p, "store", "dsn", &c.Store.DSN, c.Store.DSNFile, false) // operator verbs need the dsn too
 }
 
 // validateStore checks the store section.

@@ -69,11 +69,11 @@ func openTool(verb, path string, stderr io.Writer) (*loaded, store.Backend, int)
 	if code != exitOK {
 		return nil, nil, code
 	}
-	if msg := noState(l.cfg.StateDir); msg != "" {
+	if msg := noState(l.cfg.StateDir); msg != "" && l.cfg.Store.Driver != config.DriverPostgres {
 		fmt.Fprintf(stderr, "mailhook %s: %s\n", verb, msg)
 		return nil, nil, exitFail
 	}
-	st, err := openStore(context.Background(), l.cfg.StateDir, true)
+	st, err := openConfiguredStore(context.Background(), l.cfg, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook %s: open state: %v\n", verb, err)
 		return nil, nil, exitFail

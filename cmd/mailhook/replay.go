@@ -132,7 +132,7 @@ type replayer struct {
 }
 
 func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel watcher.Selection) error {
-	st, err := openStore(ctx, l.cfg.StateDir, true)
+	st, err := openConfiguredStore(ctx, l.cfg, true)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}

@@ -153,7 +153,7 @@ type app struct {
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
 // so a second instance on the same directory fails here, before touching any server.
 func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err error) {
-	st, err := openStore(ctx, l.cfg.StateDir, false)
+	st, err := openConfiguredStore(ctx, l.cfg, false)
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}

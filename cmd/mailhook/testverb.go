@@ -200,7 +200,7 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 		wc.Incoming = sp.Incoming()
 	}
 	if wc.Budget == nil {
-		st, err := openStore(ctx, l.cfg.StateDir, true)
+		st, err := openConfiguredStore(ctx, l.cfg, true)
 		if err != nil {
 			return fmt.Errorf("open state (for the download budget): %w", err)
 		}
