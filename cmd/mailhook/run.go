@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
@@ -21,6 +22,7 @@ import (
 	"github.com/mailhook/mailhook/rules"
 	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
+	"github.com/mailhook/mailhook/store/postgres"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -148,6 +150,10 @@ type app struct {
 	ops      *ops.Ops         // health checks, metrics and the http.listen listener
 	replies  *outbox.Consumer // reply workers of the accounts with smtp (replies.go)
 	spool    *spool.Spool     // inline attachments of queued webhooks (attachments.go)
+	// leases, on a store shared by replicas (PostgreSQL), decides which mailboxes this replica
+	// watches: leased holds them all, and their watchers are made per lease (leases.go).
+	leases *postgres.Leases
+	leased []*leasedMailbox
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
@@ -157,6 +163,10 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
+	var leases *postgres.Leases
+	if pst, ok := st.(*postgres.Store); ok {
+		leases = pst.Leases()
+	}
 	defer func() {
 		if err != nil {
 			st.Close() // releases the state directory lock
@@ -164,7 +174,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	}()
 	// mailhook_webhook_disabled reports the disabled endpoints, whose jobs the pipeline commits held.
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: ops.New(ops.Options{Version: version(), Logger: logger,
-		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg)})}
+		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg)}), leases: leases}
 	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
 	// directory (spooled for messages whose commit never happened: they are fetched again).
 	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
@@ -213,6 +223,14 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 			}
 			wc.Plan, wc.Incoming = pl.Plan(acct.Name, mb), a.spool.Incoming()
 			wc.Budget = budget
+			if leases != nil {
+				// The watcher is made when this replica wins the mailbox's lease (leases.go).
+				lm := &leasedMailbox{account: acct, mailbox: mb, cfg: wc, handler: h, since: time.Now()}
+				a.leased = append(a.leased, lm)
+				a.ops.Watch(ops.Mailbox{Account: acct.Name, Mailbox: mb, IdleRefresh: acct.IMAP.IdleRefresh,
+					PollInterval: acct.IMAP.PollInterval, CommandTimeout: acct.IMAP.CommandTimeout, Status: lm.status})
+				continue
+			}
 			mw, err := mailboxWriter(st, acct.Name, mb)
 			if err != nil {
 				return nil, err
@@ -238,10 +256,10 @@ func (a *app) Run(ctx context.Context) error {
 	defer a.store.Close()
 	stopOps := a.ops.Serve(ctx)
 	defer stopOps()
-	a.logger.Info("mailhook started", "version", version(), "mailboxes", len(a.watchers),
+	a.logger.Info("mailhook started", "version", version(), "mailboxes", len(a.watchers)+len(a.leased),
 		"webhooks", len(a.cfg.Webhooks), "rules", len(a.cfg.Rules))
 	var wg sync.WaitGroup
-	errc := make(chan error, len(a.watchers)+1)
+	errc := make(chan error, len(a.watchers)+2)
 	wg.Go(func() {
 		if err := a.dispatch.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("dispatch: %w", err)
@@ -260,6 +278,13 @@ func (a *app) Run(ctx context.Context) error {
 	for _, w := range a.watchers {
 		wg.Go(func() {
 			if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+			}
+		})
+	}
+	if a.leases != nil {
+		wg.Go(func() {
+			if err := a.runLeased(ctx); err != nil {
 				errc <- err
 			}
 		})
