@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,34 +12,15 @@ import (
 	"github.com/mailhook/mailhook/store/sqlite"
 )
 
-// sqliteSource reads the tables of an SQLite state file directly (as the SQLite backend's export
-// does), for the copy test.
-func sqliteSource(t *testing.T, path string) CopySource {
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+// sqliteSource reads the tables of an SQLite state through its export.
+func sqliteSource(t *testing.T, dir string) CopySource {
+	src, err := sqlite.Open(dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	t.Cleanup(func() { src.Close() })
 	return func(ctx context.Context, tb CopyTable, row func([]any) error) error {
-		rows, err := db.QueryContext(ctx, "SELECT "+strings.Join(tb.Columns, ", ")+" FROM "+tb.Name)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			vals := make([]any, len(tb.Columns))
-			ptrs := make([]any, len(vals))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				return err
-			}
-			if err := row(vals); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
+		return src.CopyRows(ctx, tb.Name, tb.Columns, row)
 	}
 }
 
@@ -92,7 +70,8 @@ func TestCopyFromSQLite(t *testing.T) {
 	if ok, err := dst.Empty(ctx); err != nil || !ok {
 		t.Fatalf("fresh store empty = %v, %v", ok, err)
 	}
-	counts, err := dst.CopyFrom(ctx, sqliteSource(t, filepath.Join(dir, "mailhook.db")))
+	source := sqliteSource(t, dir)
+	counts, err := dst.CopyFrom(ctx, source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +107,7 @@ func TestCopyFromSQLite(t *testing.T) {
 	if len(jobs) != 4 || jobs[3].UID != 3 {
 		t.Errorf("order after a new commit: %+v", jobs)
 	}
-	if _, err := dst.CopyFrom(ctx, sqliteSource(t, filepath.Join(dir, "mailhook.db"))); !errors.Is(err, ErrNotEmpty) {
+	if _, err := dst.CopyFrom(ctx, source); !errors.Is(err, ErrNotEmpty) {
 		t.Errorf("second copy = %v; want ErrNotEmpty", err)
 	}
 }
