@@ -55,6 +55,7 @@ Usage:
                                    each webhook: enabled or disabled (410, or failing for disable_after),
                                    its held and dead jobs; enable NAME releases its held jobs (beside run)
   mailhook webhooks secret         print a new whsec_ signing secret
+  mailhook store copy -c FILE      copy the SQLite state into the empty PostgreSQL store (daemon stopped)
   mailhook demo  [--once]          run the whole pipeline on an in-process IMAP server and webhook receiver
   mailhook auth  google|microsoft --client-id ID [--client-secret S] --out FILE
                                    get an OAuth2 refresh token for Gmail or Microsoft 365
@@ -99,6 +100,8 @@ func runVerbNamed(ctx context.Context, verb string, rest []string, stdout, stder
 		return outboxVerb(ctx, rest, stdout, stderr)
 	case "webhooks":
 		return webhooksVerb(ctx, rest, stdout, stderr)
+	case "store":
+		return storeVerb(ctx, rest, stdout, stderr)
 	case "auth":
 		return authVerb(ctx, rest, stdout, stderr)
 	case "version", "--version":
