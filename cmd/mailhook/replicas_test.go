@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ func TestReplicasOnPostgres(t *testing.T) {
 	led := ledger{recv: recv}
 
 	var ds []*daemon
+	var cfgs []string
+	var envs [][]string
 	for range 3 {
 		dir := t.TempDir()
 		cfg, env := writeConfig(t, dir, dc.Addr(), dc.User(), dc.Password(), recv.URL()+"/hook", func(p *cfgParams) {
@@ -39,11 +42,13 @@ func TestReplicasOnPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		ds = append(ds, startDaemon(t, cfg, append(env, "MAILHOOK_DSN="+dsn)...))
+		env = append(env, "MAILHOOK_DSN="+dsn)
+		cfgs, envs = append(cfgs, cfg), append(envs, env)
+		ds = append(ds, startDaemon(t, cfg, env...))
 	}
 
 	ctx := context.Background()
-	view, err := postgres.Open(ctx, dsn, store.Options{Shared: true}, postgres.Options{})
+	view, err := postgres.Open(ctx, dsn, store.Options{}, postgres.Options{}) // migrates if no replica has yet
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +94,17 @@ func TestReplicasOnPostgres(t *testing.T) {
 		}
 	}
 	eventually(t, 60*time.Second, "six mailboxes leased and checkpointed across 3 replicas", settled(3))
+
+	// status, beside the replicas, shows who holds each mailbox.
+	status := exec.Command(binPath, "status", "-c", cfgs[0])
+	status.Env = append(os.Environ(), envs[0]...)
+	out, err := status.CombinedOutput()
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "lease: held by "); n != len(boxes) {
+		t.Errorf("status shows %d held leases; want %d:\n%s", n, len(boxes), out)
+	}
 
 	streams := make([]*mailStream, len(boxes))
 	for k, b := range boxes {
