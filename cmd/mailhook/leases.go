@@ -84,3 +84,11 @@ func (a *app) runLeased(ctx context.Context) error {
 	}
 	return nil
 }
+
+// leaseCounts reads the lease manager's counters for the metrics; nil without one.
+func leaseCounts(l *postgres.Leases) func() ops.LeaseCounts {
+	if l == nil {
+		return nil
+	}
+	return func() ops.LeaseCounts { return ops.LeaseCounts(l.Stats()) }
+}

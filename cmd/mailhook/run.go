@@ -174,7 +174,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	}()
 	// mailhook_webhook_disabled reports the disabled endpoints, whose jobs the pipeline commits held.
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: ops.New(ops.Options{Version: version(), Logger: logger,
-		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg)}), leases: leases}
+		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg), Leases: leaseCounts(leases)}), leases: leases}
 	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
 	// directory (spooled for messages whose commit never happened: they are fetched again).
 	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})

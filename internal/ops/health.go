@@ -92,6 +92,9 @@ type Options struct {
 	// Webhooks (the configured webhook names, in configuration order).
 	Endpoints EndpointLister
 	Webhooks  []string
+	// Leases, when set (a replica sharing a PostgreSQL store), is read at every scrape for the
+	// lease metrics.
+	Leases func() LeaseCounts
 }
 
 // New creates the metrics registry and the health checks; Watch and AddLoop add what they
@@ -105,6 +108,9 @@ func New(opts Options) *Ops {
 	o.metrics.reg.MustRegister(&stateCollector{ops: o})
 	if opts.Endpoints != nil {
 		o.metrics.reg.MustRegister(&endpointCollector{states: opts.Endpoints, names: opts.Webhooks})
+	}
+	if opts.Leases != nil {
+		o.metrics.reg.MustRegister(&leaseCollector{counts: opts.Leases})
 	}
 	return o
 }
