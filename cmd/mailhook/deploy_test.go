@@ -92,6 +92,7 @@ func TestDeployKubernetesExamples(t *testing.T) {
 	}{
 		{"sidecar.yaml", false},
 		{"standalone.yaml", true},
+		{"replicas.yaml", true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			docs := readK8s(t, filepath.Join("../../deploy/kubernetes", tc.file))
