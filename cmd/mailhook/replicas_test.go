@@ -145,3 +145,44 @@ func TestReplicasOnPostgres(t *testing.T) {
 	led.check(t, want(), false) // a killed replica's in-flight job may go twice, under its one id
 	ds[2].terminate()
 }
+
+// A replica exits with status 1, saying why, once a newer mailhook has migrated the shared
+// database past it (a rolling upgrade).
+func TestReplicaStopsWhenSchemaMovesOn(t *testing.T) {
+	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
+	dsn := pg.NewDatabase(t)
+	dc := testmail.StartDovecot(t, testmail.DovecotOptions{Password: testIMAPPassword})
+	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret})
+	cfg, env := writeConfig(t, t.TempDir(), dc.Addr(), dc.User(), dc.Password(), recv.URL()+"/hook", nil)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n  lease_ttl: 5s\n")
+	f.Close()
+	d := startDaemon(t, cfg, append(env, "MAILHOOK_DSN="+dsn)...)
+	eventually(t, 30*time.Second, "the replica watching its mailbox", func() bool {
+		return strings.Contains(d.out.String(), "session ready")
+	})
+	if err := pg.Exec(dsnDatabase(t, dsn), "UPDATE schema_version SET version = version + 1"); err != nil {
+		t.Fatal(err)
+	}
+	err, ok := d.wait(30 * time.Second)
+	if !ok {
+		t.Fatal("the replica still runs after the schema moved past it")
+	}
+	if err == nil || !strings.Contains(d.out.String(), "newer mailhook has migrated it") {
+		t.Fatalf("exit %v; want status 1 and the reason in the log:\n%s", err, d.out.String())
+	}
+}
+
+// dsnDatabase is the database name in a test cluster's dsn.
+func dsnDatabase(t *testing.T, dsn string) string {
+	t.Helper()
+	i := strings.LastIndex(dsn, "/")
+	j := strings.Index(dsn, "?")
+	if i < 0 || j < i {
+		t.Fatalf("dsn %q", dsn)
+	}
+	return dsn[i+1 : j]
+}

@@ -258,6 +258,10 @@ func (a *app) Run(ctx context.Context) error {
 	defer stopOps()
 	a.logger.Info("mailhook started", "version", version(), "mailboxes", len(a.watchers)+len(a.leased),
 		"webhooks", len(a.cfg.Webhooks), "rules", len(a.cfg.Rules))
+	// A replica on a shared store stops as a whole when it must (a newer mailhook migrated the
+	// database past it): the lease manager's error ends the run.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(a.watchers)+2)
 	wg.Go(func() {
@@ -286,6 +290,7 @@ func (a *app) Run(ctx context.Context) error {
 		wg.Go(func() {
 			if err := a.runLeased(ctx); err != nil {
 				errc <- err
+				stop()
 			}
 		})
 	}
