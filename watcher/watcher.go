@@ -255,6 +255,9 @@ const (
 	StateBackoff    = "backoff"    // waiting before reconnecting
 	StateThrottled  = "throttled"  // download budget exhausted: connected, waiting for the window
 	StateStopped    = "stopped"    // Run returned
+	// StateStandby: another replica sharing the store watches the mailbox; this one holds no lease
+	// on it (see Leased), which is healthy.
+	StateStandby = "standby"
 )
 
 // Status is a snapshot of a Watcher for health endpoints and the status verb.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
@@ -153,7 +152,7 @@ type app struct {
 	// leases, on a store shared by replicas (PostgreSQL), decides which mailboxes this replica
 	// watches: leased holds them all, and their watchers are made per lease (leases.go).
 	leases *postgres.Leases
-	leased []*leasedMailbox
+	leased map[postgres.MailboxKey]*leasedMailbox
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
@@ -174,7 +173,8 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	}()
 	// mailhook_webhook_disabled reports the disabled endpoints, whose jobs the pipeline commits held.
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: ops.New(ops.Options{Version: version(), Logger: logger,
-		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg), Leases: leaseCounts(leases)}), leases: leases}
+		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg), Leases: leaseCounts(leases)}),
+		leases: leases, leased: map[postgres.MailboxKey]*leasedMailbox{}}
 	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
 	// directory (spooled for messages whose commit never happened: they are fetched again).
 	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
@@ -225,10 +225,10 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 			wc.Budget = budget
 			if leases != nil {
 				// The watcher is made when this replica wins the mailbox's lease (leases.go).
-				lm := &leasedMailbox{account: acct, mailbox: mb, cfg: wc, handler: h, since: time.Now()}
-				a.leased = append(a.leased, lm)
+				lm := &leasedMailbox{cfg: wc, handler: h, slot: watcher.NewLeased()}
+				a.leased[postgres.MailboxKey{Account: acct.Name, Mailbox: mb}] = lm
 				a.ops.Watch(ops.Mailbox{Account: acct.Name, Mailbox: mb, IdleRefresh: acct.IMAP.IdleRefresh,
-					PollInterval: acct.IMAP.PollInterval, CommandTimeout: acct.IMAP.CommandTimeout, Status: lm.status})
+					PollInterval: acct.IMAP.PollInterval, CommandTimeout: acct.IMAP.CommandTimeout, Status: lm.slot.Status})
 				continue
 			}
 			mw, err := mailboxWriter(st, acct.Name, mb)

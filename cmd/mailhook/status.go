@@ -59,9 +59,11 @@ func printStatus(ctx context.Context, cfg *config.Config, st store.Backend, now 
 	for _, b := range boxes {
 		byName[b.Account+"\x00"+b.Mailbox] = b
 	}
-	leases, err := leaseLines(ctx, st, now)
-	if err != nil {
-		return err
+	var leases map[postgres.MailboxKey]string // who watches each mailbox, on a store shared by replicas
+	if pst, ok := st.(*postgres.Store); ok {
+		if leases, err = pst.DescribeLeases(ctx, now); err != nil {
+			return err
+		}
 	}
 	for _, a := range cfg.Accounts {
 		b, err := watcher.NewBudget(ctx, a.Name, int64(a.Limits.DownloadPerDay), st,
@@ -80,7 +82,7 @@ func printStatus(ctx context.Context, cfg *config.Config, st store.Backend, now 
 		}
 		for _, mb := range a.IMAP.Mailboxes {
 			s, ok := byName[a.Name+"\x00"+mb]
-			lease := leases[a.Name+"\x00"+mb]
+			lease := leases[postgres.MailboxKey{Account: a.Name, Mailbox: mb}]
 			if !ok {
 				fmt.Fprintf(w, "  %s: no checkpoint yet (never connected)\n", mb)
 				if lease != "" {
@@ -115,35 +117,4 @@ func fmtSize(n int64) string {
 		return fmt.Sprintf("%.1fkB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%dB", n)
-}
-
-// leaseLister is a store shared by replicas that lists its mailbox leases (PostgreSQL).
-type leaseLister interface {
-	LeaseStates(ctx context.Context) ([]postgres.LeaseState, error)
-}
-
-// leaseLines describes, per account and mailbox ("account\x00mailbox"), who holds its lease, for
-// a store shared by replicas; nil for one that is not.
-func leaseLines(ctx context.Context, st store.Backend, now time.Time) (map[string]string, error) {
-	ll, ok := st.(leaseLister)
-	if !ok {
-		return nil, nil
-	}
-	ls, err := ll.LeaseStates(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]string, len(ls))
-	for _, l := range ls {
-		line := "lease: free (no replica watches it)"
-		if l.Live {
-			line = fmt.Sprintf("lease: held by %s until %s (in %s), epoch %d", l.Holder,
-				l.ExpiresAt.Local().Format(time.RFC3339), l.ExpiresAt.Sub(now).Round(time.Second), l.Epoch)
-		} else if l.Holder != "" {
-			line = fmt.Sprintf("lease: lapsed (last held by %s until %s), epoch %d", l.Holder,
-				l.ExpiresAt.Local().Format(time.RFC3339), l.Epoch)
-		}
-		out[l.Account+"\x00"+l.Mailbox] = line
-	}
-	return out, nil
 }

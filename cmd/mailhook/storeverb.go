@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/store"
@@ -84,13 +83,8 @@ func storeCopy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "mailhook store copy: %v\n", err)
 		return exitFail
 	}
-	tables := make([]string, 0, len(counts))
-	for t := range counts {
-		tables = append(tables, t)
-	}
-	sort.Strings(tables)
-	for _, t := range tables {
-		fmt.Fprintf(stdout, "%-15s %d\n", t, counts[t])
+	for _, t := range postgres.CopyTables() {
+		fmt.Fprintf(stdout, "%-15s %d\n", t.Name, counts[t.Name])
 	}
 	fmt.Fprintln(stdout, "copied; start the replicas with store.driver: postgres (the SQLite state is left as it was: remove it once they run)")
 	return exitOK

@@ -17,10 +17,6 @@ import (
 	"github.com/mailhook/mailhook/watcher"
 )
 
-// StateStandby is the watcher state of a mailbox another replica watches (this one holds no lease
-// on it): ready and live as far as this replica is concerned.
-const StateStandby = "standby"
-
 // Health-check constants.
 const (
 	// livenessSlack is added to twice the longest planned wait of a loop.
@@ -189,7 +185,7 @@ func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) MailboxHeal
 	case watcher.StateStopped:
 		h.Reason = ReasonStopped
 		return h
-	case StateStandby: // another replica watches it: a standby is healthy
+	case watcher.StateStandby: // another replica watches it: a standby is healthy
 		h.Ready = true
 		return h
 	default: // a state added later
@@ -299,7 +295,7 @@ func (o *Ops) liveness(now time.Time) LiveReport {
 // heartbeat, or, while it sleeps until a planned time (backoff, throttling), 60 s past that time.
 // While it talks to the server (connecting, fetching) bytes read count as progress too.
 func (m *watchedMailbox) stalled(st watcher.Status, now time.Time) (last time.Time, limit time.Duration, stalled bool) {
-	if st.State == StateStandby {
+	if st.State == watcher.StateStandby {
 		return st.Since, 0, false
 	}
 	if st.State == watcher.StateStopped {

@@ -97,6 +97,8 @@ func TestReadinessAndLiveness(t *testing.T) {
 			reason: ReasonReconnecting, stalled: "watcher"},
 		{name: "stopped while running", st: watcher.Status{State: watcher.StateStopped, Since: ago(time.Second), Heartbeat: ago(time.Second)},
 			reason: ReasonStopped, stalled: "watcher"},
+		{name: "standby: another replica holds the lease, for hours", st: watcher.Status{State: watcher.StateStandby, Since: ago(5 * time.Hour)},
+			ready: true, live: true},
 		{name: "dispatcher stuck", st: watcher.Status{State: watcher.StateIdle, Since: ago(time.Minute), Heartbeat: ago(time.Minute)},
 			dispatchHB: 22 * time.Minute, ready: true, stalled: "dispatch"},
 	} {

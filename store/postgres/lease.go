@@ -745,6 +745,29 @@ FROM mailbox_leases ORDER BY account, mailbox`)
 	return out, nil
 }
 
+// DescribeLeases says, per mailbox with a lease row, who watches it, as the status verb prints it
+// under the mailbox: "lease: held by REPLICA until TIME (in DURATION), epoch N", "lease: lapsed
+// (…)" or "lease: free (…)".
+func (s *Store) DescribeLeases(ctx context.Context, now time.Time) (map[MailboxKey]string, error) {
+	ls, err := s.LeaseStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[MailboxKey]string, len(ls))
+	for _, l := range ls {
+		line := "lease: free (no replica watches it)"
+		if l.Live {
+			line = fmt.Sprintf("lease: held by %s until %s (in %s), epoch %d", l.Holder,
+				l.ExpiresAt.Local().Format(time.RFC3339), l.ExpiresAt.Sub(now).Round(time.Second), l.Epoch)
+		} else if l.Holder != "" {
+			line = fmt.Sprintf("lease: lapsed (last held by %s until %s), epoch %d", l.Holder,
+				l.ExpiresAt.Local().Format(time.RFC3339), l.Epoch)
+		}
+		out[l.MailboxKey] = line
+	}
+	return out, nil
+}
+
 // ReplicaState is one replica with a heartbeat row.
 type ReplicaState struct {
 	ID, Host  string
