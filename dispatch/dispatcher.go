@@ -125,11 +125,14 @@ func New(endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 }
 
 // Lanes returns the dispatcher's claim lanes for an outbox.Consumer. Each endpoint has its own
-// lane, so a slow or failing endpoint never holds up another: it claims as many due jobs in one
-// transaction as the endpoint has free slots (Endpoint.Concurrency in all) and delivers each in
-// its own goroutine, holding a slot from before the claim until the outcome is recorded, so a
-// backlog costs one claim transaction per several deliveries. One more lane claims webhook jobs of
-// any endpoint, one at a time, and works them with Work.
+// lane, so a slow or failing endpoint never holds up another. It delivers each job in its own
+// goroutine, holding one of the endpoint's slots (Endpoint.Concurrency in all) from before the
+// claim until the response is in: concurrency bounds the requests in flight, and the outcome is
+// recorded after, in a group commit with the others of its moment, so no slot waits for an fsync.
+// It claims aheadPerSlot jobs per slot beyond its free slots in one transaction and starts them
+// as slots free up, so a backlog costs one claim transaction per many deliveries, not one per
+// freed slot. One more lane claims webhook jobs of any endpoint, one at a time, and works them
+// with Work (it claims none ahead: jobs it held would go out one at a time, not in parallel).
 func (d *Dispatcher) Lanes() []outbox.Lane {
 	var lanes []outbox.Lane
 	for _, ep := range d.order {
@@ -137,12 +140,19 @@ func (d *Dispatcher) Lanes() []outbox.Lane {
 			Select:   store.Selector{Kind: store.KindWebhook, Target: ep.Name},
 			Gate:     ep,
 			Parallel: true,
-			Worker:   outbox.WorkerFunc(func(ctx context.Context, j store.Job) outbox.Result { return d.deliver(ctx, ep, j) }),
-			Log:      ep.log,
+			Ahead:    aheadPerSlot * cap(ep.sem),
+			// Concurrency bounds requests in flight: a slot is free once the response is in.
+			FreeBeforeRecord: true,
+			Worker:           outbox.WorkerFunc(func(ctx context.Context, j store.Job) outbox.Result { return d.deliver(ctx, ep, j) }),
+			Log:              ep.log,
 		})
 	}
 	return append(lanes, outbox.Lane{Select: store.Selector{Kind: store.KindWebhook}, Worker: d, Log: d.log})
 }
+
+// aheadPerSlot is how many jobs per unit of its concurrency an endpoint's lane claims ahead of its
+// free slots (outbox.Lane.Ahead). Claimed jobs hold their bodies in memory until sent.
+const aheadPerSlot = 4
 
 // Work delivers a webhook job of any endpoint, within its endpoint's concurrency limit. A job whose
 // endpoint is no longer configured is dead-lettered (last error "webhook_removed").

@@ -22,8 +22,9 @@ const (
 	recheck = 30 * time.Second
 )
 
-// loop is lane l's claim loop. Each round it takes capacity (the Gate), claims up to that many due
-// jobs in one transaction, and has them worked and recorded; when nothing was claimable it asks
+// loop is lane l's claim loop. Each round it takes capacity (the Gate) and starts that many jobs:
+// those it claimed ahead first, and when they do not suffice it claims the rest and l.Ahead more
+// in one transaction. Each job is worked and recorded; when nothing was claimable it asks
 // when the next job falls due and sleeps until then, until the store's Wake fires or until
 // recheck has passed (another process, such as `mailhook outbox retry`, may have changed the
 // outbox without reaching this process's Wake), whichever comes first. A failing store is retried
@@ -40,6 +41,10 @@ func (c *Consumer) loop(ctx context.Context, l Lane) {
 	// store's Wake fires.
 	worked := make(chan struct{}, 1)
 
+	// Jobs claimed ahead (Lane.Ahead), in due order, not yet started; put back at the end.
+	var ahead []store.Job
+	defer func() { c.putBack(ctx, l, ahead) }()
+
 	storeWait, pastDue := time.Duration(0), 0
 	for ctx.Err() == nil {
 		hb.beat()
@@ -50,21 +55,32 @@ func (c *Consumer) loop(ctx context.Context, l Lane) {
 				return
 			}
 		}
-		jobs, err := c.st.Claim(ctx, l.Select, c.now(), n)
+		var err error
+		if len(ahead) < n {
+			var more []store.Job
+			more, err = c.st.Claim(ctx, l.Select, c.now(), n-len(ahead)+max(l.Ahead, 0))
+			ahead = append(ahead, more...)
+		}
+		k := min(n, len(ahead))
+		jobs := ahead[:k:k]
+		ahead = ahead[k:]
+		if len(ahead) == 0 {
+			ahead = nil // let the claimed batch's bodies go
+		}
 		release(l.Gate, n-len(jobs))
 		for _, j := range jobs {
 			if l.Parallel {
 				workers.Go(func() {
-					c.work(ctx, l, j)
-					release(l.Gate, 1)
-					select {
-					case worked <- struct{}{}:
-					default:
-					}
+					c.work(ctx, l, j, func() {
+						release(l.Gate, 1)
+						select {
+						case worked <- struct{}{}:
+						default:
+						}
+					})
 				})
 			} else {
-				c.work(ctx, l, j)
-				release(l.Gate, 1)
+				c.work(ctx, l, j, func() { release(l.Gate, 1) })
 			}
 		}
 		if err == nil && len(jobs) > 0 {
@@ -101,13 +117,29 @@ func (c *Consumer) loop(ctx context.Context, l Lane) {
 	}
 }
 
-// work has l's worker work j and records the outcome.
-func (c *Consumer) work(ctx context.Context, l Lane, j store.Job) {
+// putBack returns jobs claimed ahead that were never started to the outbox: pending, due now,
+// with an attempt saying why. It runs as ctx is done, so it records as record does, regardless.
+func (c *Consumer) putBack(ctx context.Context, l Lane, jobs []store.Job) {
+	for _, j := range jobs {
+		record(ctx, c.st, j, Result{State: store.StatePending, Log: l.Log,
+			Attempt: store.Attempt{Status: "canceled", Error: "shut down before it was started"}}, c.now)
+	}
+}
+
+// work has l's worker work j and records the outcome; free gives j's Gate unit back, after the
+// record or, with l.FreeBeforeRecord, before it.
+func (c *Consumer) work(ctx context.Context, l Lane, j store.Job, free func()) {
 	r := l.Worker.Work(ctx, j)
 	if r.Log == nil {
 		r.Log = l.Log
 	}
+	if l.FreeBeforeRecord {
+		free()
+		record(ctx, c.st, j, r, c.now)
+		return
+	}
 	record(ctx, c.st, j, r, c.now)
+	free()
 }
 
 // untilDue says how long an idle loop sleeps when NextDue said (next, ok) at now: until next, at

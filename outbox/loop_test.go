@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,3 +167,147 @@ type gateFuncs struct {
 
 func (g gateFuncs) Acquire(ctx context.Context) int { return g.acquire(ctx) }
 func (g gateFuncs) Release(n int)                   { g.release(n) }
+
+// semGate is a Gate over a semaphore: Acquire waits for one unit and takes the others free then.
+type semGate chan struct{}
+
+func (g semGate) Acquire(ctx context.Context) int {
+	select {
+	case g <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < cap(g) {
+		select {
+		case g <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func (g semGate) Release(n int) {
+	for range n {
+		<-g
+	}
+}
+
+// A lane with Ahead claims its free units' worth of jobs and Ahead more in one claim, starts only
+// what its Gate grants, and at shutdown puts the jobs it never started back: pending, due at once,
+// with an attempt saying so. Jobs it did not claim are untouched.
+func TestLoopClaimsAheadAndPutsBackUnstarted(t *testing.T) {
+	st := newMemStore()
+	t0 := time.Now().Add(-time.Minute)
+	var jobs []store.Job
+	for i := range 10 {
+		jobs = append(jobs, store.Job{ID: fmt.Sprintf("j%d", i), Kind: store.KindWebhook, NextAt: t0.Add(time.Duration(i) * time.Second)})
+	}
+	st.add(jobs...)
+	started := make(chan string, 10)
+	work := WorkerFunc(func(ctx context.Context, j store.Job) Result {
+		started <- j.ID
+		<-ctx.Done()
+		return Result{State: store.StatePending, Attempt: store.Attempt{Status: "canceled", Error: "shut down during work"}}
+	})
+	gate := make(semGate, 2)
+	c := New(st, []Lane{{Worker: work, Gate: gate, Parallel: true, Ahead: 3}}, Options{})
+	stop := runConsumer(c)
+	var ran []string
+	for range 2 {
+		select {
+		case id := <-started:
+			ran = append(ran, id)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the granted jobs were not started")
+		}
+	}
+	waitUntil(t, "five jobs claimed", func() bool {
+		n := 0
+		for _, j := range jobs {
+			if got, _ := st.job(j.ID); got.State == store.StateInFlight {
+				n++
+			}
+		}
+		return n == 5
+	})
+	stop()
+	close(started)
+	for id := range started {
+		ran = append(ran, id)
+	}
+	slices.Sort(ran)
+	if !slices.Equal(ran, []string{"j0", "j1"}) {
+		t.Errorf("worked %v, want j0 and j1 (the gate's two units)", ran)
+	}
+	for i, j := range jobs {
+		got, recs := st.job(j.ID)
+		switch {
+		case i < 2:
+			if got.State != store.StatePending || len(recs) != 1 || recs[0].Error != "shut down during work" {
+				t.Errorf("%s (worked): state %s, records %+v", j.ID, got.State, recs)
+			}
+		case i < 5:
+			if got.State != store.StatePending || len(recs) != 1 || recs[0].Status != "canceled" ||
+				recs[0].Error != "shut down before it was started" {
+				t.Errorf("%s (claimed ahead): state %s, records %+v; want pending, one canceled attempt", j.ID, got.State, recs)
+			}
+		default:
+			if got.State != store.StatePending || len(recs) != 0 || got.Attempts != 0 {
+				t.Errorf("%s (never claimed): state %s, %d attempts, records %+v", j.ID, got.State, got.Attempts, recs)
+			}
+		}
+	}
+}
+
+// blockingFinish is a stubStore whose Finish waits until unblock is closed.
+type blockingFinish struct {
+	*stubStore
+	finishing chan struct{} // receives when a Finish begins
+	unblock   chan struct{}
+}
+
+func (s blockingFinish) Finish(ctx context.Context, id, state string, next time.Time, a store.Attempt) error {
+	s.finishing <- struct{}{}
+	<-s.unblock
+	return s.stubStore.Finish(ctx, id, state, next, a)
+}
+
+// With FreeBeforeRecord, a job's unit is free as soon as its worker returns, while its outcome is
+// still being recorded; without it, only once the record is done.
+func TestLoopFreeBeforeRecord(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		t.Run(fmt.Sprint("early=", early), func(t *testing.T) {
+			var once sync.Once
+			st := blockingFinish{stubStore: newStub(func(int) []store.Job {
+				var out []store.Job
+				once.Do(func() { out = []store.Job{{ID: "a"}} })
+				return out
+			}), finishing: make(chan struct{}, 1), unblock: make(chan struct{})}
+			gate := make(semGate, 1)
+			c := New(st, []Lane{{Worker: done, Gate: gate, Parallel: true, FreeBeforeRecord: early}}, Options{})
+			stop := runConsumer(c)
+			defer stop()
+			select {
+			case <-st.finishing:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no outcome recorded")
+			}
+			// The loop went round again: it holds the unit while it waits on the gate or claims.
+			// Take the unit from the outside instead: possible only if the job freed it.
+			free := false
+			select {
+			case gate <- struct{}{}:
+				free = true
+				<-gate
+			case <-time.After(50 * time.Millisecond): // a window for the unit to show up
+			}
+			close(st.unblock)
+			if free != early {
+				t.Errorf("unit free while the outcome was recorded: %v, want %v", free, early)
+			}
+		})
+	}
+}

@@ -74,7 +74,8 @@ type Gate interface {
 	// least 1), or 0 when ctx is done first.
 	Acquire(ctx context.Context) int
 	// Release gives back n of the units Acquire granted: those no claimed job used, right after
-	// the claim, and one per job once its result is recorded.
+	// the claim, and one per job once its result is recorded (or, with Lane.FreeBeforeRecord, once
+	// its Worker has returned it).
 	Release(n int)
 }
 
@@ -89,6 +90,20 @@ type Lane struct {
 	// Parallel works each claimed job in its own goroutine, so the lane claims again as soon as
 	// its Gate releases a unit; otherwise the jobs of one claim are worked in turn.
 	Parallel bool
+	// FreeBeforeRecord gives a job's Gate unit back as soon as its Worker has returned, before
+	// the outcome is recorded: the Gate then bounds the work under way (a webhook endpoint's
+	// requests in flight), and outcomes that wait for their record commit together with the
+	// others of their moment (the store's group commit) instead of holding the next job's unit
+	// for an fsync. The lane still holds no more jobs than it claimed. Otherwise the unit is held
+	// until the record (a reply account's one message at a time covers the record of its outcome).
+	FreeBeforeRecord bool
+	// Ahead is how many jobs beyond what its Gate grants the lane may claim at once and hold,
+	// claimed but not started, to start as units free up: one claim transaction (one fsync) then
+	// serves Ahead+1 or more jobs instead of the one a freed unit admits. The store's heartbeat
+	// renews their claims like any other. A job claimed ahead that shutdown finds unstarted is
+	// put back (pending, due at once) with an attempt "canceled". Zero claims only what the Gate
+	// grants.
+	Ahead int
 	// Log receives the lane's own lines (the outbox unavailable); nil means the consumer's.
 	Log *slog.Logger
 }
