@@ -483,6 +483,9 @@ func TestDovecotFailpoints(t *testing.T) {
 			}
 			before := len(led.recv.Requests())
 			d = startDaemon(t, cfg, env...)
+			// The requests in flight at the kill may all have arrived already: wait until the new
+			// process is up, so the SIGTERM below does not come before its handler.
+			waitReady(t, d)
 			want := m.want()
 			led.waitDelivered(t, 30*time.Second, want)
 			d.terminate()
@@ -520,6 +523,9 @@ func TestDovecotFailpointMidBatch(t *testing.T) {
 			}
 			before := len(led.recv.Requests())
 			d = startDaemon(t, cfg, env...)
+			// The requests in flight at the kill may all have arrived already: wait until the new
+			// process is up, so the SIGTERM below does not come before its handler.
+			waitReady(t, d)
 			want := m.want()
 			led.waitDelivered(t, 60*time.Second, want)
 			d.terminate()
