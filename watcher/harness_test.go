@@ -41,6 +41,7 @@ type fakeState struct {
 	resets      []store.Checkpoint
 	violations  []string
 	failCommits map[uint32]int // uid → how many more commits of it fail
+	commitErr   error          // when set, every commit fails with it
 
 	record  *store.FetchRange  // the fetch record, nil when none
 	begun   []store.FetchRange // every BeginFetch, in order
@@ -79,6 +80,9 @@ func (f *fakeState) ResetCheckpoint(_ context.Context, cp store.Checkpoint) erro
 func (f *fakeState) Commit(_ context.Context, batch []store.Commit) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.commitErr != nil {
+		return f.commitErr
+	}
 	for _, c := range batch {
 		if uid := c.Checkpoint.LastUID; f.failCommits[uid] > 0 {
 			f.failCommits[uid]--

@@ -1,6 +1,9 @@
 package watcher_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -8,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -130,6 +134,38 @@ func TestCommitFailureRetries(t *testing.T) {
 		t.Errorf("Connects = %d, want ≥ 3 (a reconnect per failed commit)", got)
 	}
 	st.checkInvariants(t)
+}
+
+// TestLeaseLostStopsAtOnce: a commit refused because another replica took the mailbox over
+// (store.ErrLeaseLost) ends Run at once with that error: no reconnect, no retry of the commit.
+func TestLeaseLostStopsAtOnce(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	logs := &syncBuffer{}
+	st, rec := newFakeState(), newRecorder()
+	w := mustNew(t, baseConfig(srv.Addr(), srv.User(), srv.Password(), logs), st, rec)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitState(t, w, watcher.StateIdle)
+	st.mu.Lock()
+	st.commitErr = fmt.Errorf("commit: %w", store.ErrLeaseLost)
+	st.mu.Unlock()
+	appendN(t, srv, 0, 1)
+	select {
+	case err := <-done:
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Fatalf("Run returned %v, want store.ErrLeaseLost", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("Run did not return within %v of a lost lease\n%s", waitTimeout, logs.String())
+	}
+	if s := w.Status(); s.State != watcher.StateStopped || s.Connects != 1 || !strings.Contains(s.Reason, "lease lost") {
+		t.Errorf("status after a lost lease = %+v, want stopped after one session with the reason", s)
+	}
+	if got := st.committedUIDs(); len(got) != 0 {
+		t.Errorf("committed %v after the lease was lost", got)
+	}
 }
 
 // TestExistsDuringCommand: without IDLE and with a poll interval far beyond the test,

@@ -457,8 +457,9 @@ func sameCause(reason string) string {
 }
 
 // Run watches the mailbox until ctx is done, reconnecting after every error with full-jitter
-// backoff. It returns nil when ctx is done; it never returns early on an IMAP or State error.
-// Run must be called at most once.
+// backoff. It returns nil when ctx is done; it never returns early on an IMAP or State error but
+// one: a write refused with store.ErrLeaseLost (a backend shared by replicas found the mailbox
+// taken over by another) ends Run at once with that error. Run must be called at most once.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.setState(StateStopped)
 	attempt := 0
@@ -473,6 +474,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		if err == nil { // unreachable: a session ends only with an error or ctx
 			err = errors.New("session ended")
+		}
+		if errors.Is(err, store.ErrLeaseLost) {
+			// Another replica took the mailbox over: stop at once (not at the next renewal), so this
+			// session ends now; fencing already refused the write.
+			w.log.Warn("mailbox lease lost: another replica watches this mailbox now; stopping", "err", err)
+			w.update(func(s *Status) { s.Reason = err.Error() })
+			return err
 		}
 		if progressed || time.Since(start) >= w.cfg.StableAfter {
 			attempt = 0

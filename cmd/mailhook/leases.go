@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mailhook/mailhook/internal/ops"
+	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/store/postgres"
 	"github.com/mailhook/mailhook/watcher"
 )
@@ -44,7 +45,9 @@ func (a *app) runLeased(ctx context.Context) error {
 			log.Error("cannot start the watcher", "err", err)
 			return
 		}
-		if err := lm.slot.Run(ctx, w); err != nil && !errors.Is(err, context.Canceled) {
+		if err := lm.slot.Run(ctx, w); errors.Is(err, store.ErrLeaseLost) {
+			a.leases.Lost(h) // the watcher stopped at once; give the lease up before its renewal
+		} else if err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("watcher stopped", "err", err)
 		}
 	})

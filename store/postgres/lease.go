@@ -555,6 +555,24 @@ RETURNING l.account, l.mailbox, l.epoch, c.previous`, m.replica, m.opts.TTL.Micr
 	return nil
 }
 
+// Lost tells the manager that the runner of h found its lease taken over (a fenced write failed
+// with store.ErrLeaseLost): the lease is given up now, not at the next renewal, and counted lost.
+// Its runner's context is cancelled; the lease is settled once the runner has returned.
+func (m *Leases) Lost(h Held) {
+	m.mu.Lock()
+	l := m.held[h.MailboxKey]
+	lost := l != nil && l.Epoch == h.Epoch && l.ctx.Err() == nil
+	if lost {
+		m.stats.Lost++
+		l.cancel()
+	}
+	m.mu.Unlock()
+	if lost {
+		m.log.Info("mailbox lease found taken over: giving it up", "account", h.Account, "mailbox", h.Mailbox, "epoch", h.Epoch)
+		signal(m.wake)
+	}
+}
+
 // start records an acquired lease and starts its runner.
 func (m *Leases) start(h Held, deadline time.Time, previous string, run func(context.Context, Held)) {
 	lctx, cancel := context.WithCancel(context.Background())

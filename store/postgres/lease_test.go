@@ -363,6 +363,57 @@ expires_at = clock_timestamp() + interval '1 hour'`); err != nil {
 		}
 	})
 
+	// A runner whose fenced write fails with ErrLeaseLost reports it (Lost): the lease is given up
+	// at once, long before the next renewal would notice, and counted lost once.
+	t.Run("LostReportedByRunner", func(t *testing.T) {
+		dsn := pg.NewDatabase(t)
+		want := mailboxes(1)
+		s := openStore(t, dsn, testOpts{replica: "a", ttl: time.Minute}) // renewals every 20 s
+		taken := make(chan struct{})
+		ended := make(chan error, 1)
+		startReplica(t, s, want, func(ctx context.Context, h Held) {
+			mw, err := s.Mailbox(ctx, h.Account, h.Mailbox)
+			if err != nil {
+				ended <- err
+				return
+			}
+			<-taken
+			err = mw.ResetCheckpoint(ctx, store.Checkpoint{UIDValidity: 1, LastUID: 1})
+			if errors.Is(err, store.ErrLeaseLost) {
+				s.Leases().Lost(h)
+				<-ctx.Done() // Lost cancels the runner
+			}
+			ended <- err
+		})
+		waitFor(t, 10*time.Second, "a holds the lease", func() bool {
+			_, ok := s.Leases().Epoch(want[0].Account, want[0].Mailbox)
+			return ok
+		})
+		if _, err := s.pool.Exec(context.Background(), `UPDATE mailbox_leases SET holder = 'other', epoch = epoch + 1,
+expires_at = clock_timestamp() + interval '1 hour'`); err != nil {
+			t.Fatal(err)
+		}
+		close(taken)
+		select {
+		case err := <-ended:
+			if !errors.Is(err, store.ErrLeaseLost) {
+				t.Fatalf("fenced write after the takeover: %v, want ErrLeaseLost", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the runner was not cancelled after Lost")
+		}
+		waitFor(t, 5*time.Second, "the lost lease is settled before the next renewal", func() bool {
+			_, ok := s.Leases().Epoch(want[0].Account, want[0].Mailbox)
+			return !ok
+		})
+		if st := s.Leases().Stats(); st.Lost != 1 || st.Held != 0 {
+			t.Errorf("stats = %+v; want one lost, none held", st)
+		}
+		if h, _ := leaseRow(t, s, want[0]); h != "other" {
+			t.Errorf("holder = %q; a's release touched a lease that is no longer its own", h)
+		}
+	})
+
 	t.Run("Fence", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		want := mailboxes(1)
