@@ -1,13 +1,11 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -110,19 +108,12 @@ func (s *Store) BudgetThrottleOf(ctx context.Context, account string) (th store.
 // mailboxes of one account cannot overrun its budget together.
 func (s *Store) reserveBudget(ctx context.Context, w *writer, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error) {
 	account := w.account
-	if n < 0 || lim.Bytes <= 0 || lim.Window <= 0 {
-		return store.BudgetGrant{}, fmt.Errorf("reserve download budget of %q: invalid request %d of %+v", account, n, lim)
-	}
-	hold := lim.Hold
-	if hold <= 0 {
-		hold = store.DefaultBudgetHold
-	}
-	type release struct {
-		at    int64
-		bytes int64
+	hold, err := store.BudgetHold(account, n, lim)
+	if err != nil {
+		return store.BudgetGrant{}, err
 	}
 	var g store.BudgetGrant
-	err := w.fenced(ctx, func(tx pgx.Tx) error {
+	err = w.fenced(ctx, func(tx pgx.Tx) error {
 		g = store.BudgetGrant{}
 		if err := lockRow(ctx, tx, lockBudget, account); err != nil {
 			return err
@@ -131,7 +122,7 @@ func (s *Store) reserveBudget(ctx context.Context, w *writer, n int64, lim store
 		if _, err := tx.Exec(ctx, `DELETE FROM budget_holds WHERE account = $1 AND expires_at <= $2`, account, at); err != nil {
 			return err
 		}
-		var frees []release
+		var uses []store.BudgetUse
 		span := int64(lim.Bucket + lim.Window)
 		rows, err := tx.Query(ctx, `SELECT start + $1, bytes FROM budget_buckets WHERE account = $2 AND start + $1 > $3
 UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = $2`, span, account, at)
@@ -139,33 +130,20 @@ UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = $2`, span, 
 			return err
 		}
 		for rows.Next() {
-			var r release
-			if err := rows.Scan(&r.at, &r.bytes); err != nil {
+			var ends, bytes int64
+			if err := rows.Scan(&ends, &bytes); err != nil {
 				rows.Close()
 				return err
 			}
-			frees = append(frees, r)
-			g.Used += r.bytes
+			uses = append(uses, store.BudgetUse{Ends: goTime(ends), Bytes: bytes})
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if g.Used+n > lim.Bytes && g.Used > 0 {
-			need := g.Used + n - lim.Bytes
-			if n > lim.Bytes {
-				need = g.Used // fits only alone
-			}
-			slices.SortFunc(frees, func(a, b release) int { return cmp.Compare(a.at, b.at) })
-			for _, r := range frees {
-				need -= r.bytes
-				if need <= 0 {
-					g.Until = goTime(r.at)
-					break
-				}
-			}
+		if g = store.DecideBudget(uses, n, lim); !g.Granted {
 			return nil
 		}
-		g.Granted, g.ID = true, newHoldID()
+		g.ID = newHoldID()
 		_, err = tx.Exec(ctx, `INSERT INTO budget_holds (id, account, bytes, expires_at) VALUES ($1, $2, $3, $4)`,
 			g.ID, account, n, dbTime(now.Add(hold)))
 		return err
@@ -194,12 +172,12 @@ func newHoldID() string {
 // ReserveReply implements store.Replies, holding the account's reply lock for the whole decision:
 // two replicas never both reserve a reply for one sender, nor both take the last one of the cap.
 func (s *Store) ReserveReply(ctx context.Context, k store.ReplyKey, messageID string, oncePer time.Duration, perDay int, now time.Time) (store.Reservation, error) {
-	k.Sender = strings.ToLower(k.Sender)
-	if k.Account == "" || k.Sender == "" || k.Reply == "" || messageID == "" || oncePer <= 0 {
-		return store.Reservation{}, fmt.Errorf("reserve reply: incomplete key %+v or message id", k)
+	k, err := store.CheckReplyRequest(k, messageID, oncePer)
+	if err != nil {
+		return store.Reservation{}, err
 	}
 	var res store.Reservation
-	err := s.withTx(ctx, func(tx pgx.Tx) error {
+	err = s.withTx(ctx, func(tx pgx.Tx) error {
 		res = store.Reservation{}
 		if err := lockRow(ctx, tx, lockReplies, k.Account); err != nil {
 			return err
@@ -230,16 +208,13 @@ func (s *Store) ReserveReply(ctx context.Context, k store.ReplyKey, messageID st
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
-		var oldest *int64
-		if err := tx.QueryRow(ctx, `SELECT count(*), min(sent_at) FROM reply_sends WHERE account = $1 AND sent_at > $2`,
+		var oldest int64
+		if err := tx.QueryRow(ctx, `SELECT count(*), coalesce(min(sent_at), 0) FROM reply_sends WHERE account = $1 AND sent_at > $2`,
 			k.Account, dbTime(now.Add(-store.ReplyWindow))).Scan(&res.Sent, &oldest); err != nil {
 			return err
 		}
-		if perDay > 0 && res.Sent >= perDay {
-			res.Status = store.ReplyOverCap
-			if oldest != nil {
-				res.Until = goTime(*oldest).Add(store.ReplyWindow)
-			}
+		if capped, over := store.ReplyCapped(res.Sent, perDay, goTime(oldest)); over {
+			res = capped
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO reply_ledger (account, sender, reply, sent_at, expires_at, message_id)

@@ -77,19 +77,9 @@ func (w *writer) ReserveBudget(ctx context.Context, n int64, lim store.BudgetLim
 	return w.s.reserveBudget(ctx, w, n, lim, now)
 }
 
-// own returns sel restricted to this mailbox's post-actions, or an error if it names another.
-func (w *writer) own(sel store.Selector) (store.Selector, error) {
-	if (sel.Kind != "" && sel.Kind != store.KindPostAction) ||
-		(sel.Account != "" && sel.Account != w.account) || (sel.Mailbox != "" && sel.Mailbox != w.mailbox) {
-		return sel, fmt.Errorf("mailbox writer of %q/%q: selector %+v picks jobs of another mailbox or kind", w.account, w.mailbox, sel)
-	}
-	sel.Kind, sel.Account, sel.Mailbox = store.KindPostAction, w.account, w.mailbox
-	return sel, nil
-}
-
 // Claim claims the mailbox's post-actions in a fenced transaction: only the lease holder runs them.
 func (w *writer) Claim(ctx context.Context, sel store.Selector, now time.Time, max int) ([]store.Job, error) {
-	sel, err := w.own(sel)
+	sel, err := store.MailboxPostActions(sel, w.account, w.mailbox)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +99,7 @@ func (w *writer) Claim(ctx context.Context, sel store.Selector, now time.Time, m
 }
 
 func (w *writer) NextDue(ctx context.Context, sel store.Selector) (time.Time, bool, error) {
-	sel, err := w.own(sel)
+	sel, err := store.MailboxPostActions(sel, w.account, w.mailbox)
 	if err != nil {
 		return time.Time{}, false, err
 	}

@@ -95,7 +95,7 @@ func (s *Store) commit(ctx context.Context, w *writer, batch []store.Commit) err
 				account, mailbox, last.LastUID, c.Checkpoint.UIDValidity, last.UIDValidity, store.ErrUIDValidity)
 		}
 		for i := range c.Jobs {
-			if err := checkNew(&c.Jobs[i]); err != nil {
+			if err := store.CheckNew(&c.Jobs[i]); err != nil {
 				return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, c.Checkpoint.LastUID, err)
 			}
 		}
@@ -168,34 +168,6 @@ WHERE account = $4 AND mailbox = $5`,
 	}
 	if err != nil {
 		return fmt.Errorf("advance checkpoint: %w", err)
-	}
-	return nil
-}
-
-// checkNew validates the caller-supplied fields of a job about to be inserted.
-func checkNew(j *store.Job) error {
-	if j.ID == "" {
-		return errors.New("job with empty id")
-	}
-	switch j.Kind {
-	case store.KindWebhook, store.KindReply, store.KindPostAction:
-	default:
-		return fmt.Errorf("job %s: unknown kind %q", j.ID, j.Kind)
-	}
-	switch j.State {
-	case "", store.StatePending, store.StateHeld, store.StateDead:
-	default:
-		return fmt.Errorf("job %s: cannot be created in state %q", j.ID, j.State)
-	}
-	seen := make(map[string]bool, len(j.DependsOn))
-	for _, d := range j.DependsOn {
-		if d == j.ID {
-			return fmt.Errorf("job %s depends on itself", j.ID)
-		}
-		if d == "" || seen[d] {
-			return fmt.Errorf("job %s: empty or repeated dependency %q", j.ID, d)
-		}
-		seen[d] = true
 	}
 	return nil
 }

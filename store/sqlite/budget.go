@@ -1,14 +1,12 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/mailhook/mailhook/store"
@@ -114,24 +112,17 @@ func (s *Store) MailboxCounts(ctx context.Context, account, mailbox string) (map
 // reserveBudget implements MailboxWriter.ReserveBudget in one transaction (BEGIN IMMEDIATE: no
 // other writer between the sum and the insert).
 func (s *Store) reserveBudget(ctx context.Context, account string, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error) {
-	if n < 0 || lim.Bytes <= 0 || lim.Window <= 0 {
-		return store.BudgetGrant{}, fmt.Errorf("reserve download budget of %q: invalid request %d of %+v", account, n, lim)
-	}
-	hold := lim.Hold
-	if hold <= 0 {
-		hold = store.DefaultBudgetHold
-	}
-	type release struct {
-		at    int64
-		bytes int64
+	hold, err := store.BudgetHold(account, n, lim)
+	if err != nil {
+		return store.BudgetGrant{}, err
 	}
 	var g store.BudgetGrant
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		at := dbTime(now)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM budget_holds WHERE account = ? AND expires_at <= ?`, account, at); err != nil {
 			return err
 		}
-		var frees []release
+		var uses []store.BudgetUse
 		span := int64(lim.Bucket + lim.Window)
 		rows, err := tx.QueryContext(ctx, `SELECT start + ?, bytes FROM budget_buckets WHERE account = ? AND start + ? > ?
 UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = ?`, span, account, span, at, account)
@@ -139,33 +130,20 @@ UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = ?`, span, a
 			return err
 		}
 		for rows.Next() {
-			var r release
-			if err := rows.Scan(&r.at, &r.bytes); err != nil {
+			var ends, bytes int64
+			if err := rows.Scan(&ends, &bytes); err != nil {
 				rows.Close()
 				return err
 			}
-			frees = append(frees, r)
-			g.Used += r.bytes
+			uses = append(uses, store.BudgetUse{Ends: goTime(ends), Bytes: bytes})
 		}
 		if err := rows.Close(); err != nil {
 			return err
 		}
-		if g.Used+n > lim.Bytes && g.Used > 0 {
-			need := g.Used + n - lim.Bytes
-			if n > lim.Bytes {
-				need = g.Used // fits only alone
-			}
-			slices.SortFunc(frees, func(a, b release) int { return cmp.Compare(a.at, b.at) })
-			for _, r := range frees {
-				need -= r.bytes
-				if need <= 0 {
-					g.Until = goTime(r.at)
-					break
-				}
-			}
+		if g = store.DecideBudget(uses, n, lim); !g.Granted {
 			return nil
 		}
-		g.Granted, g.ID = true, newHoldID()
+		g.ID = newHoldID()
 		_, err = tx.ExecContext(ctx, `INSERT INTO budget_holds (id, account, bytes, expires_at) VALUES (?, ?, ?, ?)`,
 			g.ID, account, n, dbTime(now.Add(hold)))
 		return err

@@ -65,18 +65,8 @@ func (w *writer) ReserveBudget(ctx context.Context, n int64, lim store.BudgetLim
 	return w.s.reserveBudget(ctx, w.account, n, lim, now)
 }
 
-// own returns sel restricted to this mailbox's post-actions, or an error if it names another.
-func (w *writer) own(sel store.Selector) (store.Selector, error) {
-	if (sel.Kind != "" && sel.Kind != store.KindPostAction) ||
-		(sel.Account != "" && sel.Account != w.account) || (sel.Mailbox != "" && sel.Mailbox != w.mailbox) {
-		return sel, fmt.Errorf("mailbox writer of %q/%q: selector %+v picks jobs of another mailbox or kind", w.account, w.mailbox, sel)
-	}
-	sel.Kind, sel.Account, sel.Mailbox = store.KindPostAction, w.account, w.mailbox
-	return sel, nil
-}
-
 func (w *writer) Claim(ctx context.Context, sel store.Selector, now time.Time, max int) ([]store.Job, error) {
-	sel, err := w.own(sel)
+	sel, err := store.MailboxPostActions(sel, w.account, w.mailbox)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +74,7 @@ func (w *writer) Claim(ctx context.Context, sel store.Selector, now time.Time, m
 }
 
 func (w *writer) NextDue(ctx context.Context, sel store.Selector) (time.Time, bool, error) {
-	sel, err := w.own(sel)
+	sel, err := store.MailboxPostActions(sel, w.account, w.mailbox)
 	if err != nil {
 		return time.Time{}, false, err
 	}

@@ -12,7 +12,7 @@ import (
 // Enqueue implements store.OutboxAdmin.
 func (s *Store) Enqueue(ctx context.Context, jobs []store.Job) (inserted []string, err error) {
 	for i := range jobs {
-		if err := checkNew(&jobs[i]); err != nil {
+		if err := store.CheckNew(&jobs[i]); err != nil {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
 	}

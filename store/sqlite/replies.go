@@ -18,12 +18,12 @@ import (
 
 // ReserveReply implements store.Replies.
 func (s *Store) ReserveReply(ctx context.Context, k store.ReplyKey, messageID string, oncePer time.Duration, perDay int, now time.Time) (store.Reservation, error) {
-	k.Sender = strings.ToLower(k.Sender)
-	if k.Account == "" || k.Sender == "" || k.Reply == "" || messageID == "" || oncePer <= 0 {
-		return store.Reservation{}, fmt.Errorf("reserve reply: incomplete key %+v or message id", k)
+	k, err := store.CheckReplyRequest(k, messageID, oncePer)
+	if err != nil {
+		return store.Reservation{}, err
 	}
 	var res store.Reservation
-	err := s.withTx(ctx, func(tx *sql.Tx) error {
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		n := dbTime(now)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM reply_ledger WHERE expires_at <= ?`, n); err != nil {
 			return err
@@ -55,8 +55,8 @@ func (s *Store) ReserveReply(ctx context.Context, k store.ReplyKey, messageID st
 			k.Account, dbTime(now.Add(-store.ReplyWindow))).Scan(&res.Sent, &oldest); err != nil {
 			return err
 		}
-		if perDay > 0 && res.Sent >= perDay {
-			res.Status, res.Until = store.ReplyOverCap, goTime(oldest.Int64).Add(store.ReplyWindow)
+		if capped, over := store.ReplyCapped(res.Sent, perDay, goTime(oldest.Int64)); over {
+			res = capped
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO reply_ledger (account, sender, reply, sent_at, expires_at, message_id)

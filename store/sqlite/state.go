@@ -94,7 +94,7 @@ func (s *Store) commit(ctx context.Context, account, mailbox string, batch []sto
 				account, mailbox, last.LastUID, c.Checkpoint.UIDValidity, last.UIDValidity, store.ErrUIDValidity)
 		}
 		for i := range c.Jobs {
-			if err := checkNew(&c.Jobs[i]); err != nil {
+			if err := store.CheckNew(&c.Jobs[i]); err != nil {
 				return fmt.Errorf("commit %q/%q uid %d: %w", account, mailbox, c.Checkpoint.LastUID, err)
 			}
 		}
@@ -161,34 +161,6 @@ func (w *writeTx) advance(account, mailbox string, cp store.Checkpoint, now time
 		return 0, fmt.Errorf("advance checkpoint: %w", err)
 	}
 	return int64(cp.LastUID), nil
-}
-
-// checkNew validates the caller-supplied fields of a job about to be inserted.
-func checkNew(j *store.Job) error {
-	if j.ID == "" {
-		return errors.New("job with empty id")
-	}
-	switch j.Kind {
-	case store.KindWebhook, store.KindReply, store.KindPostAction:
-	default:
-		return fmt.Errorf("job %s: unknown kind %q", j.ID, j.Kind)
-	}
-	switch j.State {
-	case "", store.StatePending, store.StateHeld, store.StateDead:
-	default:
-		return fmt.Errorf("job %s: cannot be created in state %q", j.ID, j.State)
-	}
-	seen := make(map[string]bool, len(j.DependsOn))
-	for _, d := range j.DependsOn {
-		if d == j.ID {
-			return fmt.Errorf("job %s depends on itself", j.ID)
-		}
-		if d == "" || seen[d] {
-			return fmt.Errorf("job %s: empty or repeated dependency %q", j.ID, d)
-		}
-		seen[d] = true
-	}
-	return nil
 }
 
 // insertJobs inserts jobs in order inside w (see Commit). batch holds the ids inserted earlier in
