@@ -32,6 +32,7 @@ type endpoint struct {
 	log    *slog.Logger
 	client *http.Client
 	sem    chan struct{}
+	shared outbox.Gate       // the concurrency limit shared with other processes (Options.Gates); nil: sem
 	scrub  *strings.Replacer // removes URL parts, header values and secrets from error text
 	health endpointHealth    // disabled or failing (health.go)
 }

@@ -37,6 +37,10 @@ type Options struct {
 	// Spool holds the files of jobs whose bodies ship attachments inline (stream.go); nil when no
 	// webhook does. A body referring to spooled files without a Spool is dead-lettered.
 	Spool *spool.Spool
+	// Gates, when set, gives each endpoint's concurrency limit as a gate shared with other
+	// processes (for name and the endpoint's Concurrency), used instead of the in-process one:
+	// replicas sharing a store hold the limit cluster-wide, since it protects the receiver.
+	Gates func(name string, concurrency int) outbox.Gate
 }
 
 // QuickRetry bounds the retries made in process, within one claim of a job, for errors that are
@@ -118,6 +122,9 @@ func New(endpoints []Endpoint, opts Options) (*Dispatcher, error) {
 			return nil, fmt.Errorf("webhook %q: configured twice", e.Name)
 		}
 		ep := newEndpoint(e, d.log.With("webhook", e.Name))
+		if opts.Gates != nil {
+			ep.shared = opts.Gates(e.Name, e.Concurrency)
+		}
 		d.endpoints[e.Name] = ep
 		d.order = append(d.order, ep)
 	}
@@ -138,7 +145,7 @@ func (d *Dispatcher) Lanes() []outbox.Lane {
 	for _, ep := range d.order {
 		lanes = append(lanes, outbox.Lane{
 			Select:   store.Selector{Kind: store.KindWebhook, Target: ep.Name},
-			Gate:     ep,
+			Gate:     ep.gate(),
 			Parallel: true,
 			Ahead:    aheadPerSlot * cap(ep.sem),
 			// Concurrency bounds requests in flight: a slot is free once the response is in.
@@ -164,11 +171,11 @@ func (d *Dispatcher) Work(ctx context.Context, j store.Job) outbox.Result {
 		return d.result(log, j, store.StateDead, time.Time{},
 			store.Attempt{JobID: j.ID, At: d.now(), Status: "removed", Error: "webhook_removed"})
 	}
-	if !ep.acquire(ctx) {
+	if !ep.take(ctx) {
 		return d.result(ep.log.With("job", j.ID), j, store.StatePending, d.now(),
 			store.Attempt{JobID: j.ID, At: d.now(), Status: "canceled", Error: "shut down before sending"})
 	}
-	defer ep.release()
+	defer ep.give()
 	return d.deliver(ctx, ep, j)
 }
 
@@ -186,7 +193,38 @@ func (d *Dispatcher) result(log *slog.Logger, j store.Job, state string, nextAt 
 	return outbox.Result{State: state, NextAt: nextAt, Attempt: a, Log: log}
 }
 
-// acquire takes a slot of the endpoint's concurrency limit; false when ctx is done first.
+// gate is the endpoint's concurrency limit as its lane's gate: the shared one (Options.Gates), or
+// the endpoint itself.
+func (ep *endpoint) gate() outbox.Gate {
+	if ep.shared != nil {
+		return ep.shared
+	}
+	return ep
+}
+
+// take takes one slot of the endpoint's concurrency limit (shared or in process) for the lane
+// claiming jobs of any endpoint; false when ctx is done first.
+func (ep *endpoint) take(ctx context.Context) bool {
+	if ep.shared == nil {
+		return ep.acquire(ctx)
+	}
+	n := ep.shared.Acquire(ctx)
+	if n > 1 {
+		ep.shared.Release(n - 1)
+	}
+	return n > 0
+}
+
+// give gives back the slot of take.
+func (ep *endpoint) give() {
+	if ep.shared != nil {
+		ep.shared.Release(1)
+		return
+	}
+	ep.release()
+}
+
+// acquire takes a slot of the endpoint's in-process concurrency limit; false when ctx is done first.
 func (ep *endpoint) acquire(ctx context.Context) bool {
 	select {
 	case ep.sem <- struct{}{}:

@@ -2,10 +2,15 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -76,4 +81,73 @@ func (c *claimLog) most(target string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.peak[target]
+}
+
+// With Options.Gates, two dispatchers (two replicas sharing a store) hold one endpoint's
+// concurrency limit between them: the receiver never sees more requests at once than the limit.
+func TestSharedConcurrencyLimit(t *testing.T) {
+	_, key := testSecret(t, 1, 32)
+	const limit, perReplica = 2, 6
+	var inFlight, peak atomic.Int64
+	arrived, release := make(chan struct{}, 2*perReplica), make(chan struct{}, 2*perReplica)
+	srv, _ := receiver(t, func(_ http.ResponseWriter, r *http.Request, _ int) {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		inFlight.Add(-1)
+	})
+	shared := &endpoint{sem: make(chan struct{}, limit)} // stands in for the store's cluster-wide slots
+	var asked []string
+	opts := Options{Gates: func(name string, concurrency int) outbox.Gate {
+		asked = append(asked, fmt.Sprintf("%s:%d", name, concurrency))
+		return shared
+	}}
+	eps := []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Concurrency: limit}}
+	outs := []*fakeOutbox{newFakeOutbox(), newFakeOutbox()}
+	t0 := time.Now()
+	for r, out := range outs {
+		for i := range perReplica {
+			out.add(newJob(fmt.Sprintf("msg_%d_%d", r, i), "ci", t0))
+		}
+		start(t, mustNew(t, out, eps, opts))
+	}
+	if want := []string{"ci:2", "ci:2"}; !slices.Equal(asked, want) {
+		t.Errorf("Gates asked for %v, want %v", asked, want)
+	}
+	const jobs = 2 * perReplica
+	got := 0
+	for released := 0; released < jobs; released++ {
+		for got-released < min(limit, jobs-released) {
+			select {
+			case <-arrived:
+				got++
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d requests arrived, %d released; want %d in flight", got, released, limit)
+			}
+		}
+		window := time.After(20 * time.Millisecond) // lets a dispatcher exceeding the limit show it
+	observe:
+		for {
+			select {
+			case <-arrived:
+				got++
+			case <-window:
+				break observe
+			}
+		}
+		release <- struct{}{}
+	}
+	for r, out := range outs {
+		for i := range perReplica {
+			out.waitState(t, fmt.Sprintf("msg_%d_%d", r, i), store.StateDone)
+		}
+	}
+	if p := peak.Load(); p != limit {
+		t.Errorf("peak concurrency across both dispatchers %d, want %d", p, limit)
+	}
 }

@@ -163,8 +163,10 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 		return nil, fmt.Errorf("open state: %w", err)
 	}
 	var leases *postgres.Leases
+	var gates func(string, int) outbox.Gate // webhook concurrency held cluster-wide on a shared store
 	if pst, ok := st.(*postgres.Store); ok {
 		leases = pst.Leases()
+		gates = func(name string, n int) outbox.Gate { return pst.Slots("webhook:"+name, n) }
 	}
 	defer func() {
 		if err != nil {
@@ -186,7 +188,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	d, err := dispatch.New(eps, dispatch.Options{Logger: logger, Version: version(),
-		Observe: spoolObserver(a.spool, a.ops.Delivered), Spool: a.spool, States: st})
+		Observe: spoolObserver(a.spool, a.ops.Delivered), Spool: a.spool, States: st, Gates: gates})
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
