@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,6 +27,13 @@ import (
 // is refreshed first. A login takes seconds, and an IMAP server checks the
 // token only at login, so five minutes is ample.
 const RefreshMargin = 5 * time.Minute
+
+// Rotation is where processes sharing a refresh token keep its newest rotation. RefreshWith
+// locks key's stored value across every process, calls refresh with it ("" and false when none is
+// stored yet), stores what refresh returns (unless empty or an error) and then unlocks.
+type Rotation interface {
+	RefreshWith(ctx context.Context, key string, refresh func(stored string, ok bool) (next string, err error)) error
+}
 
 // Defaults of Config.
 const (
@@ -57,6 +65,11 @@ type Config struct {
 	// 0700 folder); "" keeps rotations in memory only. A persisted token is preferred over
 	// RefreshToken for as long as RefreshToken stays the one it replaced.
 	StateFile string
+	// Shared, when set, keeps the rotated refresh token where every process using this token sees
+	// it (a store shared by replicas, under SharedKey, or Name when empty) and runs one refresh at
+	// a time across them: two processes rotating one refresh token at once can get it revoked.
+	Shared    Rotation
+	SharedKey string
 
 	HTTPClient *http.Client     // nil: a client with DefaultHTTPTimeout
 	Logger     *slog.Logger     // nil discards
@@ -245,7 +258,10 @@ func (s *Source) Token(ctx context.Context) (*oauth2.Token, error) {
 	rt := s.refresh
 	s.mu.Unlock()
 
-	tok, err := s.oc.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, s.client), &oauth2.Token{RefreshToken: rt}).Token()
+	s.mu.Lock()
+	configured := s.configured
+	s.mu.Unlock()
+	tok, rt, err := s.request(ctx, rt, configured)
 	if err != nil {
 		return nil, s.failed(err)
 	}
@@ -255,17 +271,51 @@ func (s *Source) Token(ctx context.Context) (*oauth2.Token, error) {
 	s.mu.Lock()
 	s.tok, s.refused, s.hold = tok, nil, 0
 	s.refreshes++
+	s.refresh = rt // a rotation another process stored (Config.Shared), or the one in use
 	rotated := tok.RefreshToken != "" && tok.RefreshToken != rt
 	if rotated {
 		s.refresh = tok.RefreshToken
 	}
-	configured := s.configured
 	s.mu.Unlock()
 	s.log.Info("oauth2 access token refreshed", "expires", expiry(tok))
 	if rotated {
 		s.persist(tok.RefreshToken, configured)
 	}
 	return copyToken(tok), nil
+}
+
+// request asks the token endpoint for an access token with the refresh token rt and returns the
+// refresh token it used. With Config.Shared it does so holding the shared lock, with the newest
+// rotation another process stored (unless the configured token changed since: the operator
+// re-authorised), and stores the rotation it gets before the lock is released.
+func (s *Source) request(ctx context.Context, rt, configured string) (*oauth2.Token, string, error) {
+	ask := func(rt string) (*oauth2.Token, error) {
+		return s.oc.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, s.client), &oauth2.Token{RefreshToken: rt}).Token()
+	}
+	if s.cfg.Shared == nil {
+		tok, err := ask(rt)
+		return tok, rt, err
+	}
+	var tok *oauth2.Token
+	var askErr error
+	err := s.cfg.Shared.RefreshWith(ctx, cmp.Or(s.cfg.SharedKey, s.cfg.Name), func(stored string, ok bool) (string, error) {
+		var st stateFile
+		if ok && json.Unmarshal([]byte(stored), &st) == nil && st.RefreshToken != "" && st.Supersedes == fingerprint(configured) {
+			rt = st.RefreshToken
+		}
+		if tok, askErr = ask(rt); askErr != nil || tok.RefreshToken == "" || tok.RefreshToken == rt {
+			return "", askErr
+		}
+		b, err := json.Marshal(stateFile{RefreshToken: tok.RefreshToken, Supersedes: fingerprint(configured), Updated: s.now().UTC()})
+		return string(b), err
+	})
+	if askErr != nil {
+		return nil, rt, askErr
+	}
+	if err != nil {
+		return nil, rt, err
+	}
+	return tok, rt, nil
 }
 
 // failed classifies a refresh error. Errors never include the response body: only the OAuth error

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -346,5 +347,82 @@ func TestNewSourceChecksConfig(t *testing.T) {
 		if _, err := NewSource(cfg); err == nil {
 			t.Errorf("NewSource(%+v) accepted", cfg)
 		}
+	}
+}
+
+// memRotation is a Rotation in memory: what a store shared by replicas does, for one process.
+type memRotation struct {
+	mu    sync.Mutex
+	calls int
+	vals  map[string]string
+}
+
+func (m *memRotation) RefreshWith(_ context.Context, key string, refresh func(string, bool) (string, error)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	v, ok := m.vals[key]
+	next, err := refresh(v, ok)
+	if err == nil && next != "" {
+		m.vals[key] = next
+	}
+	return err
+}
+
+// TestSharedRotation: replicas sharing one refresh token through a Rotation each refresh with the
+// newest rotation any of them stored, one at a time, so the server never sees a retired token
+// (which, with rotation, would be invalid_grant); the operator's new token still wins.
+func TestSharedRotation(t *testing.T) {
+	f := newFixture(t, testmail.TokenOptions{Rotate: true})
+	shared := &memRotation{vals: map[string]string{}}
+	f.cfg.Shared = shared
+	var sources []*Source
+	for i := range 3 {
+		cfg := f.cfg
+		cfg.StateFile = filepath.Join(t.TempDir(), fmt.Sprintf("replica%d.json", i))
+		s, err := NewSource(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, s)
+	}
+	for round := range 4 {
+		f.ts.ExpireAccessTokens()
+		for _, s := range sources { // each replica's access token is due for a refresh
+			s.mu.Lock()
+			s.tok = nil
+			s.mu.Unlock()
+		}
+		var wg sync.WaitGroup
+		for i, s := range sources {
+			wg.Go(func() {
+				tok, err := s.Token(context.Background())
+				if err != nil {
+					t.Errorf("round %d replica %d: %v", round, i, err)
+					return
+				}
+				if _, ok := f.ts.Active(tok.AccessToken); !ok {
+					t.Errorf("round %d replica %d: a dead access token", round, i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var st stateFile
+	if err := json.Unmarshal([]byte(shared.vals["acct"]), &st); err != nil || !f.ts.LiveRefreshToken(st.RefreshToken) {
+		t.Fatalf("the shared rotation is not the live refresh token (err %v)", err)
+	}
+	if shared.calls != 12 {
+		t.Errorf("%d refreshes through the shared lock, want 12", shared.calls)
+	}
+
+	// The operator configures a new refresh token: the stored rotation of the old one is ignored.
+	f.cfg.RefreshToken = f.ts.IssueRefreshToken()
+	s := f.source(t)
+	if _, err := s.Token(context.Background()); err != nil {
+		t.Fatalf("with a newly configured token: %v", err)
+	}
+	if err := json.Unmarshal([]byte(shared.vals["acct"]), &st); err != nil || st.Supersedes != fingerprint(f.cfg.RefreshToken) {
+		t.Errorf("the shared rotation does not supersede the newly configured token")
 	}
 }

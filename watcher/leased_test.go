@@ -5,7 +5,7 @@ import "testing"
 // A Leased is on standby until its watcher runs, shows that watcher's status while it runs, and
 // is on standby again once it has returned.
 func TestLeasedStatus(t *testing.T) {
-	l := NewLeased()
+	l := NewLeased(Config{}, nil)
 	if st := l.Status(); st.State != StateStandby || st.Since.IsZero() {
 		t.Fatalf("new Leased status = %+v, want standby with a since", st)
 	}

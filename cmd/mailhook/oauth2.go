@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/emersion/go-sasl"
@@ -56,6 +57,7 @@ func (l *loaded) tokenSource(a config.Account, smtp bool, logger *slog.Logger) (
 		RefreshToken: o.RefreshToken, RefreshTokenFile: o.RefreshTokenFile,
 		StateFile: filepath.Join(l.cfg.StateDir, "oauth", file),
 		Logger:    logger,
+		Shared:    l.rotation, SharedKey: strings.TrimSuffix(file, ".json"), // on a store shared by replicas
 	})
 	if err != nil {
 		return nil, fmt.Errorf("account %q %s.oauth2: %w", a.Name, role, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/internal/ops"
+	"github.com/mailhook/mailhook/oauth"
 	"github.com/mailhook/mailhook/outbox"
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/pipeline"
@@ -52,6 +53,8 @@ type loaded struct {
 	cfg   *config.Config
 	rules *rules.Set
 	oauth *oauthSources // token sources of oauth2 accounts, created on first use (oauth2.go)
+	// rotation keeps rotated refresh tokens in a store shared by replicas; nil: state_dir only.
+	rotation oauth.Rotation
 	// replies are the parsed templates of the replies: section, by name (replies.go).
 	replies map[string]*reply.Template
 	// inline holds the attachments_when filters of webhooks with attachments: inline
@@ -152,7 +155,7 @@ type app struct {
 	// leases, on a store shared by replicas (PostgreSQL), decides which mailboxes this replica
 	// watches: leased holds them all, and their watchers are made per lease (leases.go).
 	leases *postgres.Leases
-	leased map[postgres.MailboxKey]*leasedMailbox
+	leased map[postgres.MailboxKey]*watcher.Leased
 }
 
 // newApp takes the state directory lock and builds every component; it opens no IMAP connection,
@@ -167,6 +170,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	if pst, ok := st.(*postgres.Store); ok {
 		leases = pst.Leases()
 		gates = func(name string, n int) outbox.Gate { return pst.Slots("webhook:"+name, n) }
+		l.rotation = pst
 	}
 	defer func() {
 		if err != nil {
@@ -176,7 +180,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	// mailhook_webhook_disabled reports the disabled endpoints, whose jobs the pipeline commits held.
 	a := &app{store: st, logger: logger, cfg: l.cfg, ops: ops.New(ops.Options{Version: version(), Logger: logger,
 		Outbox: st, Replies: st, Endpoints: st, Webhooks: webhookNames(l.cfg), Leases: leaseCounts(leases)}),
-		leases: leases, leased: map[postgres.MailboxKey]*leasedMailbox{}}
+		leases: leases, leased: map[postgres.MailboxKey]*watcher.Leased{}}
 	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
 	// directory (spooled for messages whose commit never happened: they are fetched again).
 	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
@@ -227,10 +231,10 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 			wc.Budget = budget
 			if leases != nil {
 				// The watcher is made when this replica wins the mailbox's lease (leases.go).
-				lm := &leasedMailbox{cfg: wc, handler: h, slot: watcher.NewLeased()}
+				lm := watcher.NewLeased(wc, h)
 				a.leased[postgres.MailboxKey{Account: acct.Name, Mailbox: mb}] = lm
 				a.ops.Watch(ops.Mailbox{Account: acct.Name, Mailbox: mb, IdleRefresh: acct.IMAP.IdleRefresh,
-					PollInterval: acct.IMAP.PollInterval, CommandTimeout: acct.IMAP.CommandTimeout, Status: lm.slot.Status})
+					PollInterval: acct.IMAP.PollInterval, CommandTimeout: acct.IMAP.CommandTimeout, Status: lm.Status})
 				continue
 			}
 			mw, err := mailboxWriter(st, acct.Name, mb)
