@@ -86,26 +86,27 @@ func (s *session) catchUp(ctx context.Context) error {
 			return err // n == 0: throttled, s.throttle says until when
 		}
 		batch := uids[:n]
-		uids = uids[n:]
 		if err := s.beginFetch(ctx, batch); err != nil {
 			s.endFetch()
 			return err
 		}
-		got, err := s.fetchFirstPass(ctx, batch)
+		got, kept, err := s.fetchFirstPass(ctx, batch)
 		s.endFetch()
 		if err != nil {
 			return err
 		}
-		if stop, err := s.finishBatch(ctx, batch, got, true); stop || err != nil {
+		uids = uids[kept:] // the rest of batch did not fit in memory: the next first pass has it
+		if stop, err := s.finishBatch(ctx, batch[:kept], got, batch[n-1]); stop || err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// finishBatch processes a fetched batch (processBatch) and clears its fetch record if no commit
-// did (recorded: the batch has one). stop reports that the budget paused the batch (s.throttle says until when).
-func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint32]*fetched, recorded bool) (stop bool, err error) {
+// finishBatch processes a fetched batch (processBatch) and clears its fetch record, whose last
+// UID is recordHi (0: the batch has none), if no commit did. stop reports that the budget paused
+// the batch (s.throttle says until when).
+func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint32]*fetched, recordHi uint32) (stop bool, err error) {
 	err = s.processBatch(ctx, batch, got)
 	if errors.Is(err, errThrottled) {
 		stop, err = true, nil
@@ -113,10 +114,10 @@ func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint3
 	if err != nil {
 		return false, err // the record stays; only a restart reads it
 	}
-	if !recorded {
+	if recordHi == 0 {
 		return stop, nil
 	}
-	return stop, s.endFetchRecord(ctx, batch[len(batch)-1])
+	return stop, s.endFetchRecord(ctx, recordHi)
 }
 
 // catchUpPushed is catch-up after an IDLE push when few messages are new: the first pass was sent
@@ -125,7 +126,7 @@ func (s *session) finishBatch(ctx context.Context, batch []uint32, got map[uint3
 // the second pass and delivers like catchUp. Messages beyond what was reserved for are left to
 // the next catch-up, which the run loop starts at once.
 func (s *session) catchUpPushed(ctx context.Context, p *pushedFetch) error {
-	got, lastUID, err := s.readFetch(p.cmd, p.set, int64(s.w.cfg.Limits.HeaderBytes), p.max)
+	got, lastUID, _, err := s.readFetch(p.cmd, p.set, int64(s.w.cfg.Limits.HeaderBytes), keepLimit{count: p.max})
 	s.endFetch()
 	if err != nil {
 		if lastUID != 0 {
@@ -156,7 +157,7 @@ func (s *session) catchUpPushed(ctx context.Context, p *pushedFetch) error {
 	// new message. A message that stops the process on this path is first fetched again by the
 	// catch-up after the restart, which records its batch; from then on it collects strikes as on
 	// any other path (one restart more before it is delivered degraded).
-	_, err = s.finishBatch(ctx, batch, got, false)
+	_, err = s.finishBatch(ctx, batch, got, 0)
 	return err
 }
 
@@ -217,16 +218,29 @@ func (s *session) deliverList(ctx context.Context, list []*fetched) error {
 }
 
 // fetchFirstPass fetches UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE and the first
-// HeaderBytes of the header section for a batch, streaming every literal through a cap.
-func (s *session) fetchFirstPass(ctx context.Context, batch []uint32) (map[uint32]*fetched, error) {
+// HeaderBytes of the header section for a batch (ascending), streaming every literal through a
+// cap. What it keeps in memory is bounded by the bytes that actually arrived, not by the worst
+// case: once batchHeaderBudget bytes are kept it keeps no more, and the batch is cut before the
+// first UID it did not keep. kept is the length of that prefix of batch (at least one message);
+// got holds the messages of the prefix that the server returned.
+func (s *session) fetchFirstPass(ctx context.Context, batch []uint32) (got map[uint32]*fetched, kept int, err error) {
 	lim := s.w.cfg.Limits
-	opts := s.firstPassOptions()
-	got, lastUID, err := s.fetch(toUIDSet(batch), opts, int64(lim.HeaderBytes))
+	set := toUIDSet(batch)
+	s.begin()
+	got, lastUID, cut, err := s.readFetch(s.c.Fetch(set, s.firstPassOptions()), set, int64(lim.HeaderBytes),
+		keepLimit{bytes: cmp.Or(s.w.cfg.firstPassKeep, batchHeaderBudget)})
 	if err != nil {
 		s.blame(ctx, batch, lastUID)
-		return nil, fmt.Errorf("uid fetch %s (first pass): %w", toUIDSet(batch), err)
+		return nil, 0, fmt.Errorf("uid fetch %s (first pass): %w", set, err)
 	}
-	return got, nil
+	kept = len(batch)
+	if cut != 0 {
+		kept, _ = slices.BinarySearch(batch, cut)
+		for _, uid := range batch[kept:] {
+			delete(got, uid)
+		}
+	}
+	return got, kept, nil
 }
 
 // firstPassOptions are the items of the first pass.
@@ -262,20 +276,32 @@ func (s *session) blame(ctx context.Context, batch []uint32, lastUID uint32) {
 // message that started arriving (0 when none), for blame.
 func (s *session) fetch(set imap.UIDSet, opts *imap.FetchOptions, capBytes int64) (got map[uint32]*fetched, lastUID uint32, err error) {
 	s.begin()
-	return s.readFetch(s.c.Fetch(set, opts), set, capBytes, 0)
+	got, lastUID, _, err = s.readFetch(s.c.Fetch(set, opts), set, capBytes, keepLimit{})
+	return got, lastUID, err
 }
 
-// readFetch reads the responses of a UID FETCH already sent, as fetch does. With keep > 0 it
-// keeps at most keep messages and reads the rest without keeping them.
-func (s *session) readFetch(cmd *imapclient.FetchCommand, set imap.UIDSet, capBytes int64, keep int) (got map[uint32]*fetched, lastUID uint32, err error) {
+// keepLimit bounds what readFetch keeps of a FETCH's answers: at most count messages and, once
+// bytes of their sections are kept, no more (zero: no bound).
+type keepLimit struct {
+	count int
+	bytes int64
+}
+
+// readFetch reads the responses of a UID FETCH already sent, as fetch does. It keeps messages
+// within keep and reads the rest without keeping them. Past keep.bytes it keeps only a message
+// below the highest UID kept (a server answering out of order), so what is kept is every answer
+// below cut: the smallest UID of set that arrived and was not kept (0 when none).
+func (s *session) readFetch(cmd *imapclient.FetchCommand, set imap.UIDSet, capBytes int64, keep keepLimit) (got map[uint32]*fetched, lastUID, cut uint32, err error) {
 	got = map[uint32]*fetched{}
 	var readErr error
+	var kept int64
+	var top uint32 // the highest UID kept
 	for {
 		md := cmd.Next()
 		if md == nil {
 			break
 		}
-		if keep > 0 && len(got) >= keep {
+		if keep.count > 0 && len(got) >= keep.count {
 			continue // Next drains it
 		}
 		f, err := readMessage(md, capBytes)
@@ -286,8 +312,20 @@ func (s *session) readFetch(cmd *imapclient.FetchCommand, set imap.UIDSet, capBy
 			readErr = err
 			break
 		}
-		if f.uid != 0 && set.Contains(imap.UID(f.uid)) {
-			got[f.uid] = f
+		if f.uid == 0 || !set.Contains(imap.UID(f.uid)) {
+			continue
+		}
+		if keep.bytes > 0 && kept >= keep.bytes && f.uid > top {
+			if cut == 0 || f.uid < cut {
+				cut = f.uid
+			}
+			continue
+		}
+		got[f.uid] = f
+		top = max(top, f.uid)
+		kept += int64(len(f.header))
+		for _, b := range f.parts {
+			kept += int64(len(b))
 		}
 	}
 	if errors.Is(readErr, errLiteralTooLarge) {
@@ -297,7 +335,7 @@ func (s *session) readFetch(cmd *imapclient.FetchCommand, set imap.UIDSet, capBy
 	if readErr != nil {
 		err = readErr
 	}
-	return got, lastUID, err
+	return got, lastUID, cut, err
 }
 
 // readMessage reads the data items of one FETCH response.
@@ -594,7 +632,7 @@ func (s *session) fetchPartsBatch(ctx context.Context, list []*fetched) (int, er
 	// a literal to the command it belongs to and waits until it is read.
 	var wg sync.WaitGroup
 	for _, g := range groups {
-		wg.Go(func() { g.got, g.lastUID, g.err = s.readFetch(g.cmd, g.set, g.pp.capBytes, 0) })
+		wg.Go(func() { g.got, g.lastUID, _, g.err = s.readFetch(g.cmd, g.set, g.pp.capBytes, keepLimit{}) })
 	}
 	wg.Wait()
 	var firstErr error

@@ -169,3 +169,42 @@ func TestUnfinishedFetchAfterRestart(t *testing.T) {
 		t.Errorf("poison message fetched alone %d times, want 3 (runs 2–4); records %v", singles, st.begun)
 	}
 }
+
+// TestFirstPassCutByBytes: the first pass keeps headers until its byte bound is reached and cuts
+// the batch there; the rest of the batch is fetched by the next first pass. Every message is
+// delivered once, in order, and each batch had its own fetch record, cleared by its commit.
+func TestFirstPassCutByBytes(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	uids := appendN(t, srv, 0, 7)
+	logs := &syncBuffer{}
+	st, rec := newFakeState(), newRecorder()
+	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
+	cfg.Start = watcher.StartAll
+	cfg.BatchSize = 100
+	watcher.SetFirstPassKeep(&cfg, 1) // every header is more: one message per batch
+	w := mustNew(t, cfg, st, rec)
+	runWatcher(t, w, logs)
+	rec.waitUIDs(t, uids...)
+	eventually(t, "all committed", func() bool { return len(st.committedUIDs()) == len(uids) })
+	if got := st.committedUIDs(); !slices.Equal(got, uids) {
+		t.Errorf("committed %v, want %v", got, uids)
+	}
+	st.checkInvariants(t)
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var got [][2]uint32
+	for _, r := range st.begun {
+		got = append(got, [2]uint32{r.Lo, r.Hi})
+	}
+	var want [][2]uint32
+	for _, uid := range uids { // each first pass asks for the rest, keeps one
+		want = append(want, [2]uint32{uid, uids[len(uids)-1]})
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("fetch records %v, want %v", got, want)
+	}
+	if st.record != nil {
+		t.Errorf("fetch record %+v left after the last batch committed", *st.record)
+	}
+}

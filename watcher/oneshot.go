@@ -85,13 +85,13 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 		if n == 0 {
 			return s.throttledErr()
 		}
-		batch := uids[:n]
-		uids = uids[n:]
-		got, err := s.fetchFirstPass(ctx, batch)
+		got, kept, err := s.fetchFirstPass(ctx, uids[:n])
 		s.endFetch()
 		if err != nil {
 			return err
 		}
+		batch := uids[:kept]
+		uids = uids[kept:]
 		for _, uid := range batch {
 			f, ok := got[uid]
 			if !ok {

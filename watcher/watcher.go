@@ -74,7 +74,9 @@ const (
 	// maxFetchFailures is how many consecutive failed fetches of one UID make the watcher deliver
 	// it degraded (with the fetch_failed defect), so one bad message never stalls a mailbox.
 	maxFetchFailures = 3
-	// batchHeaderBudget bounds the header bytes one first-pass batch may hold in memory.
+	// batchHeaderBudget bounds the header bytes one first-pass batch may hold in memory: the first
+	// pass keeps messages until that many bytes arrived (one message more at most, itself capped
+	// at Limits.HeaderBytes), and the batch ends there.
 	batchHeaderBudget = 16 << 20
 )
 
@@ -165,8 +167,11 @@ type Config struct {
 	WatchdogSlack time.Duration
 	// StableAfter is how long a session must live for the backoff to reset (default 1m).
 	StableAfter time.Duration
-	// BatchSize caps UIDs per first-pass UID FETCH (default 100, lowered to fit 16 MiB of headers).
+	// BatchSize caps UIDs per first-pass UID FETCH (default 100). A batch whose headers exceed 16
+	// MiB is cut where they did: the rest goes to the next batch.
 	BatchSize int
+	// firstPassKeep replaces batchHeaderBudget when set (tests of the cut).
+	firstPassKeep int64
 	// Rand returns a uniform value in [0, n) for backoff jitter (default math/rand/v2).
 	Rand func(n int64) int64
 	// Now is the clock of budget decisions; give the Budget the same one (default time.Now).
@@ -390,9 +395,6 @@ func New(cfg Config, st State, h Handler) (*Watcher, error) {
 		c.Now = time.Now
 	}
 	setDefault(&c.ThrottleCheck, DefaultThrottleCheck)
-	if n := batchHeaderBudget / c.Limits.HeaderBytes; n < c.BatchSize {
-		c.BatchSize = max(n, 1)
-	}
 	w.log = c.Logger
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
