@@ -174,7 +174,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j store.Job) out
 // send POSTs the job's body, signing each try afresh, with up to d.quick.Max quick retries.
 func (d *Dispatcher) send(ctx context.Context, ep *endpoint, j store.Job) outcome {
 	var o outcome
-	body, err := d.requestBody(j)
+	body, err := d.requestBody(ctx, j)
 	if err != nil {
 		o.err = err
 		return o

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +36,8 @@ import (
 // segment is a piece of a request body: literal bytes, or a spooled file sent in base64.
 type segment struct {
 	lit  []byte
-	file *os.File // nil for a literal
-	size int64    // octets of the file
+	file store.Blob // nil for a literal
+	size int64      // octets of the file
 }
 
 // streamBody is a request body with spooled attachments.
@@ -58,7 +58,7 @@ func (e *spoolError) Unwrap() error { return e.err }
 // openBody splits a stored body at its spool references and opens the job's files; the caller
 // closes the result. A reference is always a whole JSON string value, so the quotes stay in the
 // literal segments and the base64 text goes between them.
-func openBody(sp *spool.Spool, id string, body []byte) (_ *streamBody, err error) {
+func openBody(ctx context.Context, sp *spool.Spool, id string, body []byte) (_ *streamBody, err error) {
 	pieces, err := payload.SplitInline(body)
 	if err != nil {
 		return nil, &spoolError{err: errors.New("attachment spool: malformed reference in the stored body"), missing: true}
@@ -78,16 +78,11 @@ func openBody(sp *spool.Spool, id string, body []byte) (_ *streamBody, err error
 		if sp == nil {
 			return nil, &spoolError{err: errors.New("attachment spool: the body refers to spooled attachments but no spool is configured"), missing: true}
 		}
-		f, err := sp.OpenFile(id, sec)
+		f, err := sp.OpenFile(ctx, id, sec)
 		if err != nil {
 			return nil, &spoolError{err: fmt.Errorf("attachment spool: section %s: %w", sec, err), missing: errors.Is(err, fs.ErrNotExist)}
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, &spoolError{err: fmt.Errorf("attachment spool: section %s: %w", sec, err)}
-		}
-		b.add(segment{file: f, size: fi.Size()})
+		b.add(segment{file: f, size: f.Size()})
 	}
 	return b, nil
 }
@@ -204,11 +199,11 @@ type requestBody struct {
 
 // requestBody prepares the body of job j. For a streamed body it opens the job's spool files,
 // which stay open (and readable however often) until close.
-func (d *Dispatcher) requestBody(j store.Job) (*requestBody, error) {
+func (d *Dispatcher) requestBody(ctx context.Context, j store.Job) (*requestBody, error) {
 	if !payload.HasInline(j.Body) {
 		return &requestBody{plain: j.Body}, nil
 	}
-	sb, err := openBody(d.spool, j.ID, j.Body)
+	sb, err := openBody(ctx, d.spool, j.ID, j.Body)
 	if err != nil {
 		return nil, err
 	}

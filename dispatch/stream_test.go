@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -65,7 +66,7 @@ func inlineJob(t *testing.T, sp *spool.Spool, id string, contents [][]byte) stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sp.Attach(id, files); err != nil {
+	if err := sp.Attach(context.Background(), id, files); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	j := newJob(id, "ci", time.Now())
@@ -181,7 +182,7 @@ func TestInlineSpoolMissing(t *testing.T) {
 	d := mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}}}, Options{Spool: sp,
 		Observe: func(e Event) { mu.Lock(); reasons = append(reasons, e.DeadReason()); mu.Unlock() }})
 	j := inlineJob(t, sp, "msg_GONE", [][]byte{[]byte("%PDF")})
-	if err := sp.Remove(j.ID); err != nil {
+	if err := sp.Remove(context.Background(), j.ID); err != nil {
 		t.Fatal(err)
 	}
 	start(t, d)
@@ -333,7 +334,7 @@ func TestOpenBodyMalformed(t *testing.T) {
 		"bad job id":   {sp, "../etc", `{"content_base64":"\u0000spool:2\u0000"}`},
 		"missing file": {sp, "msg_A", `{"content_base64":"\u0000spool:2\u0000"}`},
 	} {
-		b, err := openBody(tc.sp, tc.id, []byte(tc.body))
+		b, err := openBody(context.Background(), tc.sp, tc.id, []byte(tc.body))
 		var se *spoolError
 		if b != nil || !errors.As(err, &se) {
 			t.Errorf("%s: openBody = %v, %v; want a spool error", name, b, err)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/mailhook/mailhook/message"
@@ -49,7 +50,7 @@ func (p *Pipeline) inlineChoice(m *message.Message, matched []*rules.Rule) []mes
 // the list; inline puts a spool reference in the content_base64 of each chosen attachment the
 // watcher spooled, links the files into the job's spool directory (before the job commits), and
 // marks the payload truncated when a chosen attachment is shipped as metadata only.
-func (p *Pipeline) shipAttachments(ev *watcher.Event, wh *Webhook, pl *payload.Payload, id string) error {
+func (p *Pipeline) shipAttachments(ctx context.Context, ev *watcher.Event, wh *Webhook, pl *payload.Payload, id string) error {
 	switch wh.Attachments {
 	case AttachmentsNone:
 		pl.OmitAttachments()
@@ -82,7 +83,7 @@ func (p *Pipeline) shipAttachments(ev *watcher.Event, wh *Webhook, pl *payload.P
 	if len(files) == 0 {
 		return nil
 	}
-	if err := p.spool.Attach(id, files); err != nil {
+	if err := p.spool.Attach(ctx, id, files); err != nil {
 		return fmt.Errorf("uid %d webhook %q: %w", ev.UID, wh.Name, err)
 	}
 	return nil

@@ -123,8 +123,9 @@ var _ EndpointStates = store.Backend(nil)
 
 // Spool keeps the attachment files of a job until it is delivered; *spool.Spool implements it.
 type Spool interface {
-	// Attach links files (IMAP section → spooled file) into job id's directory, durably.
-	Attach(id string, files map[string]string) error
+	// Attach links files (IMAP section → spooled file) into job id's directory (or the store's
+	// blobs), durably.
+	Attach(ctx context.Context, id string, files map[string]string) error
 }
 
 // Pipeline is the watcher.Handler that turns a fetched message into outbox jobs.

@@ -210,7 +210,7 @@ type fakeSpool map[string]map[string]string
 
 var _ pipeline.Spool = fakeSpool{}
 
-func (f fakeSpool) Attach(id string, files map[string]string) error {
+func (f fakeSpool) Attach(_ context.Context, id string, files map[string]string) error {
 	f[id] = files
 	return nil
 }

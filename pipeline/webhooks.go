@@ -24,7 +24,7 @@ func (p *Pipeline) webhookJob(ctx context.Context, ev *watcher.Event, env *rules
 	id := p.jobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, rule, i)
 	pl := payload.New(id, rule, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
 		env.Auth, wh.Body, wh.MaxBodyBytes) // auth parsed once, by rules.NewEnv
-	if err := p.shipAttachments(ev, wh, pl, id); err != nil {
+	if err := p.shipAttachments(ctx, ev, wh, pl, id); err != nil {
 		return store.Job{}, err
 	}
 	job := store.Job{

@@ -19,4 +19,9 @@
 // so `outbox retry` works. A crash between spooling and commit leaves directories no job refers
 // to: Sweep removes them once they are older than Options.Grace, and the daemon's Open empties
 // its incoming directory. Every file and directory entry is fsynced before a job may refer to it.
+//
+// On a store shared by replicas (Options.Blobs) a job's files are the store's blobs JOBID/SECTION
+// instead of jobs/<job id>/: Attach streams the incoming files into them, OpenFile reads them a
+// chunk at a time, and the sweep deletes the blobs of done jobs and of jobs that never committed.
+// The incoming directory stays local: it is this replica's scratch.
 package spool

@@ -24,6 +24,7 @@ type Spool struct {
 	now      func() time.Time
 	log      *slog.Logger
 	done     chan string
+	blobs    store.Blobs // where jobs' files live when the store is shared (Options.Blobs); nil: jobs/
 }
 
 // Jobs is the part of the outbox a Spool consults (of store.OutboxAdmin).
@@ -63,6 +64,9 @@ type Options struct {
 	SweepEvery time.Duration    // DefaultSweep
 	Now        func() time.Time // time.Now
 	Logger     *slog.Logger     // nil discards
+	// Blobs, when set (a store shared by replicas), keeps the jobs' files in the store instead of
+	// the state directory's jobs/, so any replica can deliver any job; incoming files stay local.
+	Blobs store.Blobs
 }
 
 // validJobID reports whether a job id can name a spool directory (store.JobID and
@@ -102,7 +106,8 @@ func validSection(sec string) bool {
 // messages whose commit never happened (the process died), and those messages are fetched again.
 func Open(stateDir string, opts Options) (*Spool, error) {
 	s := &Spool{dir: filepath.Join(stateDir, spoolDir), shared: opts.Shared, grace: opts.Grace,
-		every: opts.SweepEvery, now: opts.Now, log: opts.Logger, done: make(chan string, 1024)}
+		every: opts.SweepEvery, now: opts.Now, log: opts.Logger, done: make(chan string, 1024),
+		blobs: opts.Blobs}
 	if s.grace <= 0 {
 		s.grace = DefaultGrace
 	}
@@ -159,11 +164,15 @@ func (s *Spool) jobDir(id string) (string, error) {
 // Attach makes the spooled files (IMAP section → file, as watcher.Event.Spooled gives them) the
 // files of job id, by hard link (by copy where links fail), replacing files the job already had
 // (a message processed again after a failed commit), and fsyncs the directories, so the job may
-// commit referring to them. The source files are left in place.
-func (s *Spool) Attach(id string, files map[string]string) error {
+// commit referring to them. The source files are left in place. With Options.Blobs the files are
+// streamed into the store's blobs instead.
+func (s *Spool) Attach(ctx context.Context, id string, files map[string]string) error {
 	dir, err := s.jobDir(id)
 	if err != nil {
 		return err
+	}
+	if s.blobs != nil {
+		return s.attachBlobs(ctx, id, files)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("attachment spool: %w", err)
@@ -191,9 +200,10 @@ func (s *Spool) Attach(id string, files map[string]string) error {
 	return nil
 }
 
-// OpenFile opens the file of section sec of job id, for reading. The sender opens it on every
-// attempt and never changes it.
-func (s *Spool) OpenFile(id, sec string) (*os.File, error) {
+// OpenFile opens the file of section sec of job id, for reading at any offset (an error wrapping
+// fs.ErrNotExist when there is none). The sender opens it on every attempt and never changes it;
+// ctx bounds the reads of a file in the store's blobs.
+func (s *Spool) OpenFile(ctx context.Context, id, sec string) (store.Blob, error) {
 	dir, err := s.jobDir(id)
 	if err != nil {
 		return nil, err
@@ -201,14 +211,59 @@ func (s *Spool) OpenFile(id, sec string) (*os.File, error) {
 	if !validSection(sec) {
 		return nil, fmt.Errorf("attachment spool: %q is not an IMAP section", sec)
 	}
-	return os.Open(filepath.Join(dir, sec))
+	if s.blobs != nil {
+		return s.blobs.OpenBlob(ctx, id+"/"+sec)
+	}
+	f, err := os.Open(filepath.Join(dir, sec))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &file{File: f, size: fi.Size()}, nil
+}
+
+// file is a job's file in the state directory, as a store.Blob.
+type file struct {
+	*os.File
+	size int64
+}
+
+func (f *file) Size() int64 { return f.size }
+
+// attachBlobs streams the spooled files into the store's blobs of job id (Attach).
+func (s *Spool) attachBlobs(ctx context.Context, id string, files map[string]string) error {
+	for sec, src := range files {
+		if !validSection(sec) {
+			return fmt.Errorf("attachment spool: %q is not an IMAP section", sec)
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			return fmt.Errorf("attachment spool: %w", err)
+		}
+		_, err = s.blobs.PutBlob(ctx, id+"/"+sec, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("attachment spool: %w", err)
+		}
+	}
+	return nil
 }
 
 // Remove deletes the files of job id (nothing when it has none).
-func (s *Spool) Remove(id string) error {
+func (s *Spool) Remove(ctx context.Context, id string) error {
 	dir, err := s.jobDir(id)
 	if err != nil {
 		return err
+	}
+	if s.blobs != nil {
+		if _, err := s.blobs.DeleteBlobs(ctx, id+"/"); err != nil {
+			return fmt.Errorf("attachment spool: %w", err)
+		}
+		return nil
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("attachment spool: %w", err)
@@ -238,6 +293,13 @@ func (s *Spool) Sweep(ctx context.Context, jobs Jobs) (int, error) {
 	}
 	removed := 0
 	cut := s.now().Add(-s.grace)
+	if s.blobs != nil {
+		n, err := s.blobs.SweepJobBlobs(ctx, cut)
+		if err != nil {
+			keep(fmt.Errorf("attachment spool: %w", err))
+		}
+		removed += int(n)
+	}
 	entries, err := os.ReadDir(filepath.Join(s.dir, jobsDir))
 	if err != nil {
 		keep(fmt.Errorf("attachment spool: %w", err))
@@ -341,7 +403,7 @@ func (s *Spool) Run(ctx context.Context, jobs Jobs) error {
 		j, _, err := jobs.Job(ctx, id)
 		switch {
 		case errors.Is(err, store.ErrNotFound) || (err == nil && j.State == store.StateDone):
-			if err := s.Remove(id); err != nil {
+			if err := s.Remove(ctx, id); err != nil {
 				s.log.Warn("cannot remove a delivered job's attachment spool; the sweep will retry", "job", id, "err", err)
 			}
 			delete(pending, id)

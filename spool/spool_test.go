@@ -1,11 +1,16 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +60,7 @@ func TestSpoolSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"msg_DONE", "msg_PENDING", "msg_FLIGHT", "msg_DEAD", "msg_HELD", "msg_ORPHANOLD", "msg_ORPHANNEW"} {
-		if err := sp.Attach(id, map[string]string{"2": src}); err != nil {
+		if err := sp.Attach(context.Background(), id, map[string]string{"2": src}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,7 +120,7 @@ func TestSpoolRunRemovesDone(t *testing.T) {
 	if err := os.WriteFile(src, []byte("%PDF"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := sp.Attach("msg_A", map[string]string{"2": src}); err != nil {
+	if err := sp.Attach(context.Background(), "msg_A", map[string]string{"2": src}); err != nil {
 		t.Fatal(err)
 	}
 	jobs := &fakeJobs{states: map[string]string{"msg_A": store.StateInFlight}}
@@ -144,8 +149,18 @@ func TestSpoolRunRemovesDone(t *testing.T) {
 // An incoming Message holds one file per section; Attach links them into a job, whose files
 // OpenFile reads after the Message is removed. A discarded section is not among Files, and a
 // section that is not an IMAP part number names no file.
+// With Options.Blobs (a store shared by replicas) the job's files are the store's blobs instead.
 func TestIncomingToJob(t *testing.T) {
-	sp, err := Open(t.TempDir(), Options{})
+	t.Run("files", func(t *testing.T) { testIncomingToJob(t, nil) })
+	t.Run("blobs", func(t *testing.T) { testIncomingToJob(t, &memBlobs{m: map[string][]byte{}}) })
+}
+
+func testIncomingToJob(t *testing.T, blobs *memBlobs) {
+	opts := Options{}
+	if blobs != nil {
+		opts.Blobs = blobs
+	}
+	sp, err := Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,34 +192,92 @@ func TestIncomingToJob(t *testing.T) {
 	if files := m.Files(); len(files) != 2 || files["2"] == "" || files["4.2"] == "" {
 		t.Fatalf("Files = %v, want sections 2 and 4.2", files)
 	}
-	if err := sp.Attach("msg_A", m.Files()); err != nil {
+	if err := sp.Attach(context.Background(), "msg_A", m.Files()); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Remove(); err != nil {
 		t.Fatal(err)
 	}
 	for sec, want := range map[string]string{"2": "%PDF", "4.2": "contract"} {
-		f, err := sp.OpenFile("msg_A", sec)
+		f, err := sp.OpenFile(context.Background(), "msg_A", sec)
 		if err != nil {
 			t.Fatalf("section %s: %v", sec, err)
 		}
-		b, err := io.ReadAll(f)
+		b, err := io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
 		f.Close()
 		if err != nil || string(b) != want {
 			t.Errorf("section %s: %q, %v; want %q", sec, b, err, want)
 		}
 	}
-	if _, err := sp.OpenFile("msg_A", "3"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := sp.OpenFile(context.Background(), "msg_A", "3"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("discarded section 3: %v, want not found", err)
 	}
-	if _, err := sp.OpenFile("../etc", "2"); err == nil {
+	if _, err := sp.OpenFile(context.Background(), "../etc", "2"); err == nil {
 		t.Error("a job id with a path in it opened a file")
 	}
 	var none *Message
 	if none.Files() != nil || none.Remove() != nil {
 		t.Error("a nil Message has files or fails to remove")
 	}
+	if blobs == nil {
+		return
+	}
+	if len(blobs.m) != 2 || blobs.m["msg_A/2"] == nil {
+		t.Errorf("blobs %v, want msg_A/2 and msg_A/4.2", slices.Collect(maps.Keys(blobs.m)))
+	}
+	if entries, _ := os.ReadDir(filepath.Join(sp.dir, jobsDir)); len(entries) != 0 {
+		t.Errorf("%d job directories beside the blobs", len(entries))
+	}
+	if err := sp.Remove(context.Background(), "msg_A"); err != nil || len(blobs.m) != 0 {
+		t.Errorf("Remove: %v, %d blobs left", err, len(blobs.m))
+	}
 }
+
+// memBlobs is a store.Blobs in memory.
+type memBlobs struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (b *memBlobs) PutBlob(_ context.Context, key string, r io.Reader) (int64, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[key] = data
+	return int64(len(data)), nil
+}
+
+func (b *memBlobs) OpenBlob(_ context.Context, key string) (store.Blob, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	data, ok := b.m[key]
+	if !ok {
+		return nil, fmt.Errorf("open blob %q: %w", key, fs.ErrNotExist)
+	}
+	return memBlob{bytes.NewReader(data)}, nil
+}
+
+func (b *memBlobs) DeleteBlobs(_ context.Context, prefix string) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := int64(0)
+	for k := range b.m {
+		if strings.HasPrefix(k, prefix) {
+			delete(b.m, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (b *memBlobs) SweepJobBlobs(context.Context, time.Time) (int64, error) { return 0, nil }
+
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }
 
 // A tool beside the daemon (Shared) streams into an incoming directory of its own, which Close
 // removes; the daemon's incoming directory, and what the daemon has in it, stay.

@@ -168,7 +168,7 @@ func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel 
 		// Attachments shipped inline are spooled like the daemon's, in an incoming directory of
 		// this tool's own, which Close removes (the daemon's sweep does, an hour later, if the
 		// tool dies first).
-		sp, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: r.logger, Shared: true})
+		sp, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: r.logger, Shared: true, Blobs: blobsOf(st)})
 		if err != nil {
 			return fmt.Errorf("open state: %w", err)
 		}

@@ -183,7 +183,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 		leases: leases, leased: map[postgres.MailboxKey]*watcher.Leased{}}
 	// The daemon holds the state directory's lock, so its spool empties the daemon's incoming
 	// directory (spooled for messages whose commit never happened: they are fetched again).
-	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger})
+	a.spool, err = spool.Open(l.cfg.StateDir, spool.Options{Logger: logger, Blobs: blobsOf(st)})
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}

@@ -124,3 +124,6 @@ func mailboxWriter(st store.Backend, account, mailbox string) (store.MailboxWrit
 	}
 	return w, nil
 }
+
+// blobsOf is where a store shared by replicas keeps inline attachments; nil: the state directory.
+func blobsOf(st store.Backend) store.Blobs { b, _ := st.(store.Blobs); return b }

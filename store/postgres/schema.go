@@ -234,6 +234,11 @@ CREATE TABLE oauth_tokens (
 	updated_at    bigint NOT NULL
 );
 `,
+		// 4: when a blob was stored, so a sweep removes the blobs of jobs that never committed
+		// once they are old enough (they are stored just before their job commits).
+		`
+ALTER TABLE blob_chunks ADD COLUMN stored_at bigint NOT NULL DEFAULT 0;
+`,
 	}
 }
 
