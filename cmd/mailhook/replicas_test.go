@@ -1,13 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/store"
@@ -16,8 +26,10 @@ import (
 
 // Three replicas of the built binary share one PostgreSQL store and watch six mailboxes on one
 // Dovecot: each mailbox is watched by one replica, every message is delivered under one
-// webhook-id, exactly once while no replica changes; a SIGKILLed replica's mailboxes are taken
-// over, a SIGTERMed one hands them over, and mail keeps flowing.
+// webhook-id, exactly once while no replica changes, with one IMAP session per mailbox on the
+// server; a replica SIGSTOPped past its lease is taken over and, resumed, writes nothing (fencing):
+// still exactly once; a SIGKILLed replica's mailboxes are taken over, a SIGTERMed one hands them
+// over, and mail keeps flowing.
 func TestReplicasOnPostgres(t *testing.T) {
 	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
 	dsn := pg.NewDatabase(t)
@@ -55,14 +67,16 @@ func TestReplicasOnPostgres(t *testing.T) {
 	defer view.Close()
 	// settled: every lease live, held by a running replica (its id holds the process id), none
 	// holding more than ⌈mailboxes / replicas⌉ + 1, and every mailbox checkpointed.
-	settled := func(alive int) func() bool {
+	settled := func(alive int, frozen ...*daemon) func() bool {
 		return func() bool {
 			running := map[string]bool{}
 			for _, d := range ds {
 				select {
 				case <-d.done:
 				default:
-					running[fmt.Sprintf("-%d-", d.cmd.Process.Pid)] = true
+					if !slices.Contains(frozen, d) {
+						running[fmt.Sprintf("-%d-", d.cmd.Process.Pid)] = true
+					}
 				}
 			}
 			ls, err := view.LeaseStates(ctx)
@@ -94,6 +108,8 @@ func TestReplicasOnPostgres(t *testing.T) {
 		}
 	}
 	eventually(t, 60*time.Second, "six mailboxes leased and checkpointed across 3 replicas", settled(3))
+	sessions := func() bool { return dc.OpenSessions() == len(boxes) }
+	eventually(t, 30*time.Second, "one IMAP session per mailbox on Dovecot", sessions)
 
 	// status, beside the replicas, shows who holds each mailbox.
 	status := exec.Command(binPath, "status", "-c", cfgs[0])
@@ -128,6 +144,28 @@ func TestReplicasOnPostgres(t *testing.T) {
 	round(3)
 	led.waitDelivered(t, 60*time.Second, want())
 	led.check(t, want(), true) // no replica changed: exactly one request per message
+
+	// SIGSTOP one replica past its lease (a frozen VM): the others take its mailboxes over; resumed,
+	// it finds its leases gone and writes nothing, so every message still goes exactly once.
+	frozen := time.Now()
+	if err := ds[2].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	round(1)
+	eventually(t, 30*time.Second, "six mailboxes over the 2 replicas not stopped", settled(2, ds[2]))
+	t.Logf("takeover after SIGSTOP: every mailbox watched again %v after the stop (lease_ttl 5s)", time.Since(frozen).Round(10*time.Millisecond))
+	led.waitDelivered(t, 60*time.Second, want())
+	if err := ds[2].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	round(1)
+	eventually(t, 30*time.Second, "the resumed replica giving its stale leases up", func() bool {
+		return strings.Contains(ds[2].out.String(), "giving it up")
+	})
+	eventually(t, 60*time.Second, "six mailboxes across 3 replicas again", settled(3))
+	led.waitDelivered(t, 60*time.Second, want())
+	led.check(t, want(), true) // the stale replica delivered nothing twice
+	eventually(t, 30*time.Second, "one IMAP session per mailbox again", sessions)
 
 	killed := time.Now()
 	ds[0].kill() // SIGKILL: its leases lapse and are taken over
@@ -185,4 +223,223 @@ func dsnDatabase(t *testing.T, dsn string) string {
 		t.Fatalf("dsn %q", dsn)
 	}
 	return dsn[i+1 : j]
+}
+
+// A replica whose database cannot be reached at start exits 1 naming the host and the cause, and
+// never the password of the dsn.
+func TestReplicaDatabaseUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	cfg, env := writeConfig(t, t.TempDir(), "127.0.0.1:1", "user", "pw", "http://127.0.0.1:1/hook", nil)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n")
+	f.Close()
+	const password = "Sup3rSecretDbPw"
+	d := startDaemon(t, cfg, append(env, "MAILHOOK_DSN=postgres://mailhook:"+password+"@"+addr+"/mailhook?sslmode=disable")...)
+	err, ok := d.wait(60 * time.Second)
+	if !ok {
+		t.Fatal("mailhook still runs with its database unreachable")
+	}
+	out := d.out.String()
+	if ee, isExit := err.(*exec.ExitError); !isExit || ee.ExitCode() != 1 {
+		t.Errorf("exit %v; want status 1", err)
+	}
+	if !strings.Contains(out, addr) || !strings.Contains(out, "connection refused") {
+		t.Errorf("output names no host %s and cause:\n%s", addr, out)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("output carries the database password:\n%s", out)
+	}
+}
+
+// Three replicas share the reply ledger and the download budget: mail from one sender arriving in
+// three mailboxes (watched by different replicas) gets one auto-reply, and the budget holds every
+// byte the server sent once, not once per replica.
+func TestReplicasShareLedgers(t *testing.T) {
+	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
+	dsn := pg.NewDatabase(t)
+	boxes := []string{"A", "B", "C"}
+	dc := testmail.StartDovecot(t, testmail.DovecotOptions{Password: testIMAPPassword, Mailboxes: boxes})
+	sink := testmail.StartSMTPSink(t, testmail.SMTPSinkOptions{})
+	p := replyParams{Name: "desk", User: dc.User(), Mailbox: strings.Join(boxes, `", "`), From: "desk@example.test",
+		IMAPPort: imapPort(t, dc.Addr()), SMTPPort: imapPort(t, sink.Addr()), Actions: []string{"reply: ack"}}
+	var ds []*daemon
+	for range 3 {
+		dir := t.TempDir()
+		p.StateDir = filepath.Join(dir, "state")
+		var b strings.Builder
+		if err := replyConfig.Execute(&b, p); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n  lease_ttl: 5s\n")
+		cfg := filepath.Join(dir, "mailhook.yaml")
+		if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, startDaemon(t, cfg, "TEST_IMAP_PASSWORD="+testIMAPPassword, "TEST_WEBHOOK_SECRET="+testSecret, "MAILHOOK_DSN="+dsn))
+	}
+	ctx := context.Background()
+	view, err := postgres.Open(ctx, dsn, store.Options{}, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	eventually(t, 60*time.Second, "three mailboxes leased and checkpointed", func() bool {
+		ls, err := view.LeaseStates(ctx)
+		if err != nil || len(ls) != len(boxes) {
+			return false
+		}
+		holders := map[string]bool{}
+		for _, l := range ls {
+			if !l.Live {
+				return false
+			}
+			holders[l.Holder] = true
+		}
+		cps, err := view.Checkpoints(ctx)
+		return err == nil && len(cps) == len(boxes) && len(holders) >= 2
+	})
+
+	for i, box := range boxes {
+		if _, err := dc.Append(box, human("x@example.test", "desk@example.test", "Hi "+box, fmt.Sprintf("x%d@example.test", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dc.Append("B", human("y@example.test", "desk@example.test", "Hi from y", "y1@example.test")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "every message committed and every reply job settled", func() bool {
+		cps, err := view.Checkpoints(ctx)
+		if err != nil {
+			return false
+		}
+		committed := 0
+		for _, c := range cps {
+			committed += int(c.Checkpoint.LastUID)
+		}
+		counts, err := view.TargetCounts(ctx, store.KindReply)
+		if err != nil || committed < 4 {
+			return false
+		}
+		for _, by := range counts {
+			if by[store.StatePending]+by[store.StateInFlight] > 0 {
+				return false
+			}
+		}
+		return len(sink.Messages()) >= 2
+	})
+	var to []string
+	for _, m := range sink.Messages() {
+		to = append(to, strings.Join(m.To, ","))
+	}
+	slices.Sort(to)
+	if want := []string{"x@example.test", "y@example.test"}; !slices.Equal(to, want) {
+		t.Errorf("auto-replies to %v; want exactly one each to %v", to, want)
+	}
+
+	for _, d := range ds {
+		d.terminate()
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var charged int64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(bytes), 0) FROM budget_buckets`).Scan(&charged); err != nil {
+		t.Fatal(err)
+	}
+	_, served := dc.LogoutBytes()
+	t.Logf("download budget charged %d bytes; Dovecot sent %d bytes over the replicas' sessions", charged, served)
+	// Dovecot's figure leaves out what its login process sent (greeting, capabilities, the login
+	// reply: a few hundred bytes per session), which the budget counts; a byte charged by two
+	// replicas would double it.
+	if charged < served || charged >= 2*served {
+		t.Errorf("budget charged %d bytes for %d bytes served; want each byte once", charged, served)
+	}
+}
+
+// On PostgreSQL an inline attachment lives in the database, so a replica that never fetched the
+// message delivers it: replica A fetches an invoice and commits while the receiver refuses, stops;
+// replica B, with a state directory of its own, delivers the PDF whole, and the blobs go once the
+// job is done.
+func TestInlineAttachmentsAcrossReplicas(t *testing.T) {
+	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
+	dsn := pg.NewDatabase(t)
+	dc := testmail.StartDovecot(t, testmail.DovecotOptions{})
+	var accept atomic.Bool
+	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret,
+		Handler: func(_ int, w http.ResponseWriter, _ *http.Request) {
+			if !accept.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}})
+	host, port, err := net.SplitHostPort(dc.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TEST_IMAP_PASSWORD=" + dc.Password(), "TEST_WEBHOOK_SECRET=" + testSecret, "MAILHOOK_DSN=" + dsn}
+	replica := func() (cfg, state string) {
+		dir := t.TempDir()
+		state, cfg = filepath.Join(dir, "state"), filepath.Join(dir, "mailhook.yaml")
+		yaml := fmt.Sprintf(inlineConfig, state, host, port, dc.User(), recv.URL()) +
+			"store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n  lease_ttl: 5s\n"
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg, state
+	}
+	pdf := bytes.Repeat([]byte("%PDF-1.7 \x00\x01\xfe\xff"), 10_000) // 120 KB, under max_inline_bytes
+	if _, err := dc.Append("INBOX", invoiceMail("small", pdf, []byte("%PDF-1.4 contract\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	cfgA, _ := replica()
+	a := startDaemon(t, cfgA, env...)
+	eventually(t, 30*time.Second, "replica A's first attempt refused", func() bool { return recv.Len() >= 1 })
+	a.terminate()
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	chunks := func() int {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM blob_chunks`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := chunks(); n < 2 {
+		t.Fatalf("%d blob chunks after replica A committed; want the PDFs in the database", n)
+	}
+
+	accept.Store(true)
+	cfgB, stateB := replica()
+	b := startDaemon(t, cfgB, env...)
+	eventually(t, 60*time.Second, "replica B delivering the invoice", func() bool {
+		reqs := recv.Requests()
+		return len(reqs) >= 2 && bytes.Contains(reqs[len(reqs)-1].Body, []byte(base64.StdEncoding.EncodeToString(pdf[:3000])))
+	})
+	eventually(t, 30*time.Second, "the blobs of the done job removed", func() bool { return chunks() == 0 })
+	if files := filesUnder(filepath.Join(stateB, "spool")); len(files) != 0 {
+		t.Errorf("replica B spooled %v; it never fetched the message", files)
+	}
+	b.terminate()
+	reqs := recv.Requests()
+	last := reqs[len(reqs)-1]
+	if !last.Verified {
+		t.Errorf("replica B's request: signature does not verify: %v", last.VerifyErr)
+	}
+	if !bytes.Equal(last.Body, reqs[0].Body) {
+		t.Error("replica B sent other bytes than replica A's refused attempt")
+	}
 }

@@ -477,6 +477,29 @@ func (d *Dovecot) LogoutBytes() (in, out int64) {
 	return in, out
 }
 
+// loginLine matches the login line of an IMAP session: `imap-login: Info: Login: user=<u>, …,
+// rip=127.0.0.1, …`.
+var loginLine = regexp.MustCompile(`imap-login: .*\bLogin: user=<[^>]*>.*\brip=([^,\s]+)`)
+
+// OpenSessions returns how many IMAP sessions are open now, from the log: logins minus ended
+// sessions, leaving out the administrative sessions of this type (Append, Flags, …). A session
+// counts from its login line until its logout line.
+func (d *Dovecot) OpenSessions() int {
+	log := d.Log()
+	n := 0
+	for _, m := range loginLine.FindAllStringSubmatch(log, -1) {
+		if m[1] != dovecotAdminIP {
+			n++
+		}
+	}
+	for _, m := range logoutLine.FindAllStringSubmatch(log, -1) {
+		if m[1] != dovecotAdminIP {
+			n--
+		}
+	}
+	return n
+}
+
 // Append stores raw in mailbox with an APPEND and returns its UID (UIDPLUS). Dovecot pushes the
 // EXISTS to idling clients about 0.5 s later.
 func (d *Dovecot) Append(mailbox string, raw []byte) (uint32, error) {

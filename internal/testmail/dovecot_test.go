@@ -158,6 +158,7 @@ func TestDovecotLogoutBytes(t *testing.T) {
 	if err := c.Login(d.User(), d.Password()).Wait(); err != nil {
 		t.Fatal(err)
 	}
+	waitUntil(t, "one open session", func() bool { return d.OpenSessions() == 1 })
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +184,9 @@ func TestDovecotLogoutBytes(t *testing.T) {
 	}
 	if !strings.Contains(d.Log(), "Logged out in=") {
 		t.Errorf("log lacks the logout line:\n%s", d.Log())
+	}
+	if n := d.OpenSessions(); n != 0 {
+		t.Errorf("OpenSessions() = %d after the logout; want 0", n)
 	}
 }
 
