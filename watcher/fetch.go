@@ -64,43 +64,110 @@ func (s *session) catchUp(ctx context.Context) error {
 	if len(uids) > 0 {
 		w.log.Debug("catching up", "count", len(uids), "from_uid", uids[0])
 	}
+	var ahead *firstPass // the first pass of the next batch, sent with the second pass of this one
 	for len(uids) > 0 {
-		if _, known := w.failures[uids[0]]; !known { // strikes recorded by an earlier process
-			if w.failures[uids[0]], err = w.st.FetchStrikes(ctx, s.validity, uids[0]); err != nil {
-				return fmt.Errorf("read fetch failures of uid %d: %w", uids[0], err)
-			}
-		}
-		if w.failures[uids[0]] >= maxFetchFailures {
-			if err := s.degraded(ctx, uids[0]); err != nil {
+		fp := ahead
+		ahead = nil
+		if fp == nil {
+			if err := s.knowStrikes(ctx, uids[0]); err != nil {
 				return err
 			}
-			uids = uids[1:]
-			continue
+			if w.failures[uids[0]] >= maxFetchFailures {
+				if err := s.degraded(ctx, uids[0]); err != nil {
+					return err
+				}
+				uids = uids[1:]
+				continue
+			}
+			n, err := s.admitFirstPass(ctx, s.batchLen(uids))
+			if n == 0 || err != nil {
+				return err // n == 0: throttled, s.throttle says until when
+			}
+			fp = &firstPass{batch: uids[:n]}
+			if err := s.beginFetch(ctx, fp.batch[0], fp.batch[n-1]); err != nil {
+				s.endFetch()
+				return err
+			}
+			s.sendFirstPass(fp)
 		}
-		n := 1
-		for !w.suspected(uids[0]) && n < len(uids) && n < w.cfg.BatchSize &&
-			w.failures[uids[n]] < maxFetchFailures && !w.suspected(uids[n]) {
-			n++
-		}
-		if n, err = s.admitFirstPass(ctx, n); n == 0 || err != nil {
-			return err // n == 0: throttled, s.throttle says until when
-		}
-		batch := uids[:n]
-		if err := s.beginFetch(ctx, batch); err != nil {
-			s.endFetch()
-			return err
-		}
-		got, kept, err := s.fetchFirstPass(ctx, batch)
+		got, kept, err := s.waitFirstPass(ctx, fp)
 		s.endFetch()
 		if err != nil {
 			return err
 		}
-		uids = uids[kept:] // the rest of batch did not fit in memory: the next first pass has it
-		if stop, err := s.finishBatch(ctx, batch[:kept], got, batch[n-1]); stop || err != nil {
+		uids = uids[kept:] // the rest of the batch did not fit in memory: the next first pass has it
+		// The next batch's first pass goes out with this batch's second pass (fetchPartsBatch).
+		// Its fetch record covers both batches, so that this one stays recorded until committed.
+		lo := fp.batch[0]
+		s.aheadOf = func(ctx context.Context) *firstPass { return s.planAhead(ctx, lo, uids) }
+		err = s.processBatch(ctx, fp.batch[:kept], got)
+		ahead, s.ahead, s.aheadOf = s.ahead, nil, nil
+		stop := errors.Is(err, errThrottled)
+		if err != nil && !stop {
+			return err // the record stays; only a restart reads it (the connection ends with the session)
+		}
+		if ahead != nil && !stop {
+			continue // the record now belongs to the batch in flight
+		}
+		hi := fp.batch[len(fp.batch)-1]
+		if ahead != nil { // the budget stopped this batch: the next one waits for the window
+			_, _, _ = s.waitFirstPass(ctx, ahead)
+			hi = ahead.batch[len(ahead.batch)-1]
+		}
+		if err := s.endFetchRecord(ctx, hi); err != nil || stop {
 			return err
 		}
 	}
 	return nil
+}
+
+// knowStrikes loads the fetch failures an earlier process recorded for uid, once.
+func (s *session) knowStrikes(ctx context.Context, uid uint32) error {
+	w := s.w
+	if _, known := w.failures[uid]; known {
+		return nil
+	}
+	n, err := w.st.FetchStrikes(ctx, s.validity, uid)
+	if err != nil {
+		return fmt.Errorf("read fetch failures of uid %d: %w", uid, err)
+	}
+	w.failures[uid] = n
+	return nil
+}
+
+// batchLen is how many of uids (ascending, not empty) the next first pass asks for: up to
+// BatchSize, one alone when suspected, and never a message due for degraded delivery.
+func (s *session) batchLen(uids []uint32) int {
+	w := s.w
+	n := 1
+	for !w.suspected(uids[0]) && n < len(uids) && n < w.cfg.BatchSize &&
+		w.failures[uids[n]] < maxFetchFailures && !w.suspected(uids[n]) {
+		n++
+	}
+	return n
+}
+
+// planAhead prepares the first pass of the batch after the one whose first UID is lo, from uids
+// (what is left of the catch-up), to be sent ahead: it returns nil when uids is empty, when either
+// batch is fetched one message at a time (a single-UID record is what counts a strike: it must
+// stay single) or its first message is delivered degraded, or when the budget does not grant it
+// at once (the catch-up loop then fetches it the usual way). The fetch record then spans both
+// batches.
+func (s *session) planAhead(ctx context.Context, lo uint32, uids []uint32) *firstPass {
+	w := s.w
+	if len(uids) == 0 || w.suspected(lo) || w.suspected(uids[0]) || s.knowStrikes(ctx, uids[0]) != nil ||
+		w.failures[uids[0]] >= maxFetchFailures {
+		return nil
+	}
+	n, h := s.reserveAhead(s.batchLen(uids))
+	if n == 0 {
+		return nil
+	}
+	if err := s.beginFetch(ctx, lo, uids[n-1]); err != nil {
+		h.Release()
+		return nil // the loop's own beginFetch reports it
+	}
+	return &firstPass{batch: uids[:n], hold: h}
 }
 
 // finishBatch processes a fetched batch (processBatch) and clears its fetch record, whose last
@@ -224,23 +291,9 @@ func (s *session) deliverList(ctx context.Context, list []*fetched) error {
 // first UID it did not keep. kept is the length of that prefix of batch (at least one message);
 // got holds the messages of the prefix that the server returned.
 func (s *session) fetchFirstPass(ctx context.Context, batch []uint32) (got map[uint32]*fetched, kept int, err error) {
-	lim := s.w.cfg.Limits
-	set := toUIDSet(batch)
-	s.begin()
-	got, lastUID, cut, err := s.readFetch(s.c.Fetch(set, s.firstPassOptions()), set, int64(lim.HeaderBytes),
-		keepLimit{bytes: cmp.Or(s.w.cfg.firstPassKeep, batchHeaderBudget)})
-	if err != nil {
-		s.blame(ctx, batch, lastUID)
-		return nil, 0, fmt.Errorf("uid fetch %s (first pass): %w", set, err)
-	}
-	kept = len(batch)
-	if cut != 0 {
-		kept, _ = slices.BinarySearch(batch, cut)
-		for _, uid := range batch[kept:] {
-			delete(got, uid)
-		}
-	}
-	return got, kept, nil
+	fp := &firstPass{batch: batch}
+	s.sendFirstPass(fp)
+	return s.waitFirstPass(ctx, fp)
 }
 
 // firstPassOptions are the items of the first pass.
@@ -275,6 +328,7 @@ func (s *session) blame(ctx context.Context, batch []uint32, lastUID uint32) {
 // literal; the rest is drained by the library without being kept. lastUID is the UID of the last
 // message that started arriving (0 when none), for blame.
 func (s *session) fetch(set imap.UIDSet, opts *imap.FetchOptions, capBytes int64) (got map[uint32]*fetched, lastUID uint32, err error) {
+	s.settleAhead()
 	s.begin()
 	got, lastUID, _, err = s.readFetch(s.c.Fetch(set, opts), set, capBytes, keepLimit{})
 	return got, lastUID, err
@@ -590,6 +644,11 @@ func (s *session) fetchPartsBatch(ctx context.Context, list []*fetched) (int, er
 		return 0, err
 	}
 	defer s.endFetch()
+	s.settleAhead()
+	var ahead *firstPass // the next batch's first pass, sent with these (catchUp)
+	if s.aheadOf != nil {
+		ahead, s.aheadOf = s.aheadOf(ctx), nil
+	}
 	type group struct {
 		set  imap.UIDSet
 		pp   partsPlan
@@ -616,16 +675,24 @@ func (s *session) fetchPartsBatch(ctx context.Context, list []*fetched) (int, er
 		g.set.AddNum(imap.UID(list[i].uid))
 		g.uids = append(g.uids, list[i].uid)
 	}
-	if len(groups) == 0 {
-		return n, nil
-	}
-	// Sent in ascending order of what they ask per message: the response sniffer bounds body-section
-	// literals by what the last FETCH written asked, so an answer never meets a smaller bound than
-	// its own command's.
+	// Sent in ascending order of what they ask per message, the first pass sent ahead among them:
+	// the response sniffer bounds body-section literals by what the last FETCH written asked, so
+	// an answer never meets a smaller bound than its own command's.
 	slices.SortStableFunc(groups, func(a, b *group) int { return cmp.Compare(a.pp.need(), b.pp.need()) })
 	s.begin()
 	for _, g := range groups {
+		if ahead != nil && int64(s.w.cfg.Limits.HeaderBytes) <= g.pp.need() {
+			s.sendFirstPass(ahead)
+			s.ahead, ahead = ahead, nil
+		}
 		g.cmd = s.c.Fetch(g.set, g.pp.opts)
+	}
+	if ahead != nil {
+		s.sendFirstPass(ahead)
+		s.ahead = ahead
+	}
+	if len(groups) == 0 {
+		return n, nil
 	}
 	// Each command's answers are read on a goroutine of its own: a server may interleave the
 	// answers of commands sent together (Dovecot runs FETCHes in parallel), and the library hands
@@ -852,12 +919,10 @@ func (w *Watcher) suspected(uid uint32) bool {
 	return w.suspect.Hi != 0 && uid >= w.suspect.Lo && uid <= w.suspect.Hi
 }
 
-// beginFetch records, before the batch's first byte is read, that uids are being fetched.
-func (s *session) beginFetch(ctx context.Context, uids []uint32) error {
-	if len(uids) == 0 {
-		return nil
-	}
-	r := store.FetchRange{UIDValidity: s.validity, Lo: uids[0], Hi: uids[len(uids)-1], Begun: time.Now()}
+// beginFetch records, before the batch's first byte is read, that the UIDs lo to hi are being
+// fetched.
+func (s *session) beginFetch(ctx context.Context, lo, hi uint32) error {
+	r := store.FetchRange{UIDValidity: s.validity, Lo: lo, Hi: hi, Begun: time.Now()}
 	if err := s.w.st.BeginFetch(ctx, r); err != nil {
 		return fmt.Errorf("record fetch of uids %d–%d: %w", r.Lo, r.Hi, err)
 	}

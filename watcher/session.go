@@ -37,6 +37,11 @@ type session struct {
 	// right behind DONE (see idle).
 	exists     atomic.Uint32
 	seenExists uint32
+	// aheadOf, while catchUp handles a batch, prepares the next batch's first pass, to be sent with
+	// this batch's second pass (fetchPartsBatch calls it once; nil: nothing to send ahead);
+	// ahead is that first pass once sent, until catchUp takes it.
+	aheadOf func(context.Context) *firstPass
+	ahead   *firstPass
 
 	conn     net.Conn                   // the counting connection below TLS, for closing it from anywhere
 	hold     atomic.Pointer[Hold]       // budget reservation of the FETCH in flight; fed by the reader

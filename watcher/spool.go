@@ -99,6 +99,7 @@ func (s *session) fetchSpool(ctx context.Context, f *fetched, opts *imap.FetchOp
 		return nil, err
 	}
 	s.begin()
+	s.settleAhead()
 	cmd := s.c.Fetch(imap.UIDSetNum(imap.UID(f.uid)), opts)
 	var readErr error
 	for md := cmd.Next(); md != nil && readErr == nil; md = cmd.Next() {
