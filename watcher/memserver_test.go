@@ -173,23 +173,25 @@ func TestLeaseLostStopsAtOnce(t *testing.T) {
 // in the middle of a later command.
 func TestExistsDuringCommand(t *testing.T) {
 	srv := testmail.StartMemServer(t, testmail.MemOptions{NoIdle: true})
-	first := appendN(t, srv, 0, 2)
+	first := appendN(t, srv, 0, 3)
 	logs := &syncBuffer{}
 	st, rec := newFakeState(), newRecorder()
 	appended := make(chan uint32, 1)
 	rec.hook = func(ev *watcher.Event) {
 		if ev.UID == first[0] {
-			appended <- appendN(t, srv, 2, 1)[0]
+			appended <- appendN(t, srv, 3, 1)[0]
 		}
 	}
 	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
 	cfg.Start = watcher.StartAll
-	cfg.BatchSize = 1            // the second message is fetched by a command sent after the append
-	cfg.PollInterval = time.Hour // polling cannot be what finds the third message
+	// One message per batch: the second one's first pass is sent ahead, before the first is
+	// handled; the third one's is sent after the append.
+	cfg.BatchSize = 1
+	cfg.PollInterval = time.Hour // polling cannot be what finds the fourth message
 	w := mustNew(t, cfg, st, rec)
 	runWatcher(t, w, logs)
 
-	rec.waitUIDs(t, first[0], first[1], <-appended)
+	rec.waitUIDs(t, first[0], first[1], first[2], <-appended)
 	if got := w.Status().Idles; got != 0 {
 		t.Errorf("issued %d IDLE commands to a server without IDLE", got)
 	}
