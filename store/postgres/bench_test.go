@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -172,4 +173,76 @@ func BenchmarkDrain(b *testing.B) {
 			b.ReportMetric(float64(b.N)/el.Seconds(), "jobs/s")
 		})
 	}
+}
+
+// BenchmarkTakeover: six mailboxes, lease TTL 2 s. takeover: the replica holding them dies at a
+// random point of its renewal cycle (its lease and heartbeat rows stop being renewed; it last
+// renewed up to TTL/3 before), and a running replica watches all six again after takeover-ms.
+// handover: of two replicas sharing them, one stops cleanly (SIGTERM) and the other watches all
+// six after handover-ms. p50 and max over b.N runs; run with -benchtime=10x or so.
+func BenchmarkTakeover(b *testing.B) {
+	pg := testmail.StartPostgres(b, testmail.PostgresOptions{})
+	dsn := pg.NewDatabase(b)
+	admin := openStore(b, dsn, testOpts{replica: "admin"})
+	ctx := context.Background()
+	var takeovers, handovers []time.Duration
+	held := func(s *Store) int { return s.Leases().Stats().Held }
+	wait := func(what string, cond func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: not within 30 s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for i := range b.N {
+		want := make([]MailboxKey, 6)
+		for k := range want {
+			want[k] = MailboxKey{Account: fmt.Sprintf("run%d", i), Mailbox: fmt.Sprintf("box%d", k)}
+		}
+		// takeover: a dead replica's rows, last renewed a random part of TTL/3 ago.
+		ghost := fmt.Sprintf("ghost-%d", i)
+		left := testTTL - time.Duration(rand.Int64N(int64(testTTL/3)))
+		if _, err := admin.pool.Exec(ctx, `INSERT INTO replicas VALUES ($1, 'h', clock_timestamp(), clock_timestamp(),
+clock_timestamp() + $2 * interval '1 microsecond')`, ghost, left.Microseconds()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := admin.pool.Exec(ctx, `INSERT INTO mailbox_leases
+SELECT account, mailbox, $3, 1, clock_timestamp() + $4 * interval '1 microsecond', clock_timestamp()
+FROM unnest($1::text[], $2::text[]) AS w (account, mailbox)`, keyCol(want, 0), keyCol(want, 1), ghost, left.Microseconds()); err != nil {
+			b.Fatal(err)
+		}
+		died := time.Now()
+		s1 := openStore(b, dsn, testOpts{replica: fmt.Sprintf("a%d", i), ttl: testTTL})
+		stop1 := runLeases(s1, want)
+		wait("takeover", func() bool { return held(s1) == 6 })
+		takeovers = append(takeovers, time.Since(died))
+
+		// handover: a second replica gets its share, then the first stops cleanly.
+		s2 := openStore(b, dsn, testOpts{replica: fmt.Sprintf("b%d", i), ttl: testTTL})
+		stop2 := runLeases(s2, want)
+		wait("share", func() bool { return held(s1) == 3 && held(s2) == 3 })
+		stopped := time.Now()
+		stop1()
+		wait("handover", func() bool { return held(s2) == 6 })
+		handovers = append(handovers, time.Since(stopped))
+		stop2()
+	}
+	b.ReportMetric(p50(slices.Clone(takeovers)), "takeover-p50-ms")
+	b.ReportMetric(float64(slices.Max(takeovers))/float64(time.Millisecond), "takeover-max-ms")
+	b.ReportMetric(p50(slices.Clone(handovers)), "handover-p50-ms")
+	b.ReportMetric(float64(slices.Max(handovers))/float64(time.Millisecond), "handover-max-ms")
+}
+
+// runLeases runs s's lease manager over want, every runner waiting for its context; the returned
+// function stops it cleanly (releasing the leases) and waits.
+func runLeases(s *Store, want []MailboxKey) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Leases().Run(ctx, want, func(ctx context.Context, _ Held) { <-ctx.Done() })
+	}()
+	return func() { cancel(); <-done }
 }

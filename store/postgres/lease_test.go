@@ -42,7 +42,7 @@ type testOpts struct {
 	shared  bool
 }
 
-func openStore(t *testing.T, dsn string, o testOpts) *Store {
+func openStore(t testing.TB, dsn string, o testOpts) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
