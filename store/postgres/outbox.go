@@ -176,6 +176,10 @@ func (s *Store) finish(ctx context.Context, q dbtx, id, state string, nextAt tim
 		next = &n
 	}
 	wake := state == store.StateDone || state == store.StatePending
+	// The other replicas are woken (NOTIFY, which serialises the commits that send it) only when a
+	// job became claimable: a retry due now, or a dependent of a job done.
+	wakeNow := state == store.StatePending && !nextAt.After(now)
+	wakeDeps := state == store.StateDone
 	var updated int
 	err := q.QueryRow(ctx, `WITH u AS (
 	UPDATE jobs
@@ -186,10 +190,10 @@ func (s *Store) finish(ctx context.Context, q dbtx, id, state string, nextAt tim
 	INSERT INTO attempts (job_id, at, status, error) SELECT id, $6, $7, $3 FROM u
 	RETURNING 1
 ), n AS (
-	SELECT pg_notify($8, '') FROM u WHERE $9
+	SELECT pg_notify($8, '') FROM u WHERE $9 OR ($10 AND EXISTS (SELECT 1 FROM job_deps d WHERE d.dep_id = u.id))
 )
 SELECT (SELECT count(*) FROM u) + 0 * ((SELECT count(*) FROM a) + (SELECT count(*) FROM n))`,
-		state, next, a.Error, dbTime(now), id, dbTime(at), a.Status, notifyOutbox, wake).Scan(&updated)
+		state, next, a.Error, dbTime(now), id, dbTime(at), a.Status, notifyOutbox, wakeNow, wakeDeps).Scan(&updated)
 	if err != nil {
 		return false, fmt.Errorf("finish job %s: %w", id, err)
 	}

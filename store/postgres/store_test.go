@@ -237,6 +237,27 @@ func TestStore(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("b's Wake did not fire after a's commit")
 		}
+		// A webhook done makes its dependent post-action claimable: b wakes.
+		hook := webhookJob("acct", "INBOX", 2, "hook")
+		post := store.Job{ID: hook.ID + "-p", Kind: store.KindPostAction, Target: "mark_seen", Account: "acct", Mailbox: "INBOX",
+			UIDValidity: 7, UID: 2, DependsOn: []string{hook.ID}, Body: []byte("{}")}
+		if err := w.Commit(ctx, []store.Commit{{Checkpoint: store.Checkpoint{UIDValidity: 7, LastUID: 2}, Key: "key-2",
+			Jobs: []store.Job{hook, post}}}); err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := a.Claim(ctx, store.Selector{Kind: store.KindWebhook}, time.Now(), 10)
+		if err != nil || len(jobs) != 2 {
+			t.Fatalf("claim = %d jobs, %v; want both webhooks", len(jobs), err)
+		}
+		wake = b.Wake()
+		if err := a.Finish(ctx, hook.ID, store.StateDone, time.Time{}, store.Attempt{Status: "http 204"}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-wake:
+		case <-time.After(5 * time.Second):
+			t.Fatal("b's Wake did not fire after a's webhook with a dependent was done")
+		}
 	})
 
 	t.Run("ReplyCapAcrossReplicas", func(t *testing.T) {
