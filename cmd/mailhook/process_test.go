@@ -43,7 +43,7 @@ func runTests(m *testing.M) int {
 
 // daemon is one `mailhook run` subprocess.
 type daemon struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
@@ -69,7 +69,7 @@ func (b *syncBuffer) String() string {
 }
 
 // startDaemon runs `mailhook run -c cfg` with extra environment entries ("K=V").
-func startDaemon(t *testing.T, cfg string, env ...string) *daemon {
+func startDaemon(t testing.TB, cfg string, env ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, out: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(binPath, "run", "-c", cfg)
@@ -198,7 +198,7 @@ func writeConfig(t testing.TB, dir, addr, user, password, url string, edit func(
 }
 
 // eventually polls cond every 20 ms until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
