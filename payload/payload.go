@@ -16,6 +16,14 @@ import (
 // another meaning without a new version.
 const Version = 1
 
+// Event types (Payload.Type).
+const (
+	// TypeMessageMatched is every payload of a matched message.
+	TypeMessageMatched = "message.matched"
+	// TypeTest is the test event `mailhook webhooks test` sends; no message was matched.
+	TypeTest = "mailhook.test"
+)
+
 // DefaultMaxBodyBytes is the cap on Payload.Text and Payload.HTML each when New is given 0.
 const DefaultMaxBodyBytes = 256 << 10
 
@@ -65,6 +73,9 @@ func (m BodyMode) html() bool { return m == BodyHTML || m == BodyBoth }
 type Payload struct {
 	// Version is the payload version, Version.
 	Version int `json:"version"`
+	// Type is the kind of event: TypeMessageMatched for a message a rule matched, TypeTest for
+	// the test event of `mailhook webhooks test`, so a receiver can tell them apart.
+	Type string `json:"type"`
 	// ID identifies the event: the outbox job id ("msg_" + 26 base32 characters), derived from
 	// account, mailbox, uidvalidity, uid, rule and action. It equals the webhook-id and
 	// Idempotency-Key request headers and is the same on every retry and after restarts, so a
@@ -169,6 +180,7 @@ func New(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.
 	}
 	p := &Payload{
 		Version:     Version,
+		Type:        TypeMessageMatched,
 		ID:          clean(id),
 		Rule:        clean(rule),
 		Account:     clean(account),

@@ -76,14 +76,14 @@ func TestPayloadGolden(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range strings.Fields("version id rule account mailbox uid uidvalidity message_id date from to cc " +
+	for _, k := range strings.Fields("version type id rule account mailbox uid uidvalidity message_id date from to cc " +
 		"reply_to subject text html size automated auth attachments headers truncated defects") {
 		if _, ok := m[k]; !ok {
 			t.Errorf("field %q missing", k)
 		}
 	}
-	if len(m) != 23 {
-		t.Errorf("%d fields, want 23", len(m))
+	if len(m) != 24 {
+		t.Errorf("%d fields, want 24", len(m))
 	}
 }
 
