@@ -38,7 +38,7 @@ func TestBinaryLinksNoTestScaffolding(t *testing.T) {
 // nothing but cmd/mailhook (and its tests) names a store backend.
 func TestImportsPointOneWay(t *testing.T) {
 	allowed := map[string][]string{
-		"config":             {"dispatch", "internal/localhost", "oauth", "payload", "reply", "rules", "watcher"},
+		"config":             {"dispatch", "internal/localhost", "oauth", "outbox", "payload", "reply", "rules", "watcher"},
 		"dispatch":           {"internal/failpoint", "internal/localhost", "outbox", "payload", "spool", "store"},
 		"internal/demo":      nil,
 		"internal/localhost": nil,

@@ -28,7 +28,7 @@ func TestEndpointsFromFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := endpoints(cfg)
+	eps, err := cfg.Endpoints()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,8 +77,8 @@ configuration or usage.`}, true
 			"mailhook outbox drop --config FILE ID…",
 			"mailhook outbox drop --config mailhook.yaml msg_5QK3…", ""}, true
 	case "webhooks":
-		return verbDoc{"list the webhooks with their state, enable a disabled one (both work beside run), or make a new signing secret.",
-			"mailhook webhooks list|enable --config FILE … | mailhook webhooks secret",
+		return verbDoc{"list the webhooks with their state, enable a disabled one (both work beside run), send a test event, or make a new signing secret.",
+			"mailhook webhooks list|enable|test --config FILE … | mailhook webhooks secret",
 			"mailhook webhooks list --config mailhook.yaml", ""}, true
 	case "webhooks list":
 		return verbDoc{"print each webhook: enabled or disabled (since, why), failing since, and its pending, in-flight, held and dead jobs.",
@@ -88,6 +88,10 @@ configuration or usage.`}, true
 		return verbDoc{"enable a disabled webhook and release its held jobs; a running daemon sends them within 30 s.",
 			"mailhook webhooks enable --config FILE NAME",
 			"mailhook webhooks enable --config mailhook.yaml ci", ""}, true
+	case "webhooks test":
+		return verbDoc{"send a signed test event to one webhook, in its format (a chat message that says it is a test; for json, \"type\": \"mailhook.test\"), and print the status and latency; exit 0 on 2xx. Nothing is queued.",
+			"mailhook webhooks test --config FILE NAME",
+			"mailhook webhooks test --config mailhook.yaml ci", ""}, true
 	case "webhooks secret":
 		return verbDoc{"print a new signing secret (whsec_ and the base64 of 32 random bytes) for a webhook's secrets: and its receiver.",
 			"mailhook webhooks secret",

@@ -17,7 +17,7 @@ import (
 func TestHelpEveryVerb(t *testing.T) {
 	for _, name := range []string{"run", "check", "healthcheck", "test", "replay", "demo", "status",
 		"outbox", "outbox list", "outbox show", "outbox retry", "outbox drop",
-		"webhooks", "webhooks list", "webhooks enable", "webhooks secret", "auth", "version"} {
+		"webhooks", "webhooks list", "webhooks enable", "webhooks test", "webhooks secret", "auth", "version"} {
 		args := strings.Fields(name)
 		if name == "auth" {
 			args = append(args, "google")
@@ -64,7 +64,7 @@ func TestCLIForgivesTheUsualMistakes(t *testing.T) {
 	}{
 		{[]string{"stauts"}, exitConfig, "mailhook: unknown verb \"stauts\"; did you mean \"status\"? run mailhook --help for the list\n"},
 		{[]string{"outbox", "lst"}, exitConfig, "mailhook outbox: unknown subcommand \"lst\"; did you mean \"list\"? want list, show, retry or drop\n"},
-		{[]string{"webhooks", "enabel"}, exitConfig, "mailhook webhooks: unknown subcommand \"enabel\"; did you mean \"enable\"? want list, enable or secret\n"},
+		{[]string{"webhooks", "enabel"}, exitConfig, "mailhook webhooks: unknown subcommand \"enabel\"; did you mean \"enable\"? want list, enable, test or secret\n"},
 		{[]string{"frobnicate"}, exitConfig, "mailhook: unknown verb \"frobnicate\"; run mailhook --help for the list\n"},
 		{[]string{"check", "mailhook.yaml"}, exitConfig, "mailhook check: unexpected argument \"mailhook.yaml\": the configuration is a flag: mailhook check --config mailhook.yaml\n"},
 		{[]string{"-c", path, "check"}, exitOK, ""},

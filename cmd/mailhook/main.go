@@ -54,6 +54,7 @@ Usage:
   mailhook webhooks list|enable -c FILE [NAME]
                                    each webhook: enabled or disabled (410, or failing for disable_after),
                                    its held and dead jobs; enable NAME releases its held jobs (beside run)
+  mailhook webhooks test -c FILE NAME  send a signed test event to webhook NAME (exit 0 on 2xx)
   mailhook webhooks secret         print a new whsec_ signing secret
   mailhook store copy -c FILE      copy the SQLite state into the empty PostgreSQL store (daemon stopped)
   mailhook demo  [--once]          run the whole pipeline on an in-process IMAP server and webhook receiver

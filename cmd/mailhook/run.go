@@ -187,7 +187,7 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
-	eps, err := endpoints(l.cfg)
+	eps, err := l.cfg.Endpoints()
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -24,6 +27,8 @@ const webhooksUsage = `Usage:
   mailhook webhooks list   -c FILE [--json]   each webhook: enabled or disabled (since, why), failing since,
                                               and its pending, in-flight, held and dead jobs
   mailhook webhooks enable -c FILE NAME       re-enable a disabled webhook and release its held jobs
+  mailhook webhooks test   -c FILE NAME       send a signed test event to webhook NAME, in its format;
+                                              print the status and latency (exit 0 on 2xx)
   mailhook webhooks secret                    print a new whsec_ signing secret
 `
 
@@ -40,12 +45,14 @@ func webhooksVerb(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return webhooksEnable(ctx, args[1:], stdout, stderr)
 	case "secret":
 		return webhooksSecret(args[1:], stdout, stderr)
+	case "test":
+		return webhooksTest(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, webhooksUsage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q;%s want list, enable or secret\n", args[0],
-		didYouMean(args[0], []string{"list", "enable", "secret"}))
+	fmt.Fprintf(stderr, "mailhook webhooks: unknown subcommand %q;%s want list, enable, test or secret\n", args[0],
+		didYouMean(args[0], []string{"list", "enable", "test", "secret"}))
 	return exitConfig
 }
 
@@ -162,19 +169,11 @@ func webhooksList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func webhooksEnable(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("webhooks enable", flag.ContinueOnError)
-	path := configFlag(fs)
-	fs.SetOutput(stderr)
-	names, ok := parseInterspersed(fs, args)
+	path, name, ok := webhookArgs("enable", args, stderr)
 	if !ok {
 		return exitConfig
 	}
-	if len(names) != 1 {
-		fmt.Fprintf(stderr, "mailhook webhooks enable: want one webhook NAME\n\n%s", webhooksUsage)
-		return exitConfig
-	}
-	name := names[0]
-	l, st, code := openTool("webhooks enable", *path, stderr)
+	l, st, code := openTool("webhooks enable", path, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -232,4 +231,58 @@ func webhooksSecret(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "whsec_%s\n", base64.StdEncoding.EncodeToString(key))
 	return exitOK
+}
+
+// webhooksTest sends the test event (payload.TestEvent) to one webhook as a delivery would, signed,
+// in its format, once; nothing is queued or recorded. Exit 0 on 2xx, 1 otherwise.
+func webhooksTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	path, name, ok := webhookArgs("test", args, stderr)
+	if !ok {
+		return exitConfig
+	}
+	l, code := load(path, nil, stderr)
+	if code != exitOK {
+		return code
+	}
+	f := l.formats[name]
+	if f == nil {
+		fmt.Fprintf(stderr, "mailhook webhooks test: no webhook %q in the configuration;%s\n", name,
+			didYouMean(name, webhookNames(l.cfg)))
+		return exitConfig
+	}
+	eps, err := l.cfg.Endpoints()
+	var r dispatch.TestResult
+	if d, e := dispatch.New(eps, dispatch.Options{Version: version()}); err == nil && e == nil {
+		r, err = d.Test(ctx, name, f)
+	} else {
+		err = errors.Join(err, e)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailhook webhooks test: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "webhook %s: %s event %s (%s, %d bytes)\n", name, payload.TypeTest, r.ID, f.Format(), r.Bytes)
+	if !r.OK() {
+		fmt.Fprintf(stdout, "failed after %v: %s\n", r.Latency.Round(time.Millisecond), r.Error)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "HTTP %d in %v\n", r.Status, r.Latency.Round(time.Millisecond))
+	return exitOK
+}
+
+// webhookArgs parses the flags and the one webhook NAME of `webhooks SUB`; false after a usage error
+// (printed).
+func webhookArgs(sub string, args []string, stderr io.Writer) (path, name string, ok bool) {
+	fs := flag.NewFlagSet("webhooks "+sub, flag.ContinueOnError)
+	p := configFlag(fs)
+	fs.SetOutput(stderr)
+	names, ok := parseInterspersed(fs, args)
+	if ok && len(names) != 1 {
+		fmt.Fprintf(stderr, "mailhook webhooks %s: want one webhook NAME\n\n%s", sub, webhooksUsage)
+		ok = false
+	}
+	if !ok {
+		return "", "", false
+	}
+	return *p, names[0], true
 }
