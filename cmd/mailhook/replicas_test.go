@@ -534,3 +534,66 @@ WHERE datname = current_database() AND application_name LIKE 'mailhook %' GROUP 
 	b.ReportMetric(med(sessions), "sessions")
 	b.ReportMetric(med(conns), "conns-per-replica")
 }
+
+// The database goes away under two running replicas: their leases lapse and they close their IMAP
+// sessions (nobody is sure to hold a mailbox); mail arriving meanwhile is not lost: once the
+// database is back every mailbox is watched again and every message is delivered, none under two
+// webhook-ids.
+func TestReplicasDatabaseOutage(t *testing.T) {
+	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
+	dsn := pg.NewDatabase(t)
+	boxes := []string{"INBOX", "b1"}
+	dc := testmail.StartDovecot(t, testmail.DovecotOptions{Password: testIMAPPassword, Mailboxes: boxes[1:]})
+	recv := testmail.StartReceiver(t, testmail.ReceiverOptions{Secret: testSecret})
+	led := ledger{recv: recv}
+	var ds []*daemon
+	for range 2 {
+		cfg, env := writeConfig(t, t.TempDir(), dc.Addr(), dc.User(), dc.Password(), recv.URL()+"/hook", func(p *cfgParams) {
+			p.Mailbox = strings.Join(boxes, ", ")
+		})
+		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n  lease_ttl: 5s\n")
+		f.Close()
+		ds = append(ds, startDaemon(t, cfg, append(env, "MAILHOOK_DSN="+dsn)...))
+	}
+	sessions := func(n int) func() bool { return func() bool { return dc.OpenSessions() == n } }
+	eventually(t, 60*time.Second, "one IMAP session per mailbox", sessions(len(boxes)))
+	streams := make([]*mailStream, len(boxes))
+	for k, b := range boxes {
+		streams[k] = newMail()
+		streams[k].mailbox = b
+		streams[k].next = 1 + 1000*k
+	}
+	want := func() []string {
+		var all []string
+		for _, s := range streams {
+			all = append(all, s.want()...)
+		}
+		return all
+	}
+	round := func(n int) {
+		for _, s := range streams {
+			s.add(t, dc.Append, n)
+		}
+	}
+	round(2)
+	led.waitDelivered(t, 60*time.Second, want())
+
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the replicas closing their sessions once their leases lapse", sessions(0))
+	round(2)
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "every mailbox watched again", sessions(len(boxes)))
+	led.waitDelivered(t, 60*time.Second, want())
+	led.check(t, want(), false)
+	for _, d := range ds {
+		d.terminate()
+	}
+}

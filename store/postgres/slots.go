@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -25,9 +26,10 @@ type Slots struct {
 	name  string
 	limit int
 
-	mu   sync.Mutex
-	made bool  // the rows of the limit exist
-	held []int // slot numbers this handle holds
+	mu    sync.Mutex
+	made  bool  // the rows of the limit exist
+	held  []int // slot numbers this handle holds
+	stale []int // slot numbers whose release failed: released before the next take
 }
 
 // Slots returns the cluster-wide limit of limit units named name (e.g. "webhook:ci").
@@ -65,6 +67,9 @@ func (sl *Slots) take(ctx context.Context) (int, error) {
 	sl.mu.Lock()
 	made := sl.made
 	sl.mu.Unlock()
+	if err := sl.releaseStale(ctx); err != nil {
+		return 0, err
+	}
 	if !made {
 		if _, err := sl.s.pool.Exec(ctx, `INSERT INTO concurrency_slots (name, slot, holder, expires_at)
 SELECT $1, n, '', '-infinity' FROM generate_series(0, $2 - 1) AS n
@@ -104,8 +109,34 @@ RETURNING c.slot`, sl.name, sl.limit, sl.s.replica, ttl.Microseconds())
 	return len(got), nil
 }
 
+// releaseStale releases the units whose Release could not reach the database. They are still held
+// in this replica's name, and its lease rounds renew them: without this they would never come back.
+// A unit this handle holds again (taken after it expired) is left alone.
+func (sl *Slots) releaseStale(ctx context.Context) error {
+	sl.mu.Lock()
+	var stale []int
+	for _, n := range sl.stale {
+		if !slices.Contains(sl.held, n) {
+			stale = append(stale, n)
+		}
+	}
+	sl.stale = nil
+	sl.mu.Unlock()
+	if len(stale) == 0 {
+		return nil
+	}
+	if _, err := sl.s.pool.Exec(ctx, `UPDATE concurrency_slots SET holder = '', expires_at = '-infinity'
+WHERE name = $1 AND slot = ANY ($2) AND holder = $3`, sl.name, stale, sl.s.replica); err != nil {
+		sl.mu.Lock()
+		sl.stale = append(sl.stale, stale...)
+		sl.mu.Unlock()
+		return fmt.Errorf("take slots of %q: release units: %w", sl.name, err)
+	}
+	return nil
+}
+
 // Release gives back n of the units this handle holds and wakes the waiters of every replica.
-// A release that cannot reach the database leaves the units to expire.
+// A release that cannot reach the database is retried before the handle's next take.
 func (sl *Slots) Release(n int) {
 	sl.mu.Lock()
 	n = min(n, len(sl.held))
@@ -124,7 +155,10 @@ func (sl *Slots) Release(n int) {
 )
 SELECT pg_notify($4, $1) FROM (SELECT 1 FROM freed LIMIT 1) f`, sl.name, give, sl.s.replica, notifySlots)
 	if err != nil {
-		sl.s.log.Warn("could not release concurrency slots; they expire after the lease ttl", "name", sl.name, "err", err)
+		sl.mu.Lock()
+		sl.stale = append(sl.stale, give...)
+		sl.mu.Unlock()
+		sl.s.log.Warn("could not release concurrency slots; retrying before the next take", "name", sl.name, "err", err)
 	}
 	sl.s.broadcastSlots() // waiters of this process need not wait for the notification
 }

@@ -74,6 +74,32 @@ func TestSlots(t *testing.T) {
 		}
 	})
 
+	// Units whose release could not reach the database (it was down) come back once it is up:
+	// the replica's lease rounds would otherwise renew them in its name for ever.
+	t.Run("FailedReleaseRetried", func(t *testing.T) {
+		own := testmail.StartPostgres(t, testmail.PostgresOptions{})
+		dsn := own.NewDatabase(t)
+		s := openStore(t, dsn, testOpts{replica: "a"})
+		stop := runLeases(s, nil) // renews the units, as in the daemon
+		defer stop()
+		sl := s.Slots("webhook:ci", 2)
+		if n := sl.Acquire(ctx); n != 2 {
+			t.Fatalf("took %d units; want 2", n)
+		}
+		if err := own.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		sl.Release(2) // fails: the database is down
+		if err := own.Start(); err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, testTTL)
+		defer cancel()
+		if n := sl.Acquire(actx); n != 2 {
+			t.Fatalf("took %d units after the database came back; want both again, before they could expire", n)
+		}
+	})
+
 	t.Run("AcquireStopsWithContext", func(t *testing.T) {
 		dsn := pg.NewDatabase(t)
 		s := openStore(t, dsn, testOpts{replica: "a"})
