@@ -42,19 +42,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	var cfgs []string
 	var envs [][]string
 	for range 3 {
-		dir := t.TempDir()
-		cfg, env := writeConfig(t, dir, dc.Addr(), dc.User(), dc.Password(), recv.URL()+"/hook", func(p *cfgParams) {
-			p.Mailbox = strings.Join(boxes, ", ")
-		})
-		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fmt.Fprintf(f, "store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n  lease_ttl: 5s\n"); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		env = append(env, "MAILHOOK_DSN="+dsn)
+		cfg, env := replicaConfig(t, dc, recv.URL()+"/hook", boxes, dsn, "5s")
 		cfgs, envs = append(cfgs, cfg), append(envs, env)
 		ds = append(ds, startDaemon(t, cfg, env...))
 	}
@@ -122,24 +110,9 @@ func TestReplicasOnPostgres(t *testing.T) {
 		t.Errorf("status shows %d held leases; want %d:\n%s", n, len(boxes), out)
 	}
 
-	streams := make([]*mailStream, len(boxes))
-	for k, b := range boxes {
-		streams[k] = newMail()
-		streams[k].mailbox = b
-		streams[k].next = 1 + 1000*k
-	}
-	want := func() []string {
-		var all []string
-		for _, s := range streams {
-			all = append(all, s.want()...)
-		}
-		return all
-	}
-	round := func(n int) {
-		for _, s := range streams {
-			s.add(t, dc.Append, n)
-		}
-	}
+	streams := newMailStreams(boxes)
+	want := streams.want
+	round := func(n int) { streams.round(t, dc, n) }
 
 	round(3)
 	led.waitDelivered(t, 60*time.Second, want())
@@ -548,37 +521,14 @@ func TestReplicasDatabaseOutage(t *testing.T) {
 	led := ledger{recv: recv}
 	var ds []*daemon
 	for range 2 {
-		cfg, env := writeConfig(t, t.TempDir(), dc.Addr(), dc.User(), dc.Password(), recv.URL()+"/hook", func(p *cfgParams) {
-			p.Mailbox = strings.Join(boxes, ", ")
-		})
-		f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n  lease_ttl: 5s\n")
-		f.Close()
-		ds = append(ds, startDaemon(t, cfg, append(env, "MAILHOOK_DSN="+dsn)...))
+		cfg, env := replicaConfig(t, dc, recv.URL()+"/hook", boxes, dsn, "5s")
+		ds = append(ds, startDaemon(t, cfg, env...))
 	}
 	sessions := func(n int) func() bool { return func() bool { return dc.OpenSessions() == n } }
 	eventually(t, 60*time.Second, "one IMAP session per mailbox", sessions(len(boxes)))
-	streams := make([]*mailStream, len(boxes))
-	for k, b := range boxes {
-		streams[k] = newMail()
-		streams[k].mailbox = b
-		streams[k].next = 1 + 1000*k
-	}
-	want := func() []string {
-		var all []string
-		for _, s := range streams {
-			all = append(all, s.want()...)
-		}
-		return all
-	}
-	round := func(n int) {
-		for _, s := range streams {
-			s.add(t, dc.Append, n)
-		}
-	}
+	streams := newMailStreams(boxes)
+	want := streams.want
+	round := func(n int) { streams.round(t, dc, n) }
 	round(2)
 	led.waitDelivered(t, 60*time.Second, want())
 
@@ -596,4 +546,52 @@ func TestReplicasDatabaseOutage(t *testing.T) {
 	for _, d := range ds {
 		d.terminate()
 	}
+}
+
+// replicaConfig writes the configuration of one replica watching boxes on dc, delivering to url,
+// on the PostgreSQL store dsn with the given lease_ttl ("" for the default); it returns the path
+// and the environment the daemon needs.
+func replicaConfig(t testing.TB, dc *testmail.Dovecot, url string, boxes []string, dsn, ttl string) (string, []string) {
+	t.Helper()
+	cfg, env := writeConfig(t, t.TempDir(), dc.Addr(), dc.User(), dc.Password(), url, func(p *cfgParams) {
+		p.Mailbox = strings.Join(boxes, ", ")
+	})
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "store:\n  driver: postgres\n  dsn: ${MAILHOOK_DSN}\n")
+	if ttl != "" {
+		fmt.Fprintf(f, "  lease_ttl: %s\n", ttl)
+	}
+	return cfg, append(env, "MAILHOOK_DSN="+dsn)
+}
+
+// mailStreams is one stream of test mail per mailbox: round(n) appends n messages to each, want
+// lists every message appended so far.
+type mailStreams []*mailStream
+
+func newMailStreams(boxes []string) mailStreams {
+	ss := make(mailStreams, len(boxes))
+	for k, b := range boxes {
+		ss[k] = newMail()
+		ss[k].mailbox = b
+		ss[k].next = 1 + 1000*k
+	}
+	return ss
+}
+
+func (ss mailStreams) round(t *testing.T, dc *testmail.Dovecot, n int) {
+	for _, s := range ss {
+		s.add(t, dc.Append, n)
+	}
+}
+
+func (ss mailStreams) want() []string {
+	var all []string
+	for _, s := range ss {
+		all = append(all, s.want()...)
+	}
+	return all
 }
