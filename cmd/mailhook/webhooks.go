@@ -15,7 +15,6 @@ import (
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/payload"
-	"github.com/mailhook/mailhook/store"
 )
 
 // This file is `mailhook webhooks`: the health of each webhook endpoint and re-enabling one that
@@ -56,69 +55,6 @@ func webhooksVerb(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return exitConfig
 }
 
-// endpointReport is one line of `webhooks list`.
-type endpointReport struct {
-	Name         string     `json:"name"`
-	Configured   bool       `json:"configured"`
-	Enabled      bool       `json:"enabled"`
-	DisabledAt   *time.Time `json:"disabled_at"`
-	Reason       string     `json:"reason"`
-	FailingSince *time.Time `json:"failing_since"`
-	Pending      int        `json:"pending"`
-	InFlight     int        `json:"in_flight"`
-	Held         int        `json:"held"`
-	Dead         int        `json:"dead"`
-}
-
-// endpointReports describes the configured webhooks in configuration order, then any other
-// endpoint the store knows (a webhook removed from the configuration, with jobs or a state left).
-func endpointReports(ctx context.Context, cfg *config.Config, st store.Backend) ([]endpointReport, error) {
-	states, err := st.Endpoints(ctx)
-	if err != nil {
-		return nil, err
-	}
-	counts, err := st.TargetCounts(ctx, store.KindWebhook)
-	if err != nil {
-		return nil, err
-	}
-	byName := map[string]store.EndpointState{}
-	for _, s := range states {
-		byName[s.Name] = s
-	}
-	var names []string
-	configured := map[string]bool{}
-	for _, w := range cfg.Webhooks {
-		names = append(names, w.Name)
-		configured[w.Name] = true
-	}
-	var others []string
-	for name := range byName {
-		if !configured[name] {
-			others = append(others, name)
-		}
-	}
-	for name := range counts {
-		if !configured[name] && !slices.Contains(others, name) {
-			others = append(others, name)
-		}
-	}
-	slices.Sort(others)
-	var out []endpointReport
-	for _, name := range append(names, others...) {
-		s, c := byName[name], counts[name]
-		r := endpointReport{Name: name, Configured: configured[name], Enabled: !s.Disabled(), Reason: s.Reason,
-			Pending: c[store.StatePending], InFlight: c[store.StateInFlight], Held: c[store.StateHeld], Dead: c[store.StateDead]}
-		if s.Disabled() {
-			r.DisabledAt = &s.DisabledAt
-		}
-		if !s.FailingSince.IsZero() {
-			r.FailingSince = &s.FailingSince
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
 func webhooksList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("webhooks list", flag.ContinueOnError)
 	path := configFlag(fs)
@@ -131,14 +67,14 @@ func webhooksList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return code
 	}
 	defer st.Close()
-	reports, err := endpointReports(ctx, l.cfg, st)
+	reports, err := dispatch.Reports(ctx, st, webhookNames(l.cfg))
 	if err != nil {
 		fmt.Fprintf(stderr, "mailhook webhooks list: %v\n", err)
 		return exitFail
 	}
 	if *asJSON {
 		if reports == nil {
-			reports = []endpointReport{}
+			reports = []dispatch.Report{}
 		}
 		return printJSON(stdout, stderr, reports)
 	}
