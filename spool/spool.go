@@ -431,3 +431,10 @@ func (s *Spool) Run(ctx context.Context, jobs Jobs) error {
 		}
 	}
 }
+
+// ForReading returns the spool of the state directory stateDir for reading jobs' files only
+// (OpenFile), as a tool that shows jobs needs: it creates nothing and empties nothing. blobs is
+// Options.Blobs.
+func ForReading(stateDir string, blobs store.Blobs) *Spool {
+	return &Spool{dir: filepath.Join(stateDir, spoolDir), shared: true, blobs: blobs}
+}

@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -207,7 +209,7 @@ func outboxShow(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailhook outbox show: want one job ID\n\n%s", outboxUsage)
 		return exitConfig
 	}
-	_, st, code := openTool("outbox show", *path, stderr)
+	l, st, code := openTool("outbox show", *path, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -217,6 +219,8 @@ func outboxShow(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailhook outbox show: %v\n", err)
 		return exitFail
 	}
+	// Inline attachments: a description in place of the spool's internal reference.
+	j.Body = dispatch.DescribeInline(ctx, spool.ForReading(l.cfg.StateDir, blobsOf(st)), j.ID, j.Body)
 	if *asJSON {
 		out := toJSON(j)
 		if json.Valid(j.Body) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -11,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/dispatch"
 	"github.com/mailhook/mailhook/internal/testmail"
+	"github.com/mailhook/mailhook/message"
+	"github.com/mailhook/mailhook/payload"
+	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/store/sqlite"
 )
@@ -134,7 +140,7 @@ func TestOutboxAndWebhooksBesideRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := waitJobs("the next job to be held", 1, "--state", "held")
-	var reports []endpointReport
+	var reports []dispatch.Report
 	out := run("webhooks", "list", "--json")
 	if err := json.Unmarshal([]byte(out), &reports); err != nil || len(reports) != 1 {
 		t.Fatalf("webhooks list --json: %v\n%s", err, out)
@@ -252,6 +258,56 @@ func TestOutboxUsage(t *testing.T) {
 		code, out := tool(t, env, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("mailhook %s: exit %d, want %d with %q\n%s", strings.Join(tc.args, " "), code, tc.code, tc.want, out)
+		}
+	}
+}
+
+// `outbox show` of a job shipping an attachment inline shows what is delivered in its place, not
+// the spool's internal reference: "<attachment 2: 3,412 bytes, spooled>" (or that the file is
+// missing), in the text and the JSON output alike.
+func TestOutboxShowInlineAttachment(t *testing.T) {
+	mem := testmail.StartMemServer(t, testmail.MemOptions{})
+	dir := t.TempDir()
+	cfg, env := writeConfig(t, dir, mem.Addr(), mem.User(), mem.Password(), "http://127.0.0.1:1/hook", nil)
+	state := filepath.Join(dir, "state")
+	st, err := sqlite.Open(state, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(state, spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdf := filepath.Join(dir, "a.pdf")
+	if err := os.WriteFile(pdf, bytes.Repeat([]byte("%PDF"), 853), 0o600); err != nil { // 3,412 bytes
+		t.Fatal(err)
+	}
+	p := payload.New("msg_INLINE", "r", "acct", "INBOX", 7, 1, &message.Message{
+		Attachments: []message.Attachment{{Filename: "a.pdf", ContentType: "application/pdf", Size: 4620, Section: "2"},
+			{Filename: "b.pdf", ContentType: "application/pdf", Size: 10, Section: "3"}},
+	}, message.Auth{}, payload.BodyNone, 0)
+	p.InlineFromSpool(0, "2")
+	p.InlineFromSpool(1, "3") // its file never made it to the spool
+	body, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Attach(context.Background(), "msg_INLINE", map[string]string{"2": pdf}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Enqueue(context.Background(), []store.Job{{ID: "msg_INLINE", Kind: store.KindWebhook,
+		Target: "receiver", Account: "acct", Mailbox: "INBOX", UIDValidity: 7, UID: 1, Rule: "r", Body: body}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"outbox", "show", "-c", cfg, "msg_INLINE"}, {"outbox", "show", "-c", cfg, "--json", "msg_INLINE"}} {
+		out := mustTool(t, env, args...)
+		if strings.Contains(out, `\u0000`) || strings.Contains(out, "spool:") ||
+			!strings.Contains(out, `"content_base64": "<attachment 2: 3,412 bytes, spooled>"`) ||
+			!strings.Contains(out, `"content_base64": "<attachment 3: spooled file missing>"`) {
+			t.Errorf("mailhook %s:\n%s", strings.Join(args, " "), out)
 		}
 	}
 }
