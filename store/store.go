@@ -71,6 +71,9 @@ var (
 	ErrLocked = errors.New("state directory is in use by another mailhook instance")
 	// ErrSchemaTooNew: the database was written by a newer mailhook; this binary refuses to touch it.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+	// ErrSchemaTooOld: an operator tool (Options.Shared) found a database an older mailhook wrote;
+	// tools migrate nothing, the daemon does.
+	ErrSchemaTooOld = errors.New("database schema is older than this binary's")
 	// ErrUIDValidity: a commit carried a UIDVALIDITY other than the stored one; call
 	// ResetCheckpoint first.
 	ErrUIDValidity = errors.New("uidvalidity differs from the stored checkpoint")
@@ -185,7 +188,8 @@ type Options struct {
 	// well above the consumers' heartbeat interval.
 	ClaimTTL time.Duration
 	// Shared opens the state for an operator tool (status, outbox, replay, test) that may run
-	// beside a daemon: the tool migrates nothing, refuses a schema version other than its own,
+	// beside a daemon: the tool migrates nothing, refuses a schema version other than its own
+	// (an older one with ErrSchemaTooOld, naming both versions and saying to run the daemon once),
 	// and its Wake fires only for its own writes (the daemon notices a tool's changes within its
 	// own periodic re-check).
 	Shared bool

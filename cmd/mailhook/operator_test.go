@@ -1,6 +1,8 @@
 package main
 
 import (
+	"database/sql"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,5 +92,49 @@ rules:
 	// The daemon's verbs still need them.
 	if code, out := run("check", "-c", cfg); code != exitConfig || !strings.Contains(out, "${GMAIL_APP_PASSWORD} is not set") {
 		t.Errorf("check without secrets: exit %d\n%s", code, out)
+	}
+}
+
+// The operator verbs on a state directory an older mailhook wrote (no daemon running) neither
+// migrate it nor fail obscurely: they exit 1 naming the version found, the version expected and
+// what to do (run the daemon once), and leave the schema version as it was.
+func TestOperatorVerbsOnAnOlderSchema(t *testing.T) {
+	dir, cfg, env := toolConfig(t)
+	state := filepath.Join(dir, "state")
+	if st, err := sqlite.Open(state, store.Options{}); err != nil || st.Close() != nil {
+		t.Fatal(err)
+	}
+	version := func(set int) int {
+		t.Helper()
+		db, err := sql.Open("sqlite", filepath.Join(state, "mailhook.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if set > 0 {
+			if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", set)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var v int
+		if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	current := version(0)
+	version(5) // as an older mailhook left it
+	for _, args := range [][]string{{"status"}, {"outbox", "list"}, {"outbox", "show", "msg_X"},
+		{"webhooks", "list"}, {"webhooks", "enable", "receiver"}} {
+		args = append(args, "-c", cfg)
+		code, out := tool(t, env, args...)
+		want := fmt.Sprintf("schema version 5, this mailhook uses %d", current)
+		if code != exitFail || !strings.Contains(out, want) || !strings.Contains(out, "run the daemon (mailhook run)") {
+			t.Errorf("mailhook %s on a version 5 state: exit %d, want 1 with %q and what to do\n%s",
+				strings.Join(args, " "), code, want, out)
+		}
+	}
+	if v := version(0); v != 5 {
+		t.Errorf("schema version after the verbs: %d, want 5 (nothing migrated)", v)
 	}
 }

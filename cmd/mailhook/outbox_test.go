@@ -262,13 +262,20 @@ func TestOutboxUsage(t *testing.T) {
 	}
 }
 
+// toolConfig writes the configuration of the tool tests (an IMAP server, the webhook "receiver")
+// in a new directory, which it returns with the config path and environment.
+func toolConfig(t *testing.T) (dir, cfg string, env []string) {
+	mem := testmail.StartMemServer(t, testmail.MemOptions{})
+	dir = t.TempDir()
+	cfg, env = writeConfig(t, dir, mem.Addr(), mem.User(), mem.Password(), "http://127.0.0.1:1/hook", nil)
+	return dir, cfg, env
+}
+
 // `outbox show` of a job shipping an attachment inline shows what is delivered in its place, not
 // the spool's internal reference: "<attachment 2: 3,412 bytes, spooled>" (or that the file is
 // missing), in the text and the JSON output alike.
 func TestOutboxShowInlineAttachment(t *testing.T) {
-	mem := testmail.StartMemServer(t, testmail.MemOptions{})
-	dir := t.TempDir()
-	cfg, env := writeConfig(t, dir, mem.Addr(), mem.User(), mem.Password(), "http://127.0.0.1:1/hook", nil)
+	dir, cfg, env := toolConfig(t)
 	state := filepath.Join(dir, "state")
 	st, err := sqlite.Open(state, store.Options{})
 	if err != nil {

@@ -228,6 +228,21 @@ func sameSchema(ctx context.Context, db *sql.DB, path string) error {
 	return nil
 }
 
+// toolSchema is migrate for an operator tool with the state to itself: it creates the schema of an
+// empty database, but refuses an older schema rather than migrate it under the operator's feet
+// (the daemon, which owns the state, migrates it when it starts) and a newer one (ErrSchemaTooNew).
+func toolSchema(ctx context.Context, db *sql.DB, path string) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version of %s: %w", path, err)
+	}
+	if want := len(migrations()); version > 0 && version < want {
+		return fmt.Errorf("open %s: schema version %d, this mailhook uses %d: an older mailhook wrote it, and this command migrates nothing; run the daemon (mailhook run) of this version once to migrate it, then try again: %w",
+			path, version, want, store.ErrSchemaTooOld)
+	}
+	return migrate(ctx, db, path)
+}
+
 func migrateOne(ctx context.Context, db *sql.DB, stmts string, to int) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

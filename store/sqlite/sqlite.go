@@ -79,7 +79,8 @@ var _ store.Backend = (*Store)(nil)
 // Store (failing at once with an error wrapping store.ErrLocked that names dir if another Store, in
 // any process, holds it — unless opts.Shared, see the package doc), opens dir/mailhook.db (mode
 // 0600; WAL, synchronous=FULL, foreign keys on) and migrates its schema (refusing a newer one with
-// store.ErrSchemaTooNew). It recovers nothing: jobs a crash left in flight wait for Recover.
+// store.ErrSchemaTooNew). A tool (opts.Shared) migrates only an empty database: an older schema is
+// refused with store.ErrSchemaTooOld, and left for the daemon to migrate. It recovers nothing: jobs a crash left in flight wait for Recover.
 func Open(dir string, opts store.Options) (_ *Store, err error) {
 	if dir == "" {
 		return nil, errors.New("open state: empty state directory")
@@ -139,6 +140,10 @@ func Open(dir string, opts store.Options) (_ *Store, err error) {
 	}
 	if beside {
 		if err := sameSchema(ctx, db, path); err != nil {
+			return nil, err
+		}
+	} else if opts.Shared {
+		if err := toolSchema(ctx, db, path); err != nil {
 			return nil, err
 		}
 	} else if err := migrate(ctx, db, path); err != nil {

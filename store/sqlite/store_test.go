@@ -442,22 +442,7 @@ func TestReopenRecoversInFlight(t *testing.T) {
 func TestMigrateFromVersion5(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	path := filepath.Join(dir, dbFile)
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v, m := range migrations()[:5] {
-		if err := migrateOne(ctx, db, m, v+1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.Exec(`INSERT INTO checkpoints VALUES ('acct', 'INBOX', 7, 42, 0, 1);
-INSERT INTO jobs (id, kind, target, account, mailbox, uidvalidity, uid, rule, state, next_at, attempts, created_at, updated_at)
-VALUES ('old', 'webhook', 'ci', 'acct', 'INBOX', 7, 42, 'r', 'in_flight', 1, 1, 1, 1)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	version5(t, dir)
 
 	clk := newClock()
 	s := open(t, dir, clk)
@@ -474,6 +459,59 @@ VALUES ('old', 'webhook', 'ci', 'acct', 'INBOX', 7, 42, 'r', 'in_flight', 1, 1, 
 	if j, _ := mustJob(t, s, "old"); j.State != store.StatePending || j.Attempts != 1 {
 		t.Errorf("old job after recovery: %s, %d attempts", j.State, j.Attempts)
 	}
+}
+
+// version5 writes the state of dir at schema version 5, with a checkpoint and a job in flight.
+func version5(t *testing.T, dir string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", dsn(filepath.Join(dir, dbFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for v, m := range migrations()[:5] {
+		if err := migrateOne(context.Background(), db, m, v+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO checkpoints VALUES ('acct', 'INBOX', 7, 42, 0, 1);
+INSERT INTO jobs (id, kind, target, account, mailbox, uidvalidity, uid, rule, state, next_at, attempts, created_at, updated_at)
+VALUES ('old', 'webhook', 'ci', 'acct', 'INBOX', 7, 42, 'r', 'in_flight', 1, 1, 1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An operator tool (Shared) with no daemon running does not migrate an older schema: it refuses
+// with ErrSchemaTooOld, naming both versions and what to do, and leaves the database as it was;
+// the daemon's open then migrates it, and the tool opens it.
+func TestToolRefusesOlderSchema(t *testing.T) {
+	dir := t.TempDir()
+	version5(t, dir)
+	_, err := Open(dir, store.Options{Shared: true})
+	want := fmt.Sprintf("schema version 5, this mailhook uses %d", len(migrations()))
+	if !errors.Is(err, store.ErrSchemaTooOld) || !strings.Contains(fmt.Sprint(err), want) ||
+		!strings.Contains(fmt.Sprint(err), "run the daemon (mailhook run) of this version once") {
+		t.Fatalf("tool open of a version 5 state: %v; want ErrSchemaTooOld with %q", err, want)
+	}
+	db, err := sql.Open("sqlite", dsn(filepath.Join(dir, dbFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 5 {
+		t.Errorf("user_version after the tool = %d, %v; want 5 (untouched)", v, err)
+	}
+	db.Close()
+	s, err := Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(dir, store.Options{Shared: true})
+	if err != nil {
+		t.Fatalf("tool open after the daemon migrated: %v", err)
+	}
+	s.Close()
 }
 
 // BenchmarkCommit measures one message's commit on disk (synchronous=FULL, so one fsync of the
