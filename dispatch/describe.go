@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/spool"
+	"github.com/mailhook/mailhook/store"
 )
 
 // DescribeInline returns a stored body for a person to read (`mailhook outbox show`): each
@@ -52,4 +54,20 @@ func thousands(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// ExpandInline returns the body the dispatcher sends for a stored body of job id: each reference
+// to a spooled attachment replaced by the base64 of its file in sp, read through the same stream
+// an attempt sends (`mailhook test` prints it). It holds the whole body in memory: for showing one
+// message, not for delivering.
+func ExpandInline(ctx context.Context, sp *spool.Spool, id string, body []byte) ([]byte, error) {
+	rb, err := (&Dispatcher{spool: sp}).requestBody(ctx, store.Job{ID: id, Body: body})
+	if err != nil {
+		return nil, err
+	}
+	defer rb.close()
+	if rb.stream == nil {
+		return rb.plain, nil
+	}
+	return io.ReadAll(rb.stream.reader())
 }

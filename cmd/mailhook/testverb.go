@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/dispatch"
+	"github.com/mailhook/mailhook/internal/demo"
 	"github.com/mailhook/mailhook/message"
 	"github.com/mailhook/mailhook/pipeline"
 	"github.com/mailhook/mailhook/spool"
@@ -64,12 +66,23 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintf(stderr, "mailhook test: %v\n", err)
 		return exitConfig
 	}
-	p, err := pipeline.New(l.pipelineConfig(nil))
-	if err != nil {
+	// Attachments a webhook ships inline are spooled, as the daemon spools them, into a spool of
+	// our own, and the bodies printed are streamed from it as the dispatcher sends them.
+	tmp, err := os.MkdirTemp("", "mailhook-test-")
+	var sp *spool.Spool
+	if err == nil {
+		defer os.RemoveAll(tmp)
+		sp, err = spool.Open(tmp, spool.Options{})
+	}
+	pc := l.pipelineConfig(nil)
+	pc.Spool = sp
+	p, perr := pipeline.New(pc)
+	if err = errors.Join(err, perr); err != nil {
 		fmt.Fprintf(stderr, "mailhook test: %v\n", err)
 		return exitFail
 	}
-	t := &tester{p: p, json: *asJSON, out: stdout}
+	t := &tester{p: p, sp: sp, json: *asJSON, out: stdout}
+	logger := newLogger(config.LogConfig{Level: "warn"}, stderr)
 
 	if !live {
 		code := exitOK
@@ -89,7 +102,7 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 				continue
 			}
 			ev := &watcher.Event{Account: acct.Name, Mailbox: mb, Message: m}
-			if err := t.explain(ctx, name, ev, p.Match(ev)); err != nil {
+			if err := t.file(ctx, acct, name, raw, ev, logger); err != nil {
 				fmt.Fprintf(stderr, "mailhook test: %s: %v\n", name, err)
 				code = exitFail
 			}
@@ -101,9 +114,8 @@ func testVerb(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if *uid != 0 {
 		sel = watcher.Selection{UIDMin: uint32(*uid), UIDMax: uint32(*uid)}
 	}
-	logger := newLogger(config.LogConfig{Level: "warn"}, stderr)
 	n := 0
-	err = fetchLive(ctx, l, acct, mb, sel, p, nil, logger, func(ctx context.Context, ev *watcher.Event, d watcher.Matched) error {
+	err = fetchLive(ctx, l, acct, mb, sel, p, sp, logger, func(ctx context.Context, ev *watcher.Event, d watcher.Matched) error {
 		n++
 		return t.explain(ctx, fmt.Sprintf("%s/%s uid %d", ev.Account, ev.Mailbox, ev.UID), ev, d)
 	})
@@ -228,15 +240,47 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 // tester explains messages against the loaded rules, as text or JSON lines.
 type tester struct {
 	p    *pipeline.Pipeline
+	sp   *spool.Spool // where attachments shipped inline are spooled
 	json bool
 	out  io.Writer
 }
 
-// explain reports one message, d being the pipeline's own match of ev.
+// file explains ev, the message parsed from the file name (raw). When a webhook ships some of its
+// attachments inline, the message is served by an in-process IMAP server and fetched from it by
+// the watcher's own code, which spools their content as the daemon's watcher would.
+func (t *tester) file(ctx context.Context, acct config.Account, name string, raw []byte, ev *watcher.Event, logger *slog.Logger) error {
+	if d := t.p.Match(ev); len(d.Inline()) == 0 {
+		return t.explain(ctx, name, ev, d)
+	}
+	srv, err := demo.NewIMAPServer(demo.IMAPOptions{Mailboxes: []string{ev.Mailbox}})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	uid, err := srv.Append(ev.Mailbox, raw)
+	if err != nil {
+		return err
+	}
+	wc := watcher.Config{Account: acct.Name, Mailbox: ev.Mailbox, Addr: srv.Addr(), Security: watcher.SecurityPlain,
+		Username: srv.User(), Password: srv.Password(), Logger: logger, MaxMessageSize: int64(acct.Limits.MaxMessageSize),
+		Plan: t.p.Plan(acct.Name, ev.Mailbox), Incoming: t.sp.Incoming()}
+	return watcher.FetchMessages(ctx, wc, watcher.Selection{UIDMin: uid, UIDMax: uid}, t.p, func(ctx context.Context, got *watcher.Event, _ watcher.Matched) error {
+		ev.Spooled = got.Spooled // the message as parsed from the file, with the content spooled
+		return t.explain(ctx, name, ev, t.p.Match(ev))
+	})
+}
+
+// explain reports one message, d being the pipeline's own match of ev. Webhook bodies are those
+// the dispatcher sends: attachments shipped inline are streamed from the spool into them.
 func (t *tester) explain(ctx context.Context, name string, ev *watcher.Event, d watcher.Matched) error {
 	e, err := t.p.Explain(ctx, name, ev, d)
 	if err != nil {
 		return err
+	}
+	for i, del := range e.Deliveries {
+		if e.Deliveries[i].Body, err = dispatch.ExpandInline(ctx, t.sp, del.ID, del.Body); err != nil {
+			return err
+		}
 	}
 	if t.json {
 		return e.WriteJSON(t.out)
