@@ -108,6 +108,10 @@ configuration or usage.`}, true
   microsoft  device-code flow: open the printed URL anywhere and enter the code; works headless.
   custom     like google, with --auth-url, --token-url and --scope (or --flow device and
              --device-url).`}, true
+	case "store", "store copy":
+		return verbDoc{"copy the SQLite state of state_dir (jobs, checkpoints, seen keys, ledgers, download budget, endpoint states) into the empty PostgreSQL store of store.dsn; stop the daemon first.",
+			"mailhook store copy --config FILE",
+			"mailhook store copy --config /etc/mailhook/config.yaml", ""}, true
 	case "version":
 		return verbDoc{"print the version.", "mailhook version", "mailhook version", ""}, true
 	}
@@ -117,7 +121,7 @@ configuration or usage.`}, true
 // verbs are the top-level verbs, for did-you-mean.
 func verbs() []string {
 	return []string{"run", "check", "healthcheck", "test", "replay", "demo", "status", "outbox", "webhooks",
-		"auth", "version", "help"}
+		"store", "auth", "version", "help"}
 }
 
 // printHelp writes the help of the verb fs parses for: what it does, its usage, its flags with
@@ -206,7 +210,7 @@ func configFirst(args []string) []string {
 		return args
 	}
 	verb := rest[0]
-	if verb == "outbox" || verb == "webhooks" {
+	if verb == "outbox" || verb == "webhooks" || verb == "store" {
 		if len(rest) < 2 {
 			return args
 		}

@@ -17,7 +17,7 @@ import (
 func TestHelpEveryVerb(t *testing.T) {
 	for _, name := range []string{"run", "check", "healthcheck", "test", "replay", "demo", "status",
 		"outbox", "outbox list", "outbox show", "outbox retry", "outbox drop",
-		"webhooks", "webhooks list", "webhooks enable", "webhooks test", "webhooks secret", "auth", "version"} {
+		"webhooks", "webhooks list", "webhooks enable", "webhooks test", "webhooks secret", "store", "store copy", "auth", "version"} {
 		args := strings.Fields(name)
 		if name == "auth" {
 			args = append(args, "google")

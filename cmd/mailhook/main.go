@@ -129,7 +129,7 @@ func verbHelp(ctx context.Context, verb string, rest []string, stdout, stderr io
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
-	case "outbox", "webhooks":
+	case "outbox", "webhooks", "store":
 		if len(rest) == 0 || wantsHelp(rest[:1]) {
 			writeHelp(stdout, verb, nil)
 			return exitOK

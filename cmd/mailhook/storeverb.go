@@ -37,7 +37,7 @@ func storeVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprint(stdout, storeUsage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "mailhook store: unknown subcommand %q\n\n%s", args[0], storeUsage)
+	fmt.Fprintf(stderr, "mailhook store: unknown subcommand %q;%s want copy\n", args[0], didYouMean(args[0], []string{"copy"}))
 	return exitConfig
 }
 
