@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailhook/mailhook/config"
+	"github.com/mailhook/mailhook/oauth"
 	"github.com/mailhook/mailhook/pipeline"
 	"github.com/mailhook/mailhook/spool"
 	"github.com/mailhook/mailhook/store"
@@ -137,6 +138,7 @@ func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel 
 		return fmt.Errorf("open state: %w", err)
 	}
 	defer st.Close()
+	l.rotation, _ = st.(oauth.Rotation) // a shared store: refresh under the replicas' lock
 	cp, ok, err := st.Checkpoint(ctx, r.account, r.mailbox)
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
