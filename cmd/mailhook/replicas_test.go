@@ -595,3 +595,20 @@ func (ss mailStreams) want() []string {
 	}
 	return all
 }
+
+// sslmode is honoured: a dsn requiring TLS against a server without it is refused at start, exit 1,
+// saying so.
+func TestReplicaSSLModeHonoured(t *testing.T) {
+	pg := testmail.StartPostgres(t, testmail.PostgresOptions{})
+	dsn := strings.Replace(pg.NewDatabase(t), "sslmode=disable", "sslmode=require", 1)
+	dc := testmail.StartDovecot(t, testmail.DovecotOptions{Password: testIMAPPassword})
+	cfg, env := replicaConfig(t, dc, "http://127.0.0.1:1/hook", []string{"INBOX"}, dsn, "")
+	d := startDaemon(t, cfg, env...)
+	err, ok := d.wait(60 * time.Second)
+	if !ok {
+		t.Fatal("mailhook still runs with a dsn requiring TLS the server does not offer")
+	}
+	if ee, isExit := err.(*exec.ExitError); !isExit || ee.ExitCode() != 1 || !strings.Contains(d.out.String(), "TLS") {
+		t.Errorf("exit %v; want status 1 naming TLS:\n%s", err, d.out.String())
+	}
+}
