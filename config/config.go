@@ -61,6 +61,10 @@ type Options struct {
 	// that cannot be read, then get a stand-in value that passes validation instead of failing
 	// the load. The stand-ins are never used to connect or sign.
 	NoSecrets bool
+	// Webhook, with NoSecrets, names the one webhook whose secrets are still resolved as without
+	// it (`webhooks test` signs with them and uses its URL and headers; the accounts' secrets and
+	// the other webhooks' get stand-ins).
+	Webhook string
 }
 
 // Load reads the YAML configuration at path and returns it with defaults applied and validated,
@@ -85,10 +89,10 @@ func Load(path string, opts Options) (*Config, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := expandEnv(cfg, getenv, opts.NoSecrets); err != nil {
+	if err := expandEnv(cfg, getenv, opts.standIns); err != nil {
 		return nil, nil, err
 	}
-	if err := cfg.readFiles(opts.NoSecrets); err != nil {
+	if err := cfg.readFiles(opts.standIns); err != nil {
 		return nil, nil, err
 	}
 	warnings := cfg.ApplyDefaults()

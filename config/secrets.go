@@ -10,17 +10,30 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
+// standIns reports whether an unresolved secret of field gets a stand-in (Options.NoSecrets, but
+// never state_dir, nor a field of the webhook Options.Webhook names).
+func (o Options) standIns(field string) bool {
+	if !o.NoSecrets || field == "state_dir" {
+		return false
+	}
+	if _, item, ok := strings.Cut(field, "] "); ok && o.Webhook != "" && strings.HasPrefix(field, "webhooks[") {
+		return !strings.HasPrefix(item, strconv.Quote(o.Webhook)+".")
+	}
+	return true
+}
+
 // expandEnv replaces ${NAME} in every string of cfg, reporting every unset variable with the field
-// that references it. With standIns, an unset variable outside state_dir expands to a stand-in
-// (see Options.NoSecrets).
-func expandEnv(cfg *Config, getenv func(string) (string, bool), standIns bool) error {
+// that references it. An unset variable in a field standIns holds expands to a stand-in (see
+// Options.NoSecrets).
+func expandEnv(cfg *Config, getenv func(string) (string, bool), standIns func(field string) bool) error {
 	var p problems
 	walkStrings(reflect.ValueOf(cfg).Elem(), "", func(field string, v reflect.Value) {
 		lookup := getenv
-		if standIns && field != "state_dir" {
+		if standIns(field) {
 			whole := strings.HasPrefix(v.String(), "${") && strings.Index(v.String(), "}") == len(v.String())-1
 			lookup = func(name string) (string, bool) {
 				if val, ok := getenv(name); ok {
@@ -158,14 +171,16 @@ func walkMap(v reflect.Value, path string, fn func(field string, v reflect.Value
 
 // readFiles reads password_file and secret_file into the fields they stand for, and checks that
 // every tls.ca_file holds a certificate.
-func (c *Config) readFiles(standIns bool) error {
+func (c *Config) readFiles(standIns func(field string) bool) error {
 	var p problems
 	c.readStoreFiles(&p)
 	for i := range c.Accounts {
-		c.Accounts[i].readFiles(&p, ItemPath("accounts", i, c.Accounts[i].Name), standIns)
+		path := ItemPath("accounts", i, c.Accounts[i].Name)
+		c.Accounts[i].readFiles(&p, path, standIns(path+"."))
 	}
 	for i := range c.Webhooks {
-		c.Webhooks[i].readFiles(&p, ItemPath("webhooks", i, c.Webhooks[i].Name), standIns)
+		path := ItemPath("webhooks", i, c.Webhooks[i].Name)
+		c.Webhooks[i].readFiles(&p, path, standIns(path+"."))
 	}
 	return p.err()
 }

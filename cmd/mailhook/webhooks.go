@@ -176,7 +176,8 @@ func webhooksTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if !ok {
 		return exitConfig
 	}
-	l, code := load(path, nil, stderr)
+	// It uses the secrets of that webhook only: not the accounts' nor the other webhooks'.
+	l, code := loadWith(path, config.Options{NoSecrets: true, Webhook: name}, stderr)
 	if code != exitOK {
 		return code
 	}

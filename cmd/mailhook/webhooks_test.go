@@ -56,12 +56,14 @@ webhooks:
   - {name: ci, url: "`+srv.URL+`/ci", secrets: ["${CI_SECRET}"]}
   - {name: chat, url: "`+srv.URL+`/chat", format: slack}
   - {name: gone, url: "`+closed+`", secrets: ["${CI_SECRET}"]}
+  - {name: other, url: "${OTHER_URL}", secrets: ["${OTHER_SECRET}"]}
 rules:
-  - {name: all, when: 'true', actions: [{webhook: ci}, {webhook: chat}, {webhook: gone}]}
+  - {name: all, when: 'true', actions: [{webhook: ci}, {webhook: chat}, {webhook: gone}, {webhook: other}]}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("IMAP_PASSWORD", "x")
+	t.Setenv("IMAP_PASSWORD", "")
+	os.Unsetenv("IMAP_PASSWORD") // it uses no account's secret, nor another webhook's
 	t.Setenv("CI_SECRET", secret)
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
@@ -98,6 +100,10 @@ rules:
 	code, out, _ = run("gone")
 	if code != exitFail || !strings.Contains(out, "failed after") || strings.Contains(out, closed) {
 		t.Errorf("no receiver: exit %d, stdout %q; want 1, the error without the URL", code, out)
+	}
+	code, _, errs = run("other")
+	if code != exitConfig || !strings.Contains(errs, `${OTHER_SECRET} is not set`) || strings.Contains(errs, "IMAP_PASSWORD") {
+		t.Errorf("the tested webhook's own secret unset: exit %d, %q; want 2 naming it alone", code, errs)
 	}
 	code, _, errs = run("cj")
 	if code != exitConfig || !strings.Contains(errs, `no webhook "cj"`) || !strings.Contains(errs, "ci") {
