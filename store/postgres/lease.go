@@ -244,7 +244,6 @@ type round struct {
 	cooldown     map[MailboxKey]time.Time // not acquired again before then: its runner returned on its own
 	lastHandover time.Time                // monotonic
 	failing      bool
-	joined       bool // the first round, which only announces this replica, is done
 }
 
 // do runs one round: settle finished runners, heartbeat and renew, hand over one surplus lease,
@@ -332,13 +331,6 @@ WHERE l.holder <> $1 AND l.expires_at > clock_timestamp()`, m.replica, wantA, wa
 	m.applyRenewal(renew, renewed, sent)
 	if version > SchemaVersion() {
 		return 0, tooNew(version)
-	}
-	if !r.joined {
-		// The first round only announces this replica, so that replicas starting together count
-		// each other before acquiring: otherwise the first takes every mailbox and hands the
-		// surplus over one per HandoverEvery.
-		r.joined = true
-		return min(ttl/10, time.Second), nil
 	}
 
 	share := int((int64(len(r.want)) + max(live, 1) - 1) / max(live, 1))
