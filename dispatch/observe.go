@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailhook/mailhook/payload"
 	"github.com/mailhook/mailhook/store"
 )
 
@@ -42,6 +43,9 @@ type Event struct {
 	Status string
 	// Attempt counts the job's attempts so far, this one included.
 	Attempt int
+	// Inline says that the job's body ships attachment content from the spool, whose files may
+	// go once the job is done; false for every other job, which has no files to remove.
+	Inline bool
 }
 
 // Outcome classifies the event as one of the Outcome* constants.
@@ -93,5 +97,5 @@ func (d *Dispatcher) observe(j store.Job, state string, a store.Attempt) {
 		return
 	}
 	d.observer(Event{Webhook: j.Target, JobID: j.ID, Rule: j.Rule, Account: j.Account, Mailbox: j.Mailbox,
-		State: state, Status: a.Status, Attempt: j.Attempts})
+		State: state, Status: a.Status, Attempt: j.Attempts, Inline: payload.HasInline(j.Body)})
 }

@@ -86,8 +86,8 @@ func TestObserveOutcomes(t *testing.T) {
 			if e.Outcome() != tc.outcomes[i] {
 				t.Errorf("%s event %d: outcome %q (%+v), want %q", tc.id, i, e.Outcome(), e, tc.outcomes[i])
 			}
-			if e.Rule != "ci-failures" || e.Account != "personal" || e.Mailbox != "INBOX" || e.Attempt != i+1 {
-				t.Errorf("%s event %d: %+v lacks the job's names or attempt", tc.id, i, e)
+			if e.Rule != "ci-failures" || e.Account != "personal" || e.Mailbox != "INBOX" || e.Attempt != i+1 || e.Inline {
+				t.Errorf("%s event %d: %+v lacks the job's names or attempt, or claims spooled content", tc.id, i, e)
 			}
 		}
 		if r := got[len(got)-1].DeadReason(); r != tc.reason {

@@ -124,8 +124,9 @@ func TestInlineStreamed(t *testing.T) {
 				}
 			})
 			out := newFakeOutbox()
+			ev := &events{}
 			d := mustNew(t, out, []Endpoint{{Name: "ci", URL: srv.URL, Secrets: [][]byte{key}, Retry: fastRetry}},
-				Options{Quick: tc.quick, Spool: sp})
+				Options{Quick: tc.quick, Spool: sp, Observe: ev.observe})
 			j := inlineJob(t, sp, "msg_INLINE", contents)
 			if bytes.Contains(j.Body, []byte("AAAA")) || len(j.Body) > 4096 {
 				t.Fatalf("stored body carries content (%d bytes): %.300s", len(j.Body), j.Body)
@@ -134,6 +135,11 @@ func TestInlineStreamed(t *testing.T) {
 			out.add(j)
 			first, second := next(t, reqs), next(t, reqs)
 			out.waitState(t, j.ID, store.StateDone)
+			// The observer is told the done job ships spooled content: the daemon's spool then
+			// removes its files (and asks nothing about jobs without any).
+			if got := ev.of(j.ID); len(got) == 0 || !got[len(got)-1].Inline || got[len(got)-1].State != store.StateDone {
+				t.Errorf("observed %+v, want the last event done with Inline set", got)
+			}
 
 			if !bytes.Equal(first.body, second.body) {
 				t.Fatalf("retry sent other bytes (%d vs %d)", len(first.body), len(second.body))

@@ -43,16 +43,22 @@ type fetched struct {
 }
 
 // catchUp processes every message above the checkpoint, in ascending UID order: UID
-// SEARCH, then per batch one first-pass UID FETCH and the second pass of the
+// SEARCH (or the answer of the one sent with SELECT), then per batch one first-pass UID FETCH and the second pass of the
 // whole batch (processBatch).
 func (s *session) catchUp(ctx context.Context) error {
 	w := s.w
 	last := s.cp.LastUID
 	s.seenExists = s.exists.Load()
-	s.begin()
-	data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(last + 1), Stop: 0}}}}, nil).Wait()
-	if err != nil {
-		return fmt.Errorf("uid search %d:*: %w", last+1, err)
+	s.batchCap = w.cfg.BatchSize
+	data := s.searched
+	s.searched = nil
+	if data == nil {
+		s.begin()
+		var err error
+		data, err = s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(last + 1), Stop: 0}}}}, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("uid search %d:*: %w", last+1, err)
+		}
 	}
 	// RFC 3501 §6.4.8: "n:*" always matches the highest UID, even when it is below n.
 	uids, err := searchUIDs(data, last, searchLimit(s.c.Mailbox()))
@@ -96,6 +102,9 @@ func (s *session) catchUp(ctx context.Context) error {
 			return err
 		}
 		uids = uids[kept:] // the rest of the batch did not fit in memory: the next first pass has it
+		if kept == s.batchCap {
+			s.batchCap = min(2*s.batchCap, w.cfg.MaxBatchSize)
+		}
 		// The next batch's first pass goes out with this batch's second pass (fetchPartsBatch).
 		// Its fetch record covers both batches, so that this one stays recorded until committed.
 		lo := fp.batch[0]
@@ -136,11 +145,12 @@ func (s *session) knowStrikes(ctx context.Context, uid uint32) error {
 }
 
 // batchLen is how many of uids (ascending, not empty) the next first pass asks for: up to
-// BatchSize, one alone when suspected, and never a message due for degraded delivery.
+// the batch cap, one alone when suspected, and never a message
+// due for degraded delivery.
 func (s *session) batchLen(uids []uint32) int {
 	w := s.w
 	n := 1
-	for !w.suspected(uids[0]) && n < len(uids) && n < w.cfg.BatchSize &&
+	for !w.suspected(uids[0]) && n < len(uids) && n < s.batchCap &&
 		w.failures[uids[n]] < maxFetchFailures && !w.suspected(uids[n]) {
 		n++
 	}

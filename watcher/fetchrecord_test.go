@@ -81,6 +81,36 @@ func TestFetchRecordPerBatch(t *testing.T) {
 	}
 }
 
+// TestBatchesGrow: with MaxBatchSize above BatchSize, a catch-up's batches double while they
+// arrive whole (2, 4, 8, then capped at 8), so a long backlog costs fewer round trips; each fetch
+// record spans a batch and the next one sent ahead with it, as without growth.
+func TestBatchesGrow(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	uids := appendN(t, srv, 0, 20)
+	logs := &syncBuffer{}
+	st, rec := newFakeState(), newRecorder()
+	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
+	cfg.Start = watcher.StartAll
+	cfg.BatchSize, cfg.MaxBatchSize = 2, 8
+	w := mustNew(t, cfg, st, rec)
+	runWatcher(t, w, logs)
+	rec.waitUIDs(t, uids...)
+	eventually(t, "all committed", func() bool { return len(st.committedUIDs()) == len(uids) })
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var got [][2]uint32
+	for _, r := range st.begun {
+		got = append(got, [2]uint32{r.Lo, r.Hi})
+	}
+	// Batches: uids[0:2], [2:6], [6:14], [14:20]; each record runs from a batch's first UID to
+	// the last of the batch sent ahead with its second pass.
+	want := [][2]uint32{{uids[0], uids[1]}, {uids[0], uids[5]}, {uids[2], uids[13]}, {uids[6], uids[19]}}
+	if !slices.Equal(got, want) {
+		t.Errorf("fetch records %v, want batches of 2, 4, 8, 6 %v", got, want)
+	}
+}
+
 // TestUnfinishedFetchAfterRestart: a process that stops while handling a message (here: it is
 // cancelled from inside the Handler, before the commit, as a kill would) leaves its batch's
 // record. The next process fetches that range one message at a time, and a message that stops

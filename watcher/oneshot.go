@@ -77,8 +77,11 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 	if err != nil {
 		return err
 	}
+	// Batches grow as in the daemon's catch-up: from BatchSize, doubling after each batch that
+	// was fetched whole, up to MaxBatchSize (fewer round trips for `replay` of a long range).
+	batch := cfg.BatchSize
 	for len(uids) > 0 {
-		n, err := s.admitFirstPass(ctx, min(len(uids), cfg.BatchSize))
+		n, err := s.admitFirstPass(ctx, min(len(uids), batch))
 		if err != nil {
 			return err
 		}
@@ -90,9 +93,12 @@ func (s *session) oneShot(ctx context.Context, conn net.Conn, sel Selection, fn 
 		if err != nil {
 			return err
 		}
-		batch := uids[:kept]
+		if kept == batch {
+			batch = min(2*batch, cfg.MaxBatchSize)
+		}
+		fetched := uids[:kept]
 		uids = uids[kept:]
-		for _, uid := range batch {
+		for _, uid := range fetched {
 			f, ok := got[uid]
 			if !ok {
 				continue // expunged meanwhile

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/store"
 	"github.com/mailhook/mailhook/watcher"
 )
 
@@ -25,6 +26,11 @@ type scriptedServer struct {
 	// firstPass, when set, writes the answer to a UID FETCH asking for BODYSTRUCTURE instead of
 	// the BAD every such fetch gets by default; a write error ends the connection.
 	firstPass func(w *bufio.Writer, tag string) error
+	// holdSelect makes a connection's first SELECT wait (up to 2 s) for the next command line
+	// before answering;
+	// behindSelect records those lines: commands a client wrote without waiting for SELECT.
+	holdSelect   bool
+	behindSelect []string
 }
 
 func (s *scriptedServer) setFirstPass(f func(w *bufio.Writer, tag string) error) {
@@ -86,10 +92,16 @@ func (s *scriptedServer) serve(conn net.Conn) {
 		return true
 	}
 	send("* OK [CAPABILITY " + caps + "] scripted ready")
+	var next string // a line read ahead while SELECT was held
+	held := false
 	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
+		line := next
+		next = ""
+		if line == "" {
+			var err error
+			if line, err = r.ReadString('\n'); err != nil {
+				return
+			}
 		}
 		line = strings.TrimRight(line, "\r\n")
 		tag, rest, _ := strings.Cut(line, " ")
@@ -109,6 +121,22 @@ func (s *scriptedServer) serve(conn net.Conn) {
 		case strings.HasPrefix(cmd, "ID "):
 			ok = send(`* ID ("name" "scripted")`, tag+" OK done")
 		case strings.HasPrefix(cmd, "SELECT "):
+			s.mu.Lock()
+			hold := s.holdSelect && !held
+			s.mu.Unlock()
+			if hold {
+				held = true
+				_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+				l, err := r.ReadString('\n')
+				_ = conn.SetReadDeadline(time.Time{})
+				if err == nil {
+					next = l
+					s.mu.Lock()
+					_, rest, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
+					s.behindSelect = append(s.behindSelect, rest)
+					s.mu.Unlock()
+				}
+			}
 			ok = send("* 3 EXISTS", "* FLAGS (\\Seen \\Flagged)", "* OK [UIDVALIDITY 7] ok",
 				"* OK [UIDNEXT 4] ok", tag+" OK [READ-WRITE] selected")
 		case strings.HasPrefix(cmd, "UID SEARCH "):
@@ -193,6 +221,50 @@ func TestIDAndHighestUIDQuirk(t *testing.T) {
 	}
 	if st := w.Status(); st.Connects != 1 || st.LastUID != 3 || st.UIDValidity != 7 {
 		t.Errorf("status %+v, want one connection, last UID 3, UIDVALIDITY 7", st)
+	}
+}
+
+// TestSearchSentWithSelect: with a checkpoint stored, the first catch-up's UID SEARCH is written
+// behind SELECT, before its answer (a round trip less per session); when SELECT then shows that
+// UIDVALIDITY changed, that answer is dropped and the catch-up searches from the reset
+// checkpoint.
+func TestSearchSentWithSelect(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		stored   store.Checkpoint
+		searches []string // the first UID SEARCH commands, in order
+	}{
+		{"same uidvalidity", store.Checkpoint{UIDValidity: 7, LastUID: 3}, []string{"UID SEARCH UID 4:*", "UID SEARCH UID 4:*"}},
+		{"uidvalidity changed", store.Checkpoint{UIDValidity: 5, LastUID: 2}, []string{"UID SEARCH UID 3:*", "UID SEARCH UID 1:*"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startScripted(t)
+			srv.holdSelect = true
+			logs := &syncBuffer{}
+			st, rec := newFakeState(), newRecorder()
+			st.cps[""] = tc.stored
+			cfg := baseConfig(srv.ln.Addr().String(), "user@example.test", "secret-pw", logs)
+			cfg.IdleRefresh = 20 * time.Millisecond
+			w := mustNew(t, cfg, st, rec)
+			runWatcher(t, w, logs)
+			eventually(t, "two catch-ups", func() bool { return srv.count("UID SEARCH") >= 2 })
+
+			srv.mu.Lock()
+			behind := slices.Clone(srv.behindSelect)
+			srv.mu.Unlock()
+			if len(behind) == 0 || behind[0] != tc.searches[0] {
+				t.Errorf("written behind SELECT: %q, want %q", behind, tc.searches[0])
+			}
+			var searches []string
+			for _, l := range srv.commands() {
+				if strings.HasPrefix(l, "UID SEARCH") {
+					searches = append(searches, l)
+				}
+			}
+			if !slices.Equal(searches[:2], tc.searches) {
+				t.Errorf("UID SEARCH commands %q, want %q first", searches, tc.searches)
+			}
+		})
 	}
 }
 

@@ -41,7 +41,13 @@ type session struct {
 	// this batch's second pass (fetchPartsBatch calls it once; nil: nothing to send ahead);
 	// ahead is that first pass once sent, until catchUp takes it.
 	aheadOf func(context.Context) *firstPass
-	ahead   *firstPass
+	// searched is the answer of the UID SEARCH sent with SELECT (preSearch), for the first
+	// catch-up of the session to use instead of searching; nil once used or when there is none.
+	searched *imap.SearchData
+	// batchCap is how many UIDs the next first pass of a catch-up may ask for: it starts each
+	// catch-up at Config.BatchSize and doubles up to MaxBatchSize while batches arrive whole.
+	batchCap int
+	ahead    *firstPass
 
 	conn     net.Conn                   // the counting connection below TLS, for closing it from anywhere
 	hold     atomic.Pointer[Hold]       // budget reservation of the FETCH in flight; fed by the reader
@@ -156,14 +162,20 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	caps := s.c.Caps()
+	cp, stored, err := w.st.Checkpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
 	// ID and SELECT go out together (SELECT does not depend on ID's answer; a server that wants ID
-	// first still reads it first): one round trip less per session.
+	// first still reads it first): one round trip less per session. So does the first catch-up's
+	// UID SEARCH when the checkpoint it starts from is known before SELECT answers (see preSearch).
 	var id *imapclient.IDCommand
 	s.begin()
 	if caps.Has(imap.CapID) {
 		id = s.c.ID(&imap.IDData{Name: "mailhook", Version: w.cfg.Version, SupportURL: w.cfg.Contact})
 	}
 	selCmd := s.c.Select(w.cfg.Mailbox, nil)
+	pre := s.sendPreSearch(cp, stored)
 	if id != nil {
 		if _, err := id.Wait(); err != nil {
 			var ie *imap.Error
@@ -178,7 +190,10 @@ func (s *session) run(ctx context.Context, conn net.Conn) error {
 		return fmt.Errorf("select %q: %w", w.cfg.Mailbox, err)
 	}
 	s.exists.Store(sel.NumMessages)
-	if err := s.reconcile(ctx, sel); err != nil {
+	if err := s.reconcileWith(ctx, sel, cp, stored); err != nil {
+		return err
+	}
+	if err := s.takePreSearch(pre); err != nil {
 		return err
 	}
 	idle := caps.Has(imap.CapIdle) || caps.Has(imap.CapIMAP4rev2)
@@ -378,13 +393,19 @@ func (s *session) login(ctx context.Context) error {
 // message of UID SEARCH SINCE (last internal date − 1 day), and the Seen check keeps the rescan
 // from repeating what was already processed.
 func (s *session) reconcile(ctx context.Context, sel *imap.SelectData) error {
-	w := s.w
-	cfg := &w.cfg
-	s.validity = sel.UIDValidity
-	cp, ok, err := w.st.Checkpoint(ctx)
+	cp, ok, err := s.w.st.Checkpoint(ctx)
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
+	return s.reconcileWith(ctx, sel, cp, ok)
+}
+
+// reconcileWith is reconcile with the stored checkpoint already read (ok: there is one).
+func (s *session) reconcileWith(ctx context.Context, sel *imap.SelectData, cp store.Checkpoint, ok bool) error {
+	w := s.w
+	cfg := &w.cfg
+	s.validity = sel.UIDValidity
+	var err error
 	switch {
 	case ok && cp.UIDValidity == s.validity:
 		s.cp = cp

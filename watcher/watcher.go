@@ -69,6 +69,7 @@ const (
 	DefaultWatchdogSlack  = 60 * time.Second
 	DefaultStableAfter    = time.Minute
 	DefaultBatchSize      = 100
+	DefaultMaxBatchSize   = 800
 	DefaultContact        = "https://github.com/mailhook/mailhook"
 
 	// maxFetchFailures is how many consecutive failed fetches of one UID make the watcher deliver
@@ -170,6 +171,11 @@ type Config struct {
 	// BatchSize caps UIDs per first-pass UID FETCH (default 100). A batch whose headers exceed 16
 	// MiB is cut where they did: the rest goes to the next batch.
 	BatchSize int
+	// MaxBatchSize is what a catch-up's batches grow to, doubling from BatchSize after each batch
+	// that was fetched whole, so a long backlog costs fewer round trips while the first messages
+	// still come after a small first batch (default 800 with the default BatchSize, otherwise
+	// BatchSize: no growth).
+	MaxBatchSize int
 	// firstPassKeep replaces batchHeaderBudget when set (tests of the cut).
 	firstPassKeep int64
 	// Rand returns a uniform value in [0, n) for backoff jitter (default math/rand/v2).
@@ -377,7 +383,11 @@ func New(cfg Config, st State, h Handler) (*Watcher, error) {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
+		if c.MaxBatchSize <= 0 {
+			c.MaxBatchSize = DefaultMaxBatchSize
+		}
 	}
+	c.MaxBatchSize = max(c.MaxBatchSize, c.BatchSize)
 	if c.Version == "" {
 		c.Version = "dev"
 	}

@@ -32,13 +32,14 @@ func compileInline(cfg *config.Config) (map[string]*rules.AttachmentFilter, erro
 }
 
 // spoolObserver chains the dispatcher's Observe hook next with the spool: a delivered job's files
-// are removed once the outbox records it done.
+// are removed once the outbox records it done. Only jobs that ship spooled content have files: the
+// others cost the spool nothing.
 func spoolObserver(sp *spool.Spool, next func(dispatch.Event)) func(dispatch.Event) {
 	return func(e dispatch.Event) {
 		if next != nil {
 			next(e)
 		}
-		if e.State == store.StateDone {
+		if e.State == store.StateDone && e.Inline {
 			sp.Done(e.JobID)
 		}
 	}

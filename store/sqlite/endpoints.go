@@ -38,9 +38,8 @@ func (s *Store) Endpoints(ctx context.Context) ([]store.EndpointState, error) {
 func (s *Store) Endpoint(ctx context.Context, name string) (store.EndpointState, error) {
 	e := store.EndpointState{Name: name}
 	var disabled, failing, updated int64
-	err := s.db.QueryRowContext(ctx,
-		`SELECT disabled_at, reason, failing_since, updated_at FROM endpoints WHERE name = ?`, name).
-		Scan(&disabled, &e.Reason, &failing, &updated)
+	err := s.scanRow(ctx, `SELECT disabled_at, reason, failing_since, updated_at FROM endpoints WHERE name = ?`,
+		[]any{name}, &disabled, &e.Reason, &failing, &updated)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return e, nil

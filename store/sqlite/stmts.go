@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// stmtCache keeps the prepared statements of the outbox's hot paths (claiming and finishing jobs),
-// which SQLite would otherwise parse and plan afresh on every call: with a backlog, parsing cost
+// stmtCache keeps the prepared statements of the hot paths (committing messages, claiming and
+// finishing jobs, the lookups per message or job), which SQLite would otherwise parse and plan
+// afresh on every call: with a backlog, parsing cost
 // more than running them. The statements are prepared on the Store's one connection and closed
 // with the database. The zero value is ready.
 type stmtCache struct {
@@ -41,6 +42,17 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	}
 	c.m[query] = st
 	return st, nil
+}
+
+// scanRow runs a query of one row through the statement cache, outside a transaction, and scans
+// it into dest (sql.ErrNoRows when there is none): for the lookups made once per message or per
+// job, which would otherwise be parsed afresh each time.
+func (s *Store) scanRow(ctx context.Context, query string, args []any, dest ...any) error {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(ctx, args...).Scan(dest...)
 }
 
 // preparedAll is prepared for several queries, in order.
