@@ -342,6 +342,10 @@ rules:
 	if g, b := r.Mailboxes[0], r.Mailboxes[1]; g.Account != "good" || !g.Ready || b.Account != "bad" || b.Ready {
 		t.Errorf("/readyz mailboxes %+v; want good ready, bad not", r.Mailboxes)
 	}
+	// The reason is a code and a scrubbed text: the login error names the user, and stays in the log.
+	if _, body := probe(t, base, "/readyz"); strings.Contains(body, "bad@example.test") || !strings.Contains(d.out.String(), "bad@example.test") {
+		t.Errorf("/readyz names the user (or the log does not):\n%s", body)
+	}
 	mustLive(t, base)
 	// The bad account keeps retrying (after backoff.auth_min) without holding up the good one.
 	eventually(t, 20*time.Second, "a second login attempt of the bad account", func() bool { return bad.TotalConnections() >= 2 })

@@ -143,20 +143,22 @@ func cmpDuration(d, def time.Duration) time.Duration {
 
 // MailboxHealth is one mailbox in the /readyz body.
 type MailboxHealth struct {
-	Account      string     `json:"account"`
-	Mailbox      string     `json:"mailbox"`
-	Ready        bool       `json:"ready"`
-	State        string     `json:"state"`
-	Since        time.Time  `json:"since"`
-	Reason       string     `json:"reason,omitempty"` // one of the reason* constants
-	Detail       string     `json:"detail,omitempty"` // the watcher's last error or [ALERT] text
-	Until        *time.Time `json:"until,omitempty"`  // next connection attempt, or end of throttling
+	Account string    `json:"account"`
+	Mailbox string    `json:"mailbox"`
+	Ready   bool      `json:"ready"`
+	State   string    `json:"state"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason,omitempty"` // one of the reason* constants
+	// Detail is a short text for Reason, scrubbed (see scrubbedDetail): never the server's own
+	// words, which can name the user; the full error is in the log.
+	Detail       string     `json:"detail,omitempty"`
+	Until        *time.Time `json:"until,omitempty"` // next connection attempt, or end of throttling
 	LastActivity *time.Time `json:"last_activity,omitempty"`
 }
 
 // readiness judges one mailbox from its status at now.
 func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) MailboxHealth {
-	h := MailboxHealth{Account: m.account, Mailbox: m.mailbox, State: st.State, Since: st.Since.UTC(), Detail: st.Reason}
+	h := MailboxHealth{Account: m.account, Mailbox: m.mailbox, State: st.State, Since: st.Since.UTC()}
 	if !st.LastActivity.IsZero() {
 		t := st.LastActivity.UTC()
 		h.LastActivity = &t
@@ -178,6 +180,7 @@ func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) MailboxHeal
 		return h
 	case watcher.StateBackoff:
 		h.Reason = backoffReason(st.Reason)
+		h.Detail = scrubbedDetail(h.Reason, st.Reason)
 		return h
 	case watcher.StateThrottled:
 		h.Reason = ReasonThrottled
@@ -202,8 +205,46 @@ func (m *watchedMailbox) readiness(st watcher.Status, now time.Time) MailboxHeal
 			quiet.Round(time.Second), st.State, window)
 		return h
 	}
-	h.Ready = true // Detail may still carry an [ALERT] of the current session
+	h.Ready = true
+	if strings.HasPrefix(st.Reason, "alert: ") { // an [ALERT] of the current session
+		h.Detail = scrubbedDetail(ReasonAlert, st.Reason)
+	}
 	return h
+}
+
+// scrubbedDetail is the detail /readyz shows for a mailbox backing off for reason (classified from
+// the watcher's error err): a fixed text per reason, and for reconnecting the kind of network
+// failure. Server responses ([ALERT] text, NO/BAD text) and error strings are left out: they can
+// carry a user name or an address, and the probe endpoints are often reachable beyond the host
+// (the shipped manifests bind 0.0.0.0). The log has the whole error.
+func scrubbedDetail(reason, err string) string {
+	switch reason {
+	case ReasonAuthFailed:
+		return "the server refused the credentials (the log has its answer)"
+	case ReasonAlert:
+		return "the server sent an [ALERT] (the log has its text)"
+	case ReasonOverQuota:
+		return "the server refused for quota or bandwidth (the log has its answer)"
+	}
+	lower := strings.ToLower(err)
+	for _, k := range []struct{ contains, says string }{
+		{"connection refused", "connection refused"},
+		{"no such host", "DNS lookup failed"},
+		{"i/o timeout", "timed out"},
+		{"deadline exceeded", "timed out"},
+		{"watchdog", "timed out (no answer from the server)"},
+		{"certificate", "TLS certificate not accepted"},
+		{"tls", "TLS failed"},
+		{"connection reset", "connection reset"},
+		{"eof", "connection closed by the server"},
+		{"bye", "connection closed by the server"},
+		{"select", "the mailbox could not be selected"},
+	} {
+		if strings.Contains(lower, k.contains) {
+			return k.says + " (the log has the error)"
+		}
+	}
+	return "the session failed (the log has the error)"
 }
 
 // backoffReason classifies the error a watcher is backing off from, by the RFC 5530 response code
