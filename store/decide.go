@@ -121,3 +121,16 @@ func ReplyCapped(sent, perDay int, oldest time.Time) (Reservation, bool) {
 	}
 	return Reservation{Status: ReplyOverCap, Until: oldest.Add(ReplyWindow), Sent: sent}, true
 }
+
+// RescanKeep is how long before a mailbox's last internal date its seen keys are kept whatever
+// their age: RescanLookback + RescanSkew.
+const RescanKeep = RescanLookback + RescanSkew
+
+// SeenCounts decides whether a seen key recorded at seenAt (Unix nanoseconds) still counts, for
+// a mailbox whose checkpoint's last internal date is last (0: none) and a TTL that keeps keys
+// recorded at or after ttlFrom: within the TTL, or within RescanKeep of the last internal date,
+// so a UIDVALIDITY rescan of a mailbox quiet for longer than the TTL still finds the keys of
+// every message it looks at again (see RescanLookback).
+func SeenCounts(seenAt, last, ttlFrom int64) bool {
+	return seenAt >= ttlFrom || (last != 0 && seenAt >= last-int64(RescanKeep))
+}

@@ -195,6 +195,16 @@ type Options struct {
 	Shared bool
 }
 
+// RescanLookback is how far before a mailbox's last internal date a UIDVALIDITY rescan starts:
+// the messages since then are looked at again and the seen keys tell the processed ones apart.
+// The stores keep every seen key recorded within RescanLookback + RescanSkew of that date,
+// however old (SeenTTL alone would drop them for a mailbox quiet for longer, and its reset would
+// deliver the last day again under new ids); RescanSkew allows for a server clock ahead of ours.
+const (
+	RescanLookback = 24 * time.Hour
+	RescanSkew     = 24 * time.Hour
+)
+
 // Defaults of [Options] and of the ledgers.
 const (
 	DefaultSeenTTL       = 30 * 24 * time.Hour

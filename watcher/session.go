@@ -412,7 +412,7 @@ func (s *session) reconcileWith(ctx context.Context, sel *imap.SelectData, cp st
 	case ok:
 		var since time.Time
 		if !cp.LastInternalDate.IsZero() {
-			since = cp.LastInternalDate.Add(-24 * time.Hour)
+			since = cp.LastInternalDate.Add(-store.RescanLookback) // the stores keep the seen keys of this window
 		}
 		last, err := s.lastBefore(since, sel)
 		if err != nil {

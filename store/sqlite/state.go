@@ -213,17 +213,18 @@ func (w *writeTx) insertJobs(jobs []store.Job, now time.Time, batch map[string]b
 
 // seen implements MailboxWriter.Seen.
 func (s *Store) seen(ctx context.Context, account, mailbox, key string) (bool, error) {
-	var at int64
-	err := s.db.QueryRowContext(ctx,
-		`SELECT seen_at FROM seen_keys WHERE account = ? AND mailbox = ? AND key = ?`,
-		account, mailbox, key).Scan(&at)
+	var at, last int64
+	err := s.scanRow(ctx, `SELECT s.seen_at, COALESCE(c.last_internaldate, 0) FROM seen_keys s
+LEFT JOIN checkpoints c ON c.account = s.account AND c.mailbox = s.mailbox
+WHERE s.account = ? AND s.mailbox = ? AND s.key = ?`,
+		[]any{account, mailbox, key}, &at, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("look up seen key in %q/%q: %w", account, mailbox, err)
 	}
-	return at >= dbTime(s.now().Add(-s.seenTTL)), nil
+	return store.SeenCounts(at, last, dbTime(s.now().Add(-s.seenTTL))), nil
 }
 
 // Prune implements store.Backend. A commit calls it once an hour (pruneEvery).
@@ -235,7 +236,9 @@ SELECT id FROM jobs p WHERE p.state = 'done' AND p.updated_at < ?
 AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs c ON c.id = d.job_id
                 WHERE d.dep_id = p.id AND c.state <> 'done')`
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM seen_keys WHERE seen_at < ?`, seenBefore); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM seen_keys WHERE seen_at < ? AND NOT EXISTS (
+SELECT 1 FROM checkpoints c WHERE c.account = seen_keys.account AND c.mailbox = seen_keys.mailbox
+AND c.last_internaldate <> 0 AND seen_keys.seen_at >= c.last_internaldate - ?)`, seenBefore, int64(store.RescanKeep)); err != nil {
 			return err
 		}
 		// Edges from done dependents to the jobs about to go, then the jobs (their own edges and

@@ -298,9 +298,15 @@ func TestSeenExpires(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	s := open(t, t.TempDir(), clk)
-	mustCommit(t, s, 1, "old")
+	commitNow := func(uid uint32, key string) { // a message arriving as it is processed
+		t.Helper()
+		if err := commitOne(s, store.Checkpoint{UIDValidity: 7, LastUID: uid, LastInternalDate: clk.Now()}, key, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitNow(1, "old")
 	clk.Add(20 * 24 * time.Hour)
-	mustCommit(t, s, 2, "new")
+	commitNow(2, "new")
 	clk.Add(10*24*time.Hour + time.Second) // old is now 30 days + 1 s old, new 10 days
 	if err := s.Prune(ctx, clk.Now()); err != nil {
 		t.Fatal(err)
@@ -352,10 +358,12 @@ func TestCommitPrunesHourly(t *testing.T) {
 		}
 		return n == 1
 	}
-	at := func(d time.Duration, uid uint32, key string) {
+	at := func(d time.Duration, uid uint32, key string) { // a message arriving as it is processed
 		t.Helper()
 		clk.Add(t0.Add(d).Sub(clk.Now()))
-		mustCommit(t, s, uid, key)
+		if err := commitOne(s, store.Checkpoint{UIDValidity: 7, LastUID: uid, LastInternalDate: clk.Now()}, key, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	const month = store.DefaultSeenTTL
 	at(0, 1, "k1")                    // prunes (nothing), arms the hour

@@ -202,9 +202,9 @@ func testSeenExpires(t *testing.T, h harness) {
 	ctx := context.Background()
 	clk := newClock()
 	s := h.fresh(t).open(t, clk)
-	mustCommit(t, s, 1, "old")
+	commitNow(t, s, clk, 1, "old")
 	clk.Add(20 * 24 * time.Hour)
-	mustCommit(t, s, 2, "new")
+	commitNow(t, s, clk, 2, "new")
 
 	seen := func(key string) bool {
 		t.Helper()
@@ -231,6 +231,38 @@ func testSeenExpires(t *testing.T, h harness) {
 	}
 	if seen("old") || !seen("new") {
 		t.Errorf("after prune: old %v new %v; want false true", seen("old"), seen("new"))
+	}
+}
+
+// testSeenKeptForRescan: a mailbox quiet for longer than the seen keys' TTL keeps the keys of
+// its rescan window (the day before its last internal date, and a day for clock skew), so a
+// UIDVALIDITY reset after the quiet months finds the last messages seen instead of delivering
+// them again under new ids; older keys still expire, and pruning removes them.
+func testSeenKeptForRescan(t *testing.T, h harness) {
+	ctx := context.Background()
+	clk := newClock()
+	s := h.fresh(t).open(t, clk)
+	commitNow(t, s, clk, 1, "week-before")
+	clk.Add(7 * 24 * time.Hour)
+	commitNow(t, s, clk, 2, "hour-before")
+	clk.Add(time.Hour)
+	commitNow(t, s, clk, 3, "last")
+	clk.Add(40 * 24 * time.Hour) // the mailbox is quiet for 40 days; the TTL is 30
+	if err := s.Prune(ctx, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"last": true, "hour-before": true, "week-before": false} {
+		if got, err := seenKey(ctx, s, "acct", "INBOX", key); err != nil || got != want {
+			t.Errorf("after 40 quiet days, Seen(%s) = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	// A reset keeps the last internal date (the watcher's rescan starts a day before it), and
+	// with it the keys.
+	if err := reset(ctx, s, "acct", "INBOX", store.Checkpoint{UIDValidity: 8, LastInternalDate: mustCheckpoint(t, s).LastInternalDate}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := seenKey(ctx, s, "acct", "INBOX", "hour-before"); !got {
+		t.Error("after the UIDVALIDITY reset the rescan window's key is not seen")
 	}
 }
 

@@ -40,6 +40,7 @@ func Run(t *testing.T, newState NewState) {
 		{"ResetCheckpoint", testResetCheckpoint},
 		{"CommitIdempotent", testCommitIdempotent},
 		{"SeenExpires", testSeenExpires},
+		{"SeenKeptForRescan", testSeenKeptForRescan},
 		{"MailboxesAndCounts", testMailboxesAndCounts},
 		{"FetchRecords", testFetchRecords},
 		// Outbox.
@@ -171,6 +172,16 @@ func reset(ctx context.Context, s store.Backend, account, mailbox string, cp sto
 		return err
 	}
 	return w.ResetCheckpoint(ctx, cp)
+}
+
+// commitNow commits uid with key in acct/INBOX as a message arriving as it is processed: its
+// internal date is clk's now.
+func commitNow(t testing.TB, s store.Backend, clk *clock, uid uint32, key string) {
+	t.Helper()
+	cp := store.Checkpoint{UIDValidity: 7, LastUID: uid, LastInternalDate: clk.Now()}
+	if err := commit(context.Background(), s, "acct", "INBOX", cp, key, nil); err != nil {
+		t.Fatalf("commit uid %d: %v", uid, err)
+	}
 }
 
 func mustCommit(t testing.TB, s store.Backend, uid uint32, key string, jobs ...store.Job) {
