@@ -51,6 +51,10 @@ type Config struct {
 	// reason (reply.Skip* or "already_replied" or "template_error"), and for every message ignored
 	// as our own (reply name "", reason reply.SkipOwnMessage). Metrics count them.
 	OnSkip func(account, reply, reason string)
+	// OwnKey is the installation key (store.Backend.InstallationKey): replies are signed with it,
+	// and a message it signed is recognised as our own, which triggers nothing at all. nil signs
+	// and recognises nothing: then only the weaker signs are seen, which suppress replies only.
+	OwnKey []byte
 }
 
 // Webhook is one webhook as the pipeline renders its jobs.
@@ -141,6 +145,7 @@ type Pipeline struct {
 	states   EndpointStates
 	spool    Spool
 	onSkip   func(account, reply, reason string)
+	ownKey   []byte
 }
 
 var _ watcher.Handler = (*Pipeline)(nil)
@@ -153,7 +158,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	p := &Pipeline{rules: cfg.Rules, webhooks: map[string]*Webhook{}, replies: map[string]*Reply{},
 		accounts: map[string]*Account{}, own: map[string][]string{}, log: cfg.Logger, jobID: cfg.JobID,
-		ledger: cfg.Ledger, states: cfg.Endpoints, spool: cfg.Spool, onSkip: cfg.OnSkip}
+		ledger: cfg.Ledger, states: cfg.Endpoints, spool: cfg.Spool, onSkip: cfg.OnSkip, ownKey: cfg.OwnKey}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -227,7 +232,8 @@ func (p *Pipeline) Handle(ctx context.Context, ev *watcher.Event) ([]store.Job, 
 // set to the attachment files the watcher fetched for Inline.
 func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error) {
 	p := m.p
-	if own, err := p.ownMessage(ctx, ev); own || err != nil {
+	own, ours, err := p.ownMessage(ctx, ev)
+	if own || err != nil {
 		return nil, err
 	}
 	for _, err := range m.errs {
@@ -247,6 +253,10 @@ func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error
 		var post []int    // indexes of its post-actions
 		for i, a := range r.Spec.Actions {
 			if a.Reply != "" {
+				if ours { // it looks like our reply: no answer, whoever sent it
+					p.onSkip(ev.Account, a.Reply, reply.SkipOwnMessage)
+					continue
+				}
 				job, err := p.replyJob(ctx, ev, r.Spec.Name, i, a.Reply)
 				if err != nil {
 					return nil, err

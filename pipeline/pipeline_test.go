@@ -105,15 +105,18 @@ func TestReplyAndPostActionJobs(t *testing.T) {
 	if got := kinds(jobs); !slices.Equal(got, want) {
 		t.Errorf("with a guarded reply, jobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if jobs := handle(base + reply.LoopHeader + ": help@us.test\r\n\r\nhi\r\n"); len(jobs) != 0 {
-		t.Errorf("our own reply produced jobs: %v", kinds(jobs))
+	// Our loop marker alone can be copied by anyone who received one of our replies: no reply,
+	// but the webhook and the post-actions go out.
+	noReply := []string{"webhook hook deps=", `post_action flag:\Flagged deps=` + id(1), "post_action move:Done deps=" + id(1) + "," + id(0)}
+	if got := kinds(handle(base + reply.LoopHeader + ": help@us.test\r\n\r\nhi\r\n")); !slices.Equal(got, noReply) {
+		t.Errorf("a message with our loop marker: jobs %v, want %v", got, noReply)
 	}
-	// A Message-ID we recorded as one of our replies (without the marker) counts as ours too; a
-	// sender already in the ledger gets no second reply job.
+	// A Message-ID we recorded as one of our replies (without the marker) is the same weak sign;
+	// a sender already in the ledger gets no second reply job.
 	cfg.Ledger = fakeLedger{own: "<ours@us.test>", replied: "y@example.com"}
 	p = newPipeline(t, cfg)
-	if jobs := handle(strings.Replace(base, "<1@x>", "<ours@us.test>", 1) + "\r\nhi\r\n"); len(jobs) != 0 {
-		t.Errorf("a reply with our recorded Message-ID produced jobs: %v", kinds(jobs))
+	if got := kinds(handle(strings.Replace(base, "<1@x>", "<ours@us.test>", 1) + "\r\nhi\r\n")); !slices.Equal(got, noReply) {
+		t.Errorf("a message with our recorded Message-ID: jobs %v, want %v", got, noReply)
 	}
 	jobs = handle(strings.Replace(base, "x@example.com>", "y@example.com>", 1) + "\r\nhi\r\n")
 	if got := kinds(jobs); len(got) != 3 || slices.ContainsFunc(jobs, func(j store.Job) bool { return j.Kind == store.KindReply }) {
@@ -122,6 +125,38 @@ func TestReplyAndPostActionJobs(t *testing.T) {
 	want = []string{reply.SkipAutoSubmitted, reply.SkipOwnMessage, reply.SkipOwnMessage, "already_replied"}
 	if !slices.Equal(skips, want) {
 		t.Errorf("skips counted %v, want %v", skips, want)
+	}
+
+	// With the installation key, our replies are signed, and a signed one triggers nothing at all;
+	// the same signature copied to a message to someone else, or under another subject, does not
+	// make it ours.
+	cfg.OwnKey = []byte("0123456789abcdef0123456789abcdef")
+	p = newPipeline(t, cfg)
+	jobs = handle(base + "\r\nhi\r\n")
+	var sent reply.Job
+	for _, j := range jobs {
+		if j.Kind == store.KindReply {
+			if err := json.Unmarshal(j.Body, &sent); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if sent.Signature == "" || sent.Signature != reply.Sign(cfg.OwnKey, sent.MessageID, sent.To, sent.Subject) {
+		t.Fatalf("reply job %+v is not signed", sent)
+	}
+	composed, err := sent.Compose(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := handle(string(composed)); len(got) != 0 {
+		t.Errorf("our signed reply, back in a watched mailbox, produced jobs %v", kinds(got))
+	}
+	forged := strings.Replace(string(composed), "To: <x@example.com>", "To: <victim@example.com>", 1)
+	if forged == string(composed) {
+		t.Fatalf("no To header to change in\n%s", composed)
+	}
+	if got := kinds(handle(forged)); len(got) == 0 || got[0] != "webhook hook deps=" {
+		t.Errorf("a copied signature on a message to someone else was taken for ours: jobs %v", got)
 	}
 }
 

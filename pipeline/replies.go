@@ -39,23 +39,29 @@ func ownAddresses(a *Account, r *Reply) []string {
 	return out
 }
 
-// ownMessage reports whether ev is a reply we sent ourselves (our loop marker, or a Message-ID
-// the ledger recorded): such a message triggers nothing at all, neither webhooks nor replies, so
-// two mailhooks answering each other cannot loop.
-func (p *Pipeline) ownMessage(ctx context.Context, ev *watcher.Event) (bool, error) {
-	own := reply.IsOwnMessage(ev.Message, p.own[ev.Account])
-	if !own && p.ledger != nil && ev.Message.MessageID != "" {
-		var err error
-		if own, err = p.ledger.OwnReply(ctx, ev.Message.MessageID); err != nil {
-			return false, fmt.Errorf("uid %d: %w", ev.UID, err)
-		}
-	}
-	if own {
+// ownMessage tells our own replies apart, in two strengths. own: ev carries the signature of
+// this installation (reply.SignedByUs), so it is a reply we sent, which triggers nothing at all,
+// neither webhooks nor replies — two mailhooks answering each other cannot loop. looksOurs: it
+// carries our loop marker or a Message-ID the ledger recorded, which anyone who received one of
+// our replies can copy into their own mail: it gets no reply, but its webhooks go out.
+func (p *Pipeline) ownMessage(ctx context.Context, ev *watcher.Event) (own, looksOurs bool, err error) {
+	if reply.SignedByUs(p.ownKey, ev.Message) {
 		p.log.Debug("message is a reply mailhook sent; ignored", "account", ev.Account, "mailbox", ev.Mailbox,
 			"uid", ev.UID, "reason", reply.SkipOwnMessage)
 		p.onSkip(ev.Account, "", reply.SkipOwnMessage)
+		return true, false, nil
 	}
-	return own, nil
+	looksOurs = reply.IsOwnMessage(ev.Message, p.own[ev.Account])
+	if !looksOurs && p.ledger != nil && ev.Message.MessageID != "" {
+		if looksOurs, err = p.ledger.OwnReply(ctx, ev.Message.MessageID); err != nil {
+			return false, false, fmt.Errorf("uid %d: %w", ev.UID, err)
+		}
+	}
+	if looksOurs {
+		p.log.Debug("message looks like a reply mailhook sent, but is not signed by this installation: no replies, webhooks go out",
+			"account", ev.Account, "mailbox", ev.Mailbox, "uid", ev.UID)
+	}
+	return false, looksOurs, nil
 }
 
 // replyJob returns the reply job of action number i (reply name) of rule, or nil when a loop
@@ -90,7 +96,7 @@ func (p *Pipeline) replyJob(ctx context.Context, ev *watcher.Event, rule string,
 		}
 	}
 	rj, err := reply.NewJob(r.Template, ev.Message, to, reply.Params{Account: ev.Account,
-		From: acct.From, EnvelopeFrom: acct.EnvelopeFrom, OncePer: r.OncePer})
+		From: acct.From, EnvelopeFrom: acct.EnvelopeFrom, OncePer: r.OncePer, Key: p.ownKey})
 	if err != nil {
 		// A template that fails on this message must not stall the mailbox.
 		log.Warn("auto-reply not rendered; skipped", "err", err)

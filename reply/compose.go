@@ -195,6 +195,8 @@ type Job struct {
 	HTML       string   `json:"html,omitempty"`
 	// Marker is the LoopHeader value (the From address), by which we recognise our own replies.
 	Marker string `json:"marker"`
+	// Signature is the SignatureHeader value (Sign), "" without an installation key.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Params are the per-account parts of a reply that do not come from the templates.
@@ -203,6 +205,8 @@ type Params struct {
 	From         string // From header, e.g. "Support <help@example.com>"
 	EnvelopeFrom string // "" = null sender
 	OncePer      time.Duration
+	// Key is the installation key that signs the reply (SignatureHeader); nil signs nothing.
+	Key []byte
 	// MessageID is the reply's Message-ID with angle brackets; "" generates a random one in the
 	// domain of From.
 	MessageID string
@@ -229,6 +233,9 @@ func NewJob(t *Template, m *message.Message, to string, p Params) (*Job, error) 
 		Version: 1, Account: p.Account, Reply: t.Name, To: to, From: p.From, EnvelopeFrom: p.EnvelopeFrom,
 		OncePer: p.OncePer, MessageID: id, Subject: subject, Text: text, HTML: html,
 		Marker: strings.ToLower(from.Address),
+	}
+	if len(p.Key) > 0 {
+		j.Signature = Sign(p.Key, id, to, subject)
 	}
 	j.InReplyTo, j.References = threading(m)
 	return j, nil
@@ -340,6 +347,7 @@ func (j *Job) Compose(now time.Time) ([]byte, error) {
 		// Microsoft Exchange's own loop guard: ask its auto-responders not to answer us.
 		{"X-Auto-Response-Suppress", "All"},
 		{LoopHeader, j.Marker},
+		{SignatureHeader, j.Signature},
 		{"MIME-Version", "1.0"},
 	}
 	boundary := ""

@@ -14,6 +14,11 @@ type Backend interface {
 	Endpoints
 	Replies
 	Budget
+	// InstallationKey returns the installation's secret key (32 random bytes), creating it on
+	// first use, atomically: every process and replica on this store gets the same key. Replies
+	// carry an HMAC under it, by which mailhook recognises its own mail and an outsider cannot
+	// forge it.
+	InstallationKey(ctx context.Context) ([]byte, error)
 	// Prune deletes, in one transaction, seen keys older than the seen-key TTL and done jobs (with
 	// their attempts) not updated for Options.DoneRetention, as of now. A done job that a job not
 	// yet done depends on is kept, or that job would be held forever. Dead, unknown and held jobs

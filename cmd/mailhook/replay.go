@@ -162,6 +162,9 @@ func (r *replayer) run(ctx context.Context, l *loaded, acct config.Account, sel 
 	}
 
 	pc := l.pipelineConfig(r.logger)
+	if pc.OwnKey, err = st.InstallationKey(ctx); err != nil { // replies it sends are signed as the daemon's
+		return fmt.Errorf("open state: %w", err)
+	}
 	pc.JobID = func(account, mailbox string, uidvalidity, uid uint32, rule string, action int) string {
 		return store.ReplayJobID(r.tag, store.JobID(account, mailbox, uidvalidity, uid, rule, action))
 	}

@@ -211,6 +211,9 @@ func newApp(ctx context.Context, l *loaded, logger *slog.Logger) (_ *app, err er
 	a.ops.AddLoop("replies", a.replies)
 	pc := l.pipelineConfig(logger)
 	pc.Ledger, pc.Endpoints, pc.Spool, pc.OnSkip = st, st, a.spool, a.ops.ReplySkipped
+	if pc.OwnKey, err = st.InstallationKey(ctx); err != nil { // signs our replies, recognises them back
+		return nil, fmt.Errorf("open state: %w", err)
+	}
 	pl, err := pipeline.New(pc)
 	if err != nil {
 		return nil, err

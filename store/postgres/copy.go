@@ -35,6 +35,8 @@ func CopyTables() []CopyTable {
 		{"budget_state", []string{"account", "throttled_until", "reason", "updated_at"}},
 		{"budget_holds", []string{"id", "account", "bytes", "expires_at"}},
 		{"endpoints", []string{"name", "disabled_at", "reason", "failing_since", "updated_at"}},
+		// The key of our replies' HMAC: replies sent before the move stay recognised.
+		{"installation", []string{"name", "value"}},
 	}
 }
 
@@ -53,8 +55,11 @@ func (s *Store) Empty(ctx context.Context) (bool, error) { return empty(ctx, s.p
 
 func empty(ctx context.Context, db dbtx) (bool, error) {
 	var q string
-	for i, t := range CopyTables() {
-		if i > 0 {
+	for _, t := range CopyTables() {
+		if t.Name == "installation" {
+			continue // a replica creates the key as it starts, before refusing an empty store
+		}
+		if q != "" {
 			q += " OR "
 		}
 		q += "EXISTS (SELECT 1 FROM " + pgx.Identifier{t.Name}.Sanitize() + ")"
@@ -83,6 +88,9 @@ func (s *Store) CopyFrom(ctx context.Context, src CopySource) (map[string]int64,
 		}
 		if !ok {
 			return ErrNotEmpty
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM installation"); err != nil { // the copied install's key wins
+			return err
 		}
 		for _, t := range CopyTables() {
 			n, err := copyTable(ctx, tx, t, src)

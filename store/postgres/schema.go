@@ -239,6 +239,13 @@ CREATE TABLE oauth_tokens (
 		`
 ALTER TABLE blob_chunks ADD COLUMN stored_at bigint NOT NULL DEFAULT 0;
 `,
+		// 5: installation-wide values; the key of the HMAC our replies carry (key.go).
+		`
+CREATE TABLE installation (
+	name  text  NOT NULL PRIMARY KEY,
+	value bytea NOT NULL
+);
+`,
 	}
 }
 

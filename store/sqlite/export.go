@@ -13,6 +13,7 @@ var exportable = map[string]bool{
 	"jobs": true, "job_deps": true, "attempts": true,
 	"reply_ledger": true, "reply_sends": true, "reply_pauses": true,
 	"budget_buckets": true, "budget_state": true, "budget_holds": true, "endpoints": true,
+	"installation": true,
 }
 
 var columnName = regexp.MustCompile(`^[a-z_]+$`)

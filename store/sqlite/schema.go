@@ -188,6 +188,13 @@ CREATE TABLE budget_holds (
 ) WITHOUT ROWID;
 CREATE INDEX budget_holds_account ON budget_holds (account, expires_at);
 `,
+		// 9: installation-wide values; the key of the HMAC our replies carry (key.go).
+		`
+CREATE TABLE installation (
+	name  TEXT NOT NULL PRIMARY KEY,
+	value BLOB NOT NULL
+) WITHOUT ROWID;
+`,
 	}
 }
 

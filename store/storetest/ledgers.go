@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -300,5 +301,29 @@ func testBudgetLedger(t *testing.T, h harness) {
 	}
 	if th, _, _ := s.BudgetThrottleOf(ctx, "a"); !th.Until.IsZero() {
 		t.Errorf("throttle not cleared: %+v", th)
+	}
+}
+
+// testInstallationKey: one key of 32 bytes per store, created on first use, the same for every
+// handle (a tool beside the daemon, replicas) and after a restart.
+func testInstallationKey(t *testing.T, h harness) {
+	ctx := context.Background()
+	clk := newClock()
+	st := h.fresh(t)
+	a := st.open(t, clk)
+	k1, err := a.InstallationKey(ctx)
+	if err != nil || len(k1) != 32 {
+		t.Fatalf("key %x, %v; want 32 bytes", k1, err)
+	}
+	b, err := st.openWith(t, store.Options{Now: clk.Now, Shared: true}) // a tool beside the daemon
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := b.InstallationKey(ctx)
+	if err != nil || !bytes.Equal(k1, k2) {
+		t.Errorf("second handle's key %x, %v; want %x", k2, err, k1)
+	}
+	if other, _ := h.fresh(t).open(t, clk).InstallationKey(ctx); bytes.Equal(other, k1) {
+		t.Error("two installations share a key")
 	}
 }

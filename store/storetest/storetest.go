@@ -66,6 +66,7 @@ func Run(t *testing.T, newState NewState) {
 		{"ReplyCapPauseRelease", testReplyCapPauseRelease},
 		{"BudgetLedger", testBudgetLedger},
 		{"BudgetReserve", testBudgetReserve},
+		{"InstallationKey", testInstallationKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}

@@ -1,0 +1,23 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+)
+
+// InstallationKey implements store.Backend: the first call creates the key, racing callers
+// (a tool beside the daemon) keep the one that was stored first.
+func (s *Store) InstallationKey(ctx context.Context) ([]byte, error) {
+	var key [32]byte
+	_, _ = rand.Read(key[:]) // never fails (crypto/rand)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO installation (name, value) VALUES ('own_key', ?)
+ON CONFLICT (name) DO NOTHING`, key[:]); err != nil {
+		return nil, fmt.Errorf("installation key: %w", err)
+	}
+	var out []byte
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM installation WHERE name = 'own_key'`).Scan(&out); err != nil {
+		return nil, fmt.Errorf("installation key: %w", err)
+	}
+	return out, nil
+}
