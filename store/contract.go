@@ -270,6 +270,11 @@ type Budget interface {
 	// lose each other's bytes), sets the account's throttle decision to th, and deletes the
 	// account's buckets that start before pruneBefore (outside any window the caller still needs).
 	ChargeBudget(ctx context.Context, account string, add []BudgetBucket, th BudgetThrottle, pruneBefore time.Time) error
+	// ReserveBudget is MailboxWriter.ReserveBudget for account without a lease's fence: for a
+	// process that watches no mailbox (`mailhook test --last`, `replay`) but reads from the
+	// account beside the daemon, so that together they stay within the budget. A watcher
+	// reserves through its mailbox's writer.
+	ReserveBudget(ctx context.Context, account string, n int64, lim BudgetLimit, now time.Time) (BudgetGrant, error)
 	// ReleaseBudget ends reservation id of account (its fetch is over and its bytes are charged).
 	// Releasing twice, or a reservation that lapsed, is harmless.
 	ReleaseBudget(ctx context.Context, account, id string) error

@@ -25,8 +25,11 @@ type Budget interface {
 	Charge(n int64)
 	// Reserve asks for room for a fetch that reads at most n bytes. When granted it returns a
 	// Hold, which the caller feeds with the bytes the fetch reads (Hold.Read) and releases when
-	// the fetch is over; otherwise it returns nil and says when to ask again.
-	Reserve(n int64) (*Hold, Throttle)
+	// the fetch is over; otherwise it returns nil and says when to ask again. A budget shared
+	// with other processes through the store records the reservation there, through fence when
+	// it is not nil (the mailbox's writer: only the holder of the mailbox's lease reserves); an
+	// error is the store's (store.ErrLeaseLost among them), and nothing is reserved.
+	Reserve(ctx context.Context, n int64, fence Reserver) (*Hold, Throttle, error)
 	// Usage returns the current figures, for Status and the status verb.
 	Usage() BudgetUsage
 }
@@ -55,9 +58,16 @@ type BudgetUsage struct {
 	Reason         string
 }
 
+// Reserver records a budget reservation in the store against every process that shares the
+// account's budget: store.MailboxWriter implements it, fenced by the mailbox's lease.
+type Reserver interface {
+	ReserveBudget(ctx context.Context, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error)
+}
+
 // Hold is a granted reservation. Read and Release are safe for concurrent use.
 type Hold struct {
 	n       int64
+	id      string // the store's reservation, "" when the budget is not shared
 	read    atomic.Int64
 	release func(*Hold)
 	once    sync.Once
@@ -81,11 +91,14 @@ func (h *Hold) Release() {
 // left is what the reservation still holds back.
 func (h *Hold) left() int64 { return max(0, h.n-h.read.Load()) }
 
-// BudgetLedger persists a ByteBudget: the part of store.Budget it uses.
+// BudgetLedger persists a ByteBudget and shares it with the other processes using the same
+// store: the part of store.Budget it uses.
 type BudgetLedger interface {
 	BudgetBuckets(ctx context.Context, account string, since time.Time) ([]store.BudgetBucket, error)
 	BudgetThrottleOf(ctx context.Context, account string) (store.BudgetThrottle, bool, error)
 	ChargeBudget(ctx context.Context, account string, add []store.BudgetBucket, th store.BudgetThrottle, pruneBefore time.Time) error
+	ReserveBudget(ctx context.Context, account string, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error)
+	ReleaseBudget(ctx context.Context, account, id string) error
 }
 
 var (
@@ -98,6 +111,9 @@ const (
 	DefaultBudgetWindow = 24 * time.Hour
 	DefaultBudgetBucket = time.Minute
 	DefaultBudgetFlush  = 5 * time.Second
+	// budgetMerge is how often Flush also reads back what the other processes sharing the
+	// ledger charged, so Usage (status, metrics, the first pass's sizing) includes it.
+	budgetMerge = 30 * time.Second
 	// busyRetry is how soon to ask again when only other mailboxes' fetches in flight are in the way.
 	busyRetry = time.Second
 )
@@ -126,10 +142,17 @@ type BudgetOptions struct {
 // fetches in flight count as used until their bytes arrive or they are released, so mailboxes
 // sharing the budget cannot together overrun it.
 //
+// Sharing: with a ledger, the budget is shared with every process using the same store (the
+// daemon's replicas, and `mailhook test --last` or `replay` run beside it). A reservation granted
+// here is then also made in the store, with this process's unwritten bytes on top, against the bytes
+// every process wrote and the reservations every process holds; the store's refusal throttles
+// like a local one. So the processes together stay within the limit.
+//
 // Durability: Run writes the new bytes every FlushEvery and once more when it stops. A crash
 // (SIGKILL, power loss) loses at most the bytes of the last FlushEvery (5 s) of traffic: after a
 // restart the budget under-counts by that much, which at Gmail's rates is a few megabytes at
 // worst; the 2000MB default leaves 500MB of Gmail's 2500MB cap for that and for other clients.
+// A crashed process's store reservation counts until it lapses (store.DefaultBudgetHold).
 type ByteBudget struct {
 	account    string
 	limit      int64
@@ -141,6 +164,8 @@ type ByteBudget struct {
 	now        func() time.Time
 	log        *slog.Logger
 
+	flushMu sync.Mutex // one Flush or merge at a time: a merge must not miss bytes in another's write
+
 	mu       sync.Mutex
 	buckets  map[int64]int64 // bucket start (Unix ns) → bytes
 	dirty    map[int64]int64 // bytes not yet written to the ledger
@@ -148,6 +173,7 @@ type ByteBudget struct {
 	throttle store.BudgetThrottle
 	thDirty  bool
 	written  time.Time // last ledger write, by now; old buckets are pruned at least hourly
+	merged   time.Time // last read of the ledger's buckets, by now
 }
 
 // NewBudget returns the budget of account allowing limit bytes per window, loaded from ledger
@@ -184,6 +210,7 @@ func NewBudget(ctx context.Context, account string, limit int64, ledger BudgetLe
 	for _, r := range rows {
 		b.buckets[r.Start.UnixNano()] += r.Bytes
 	}
+	b.merged = b.now()
 	th, ok, err := ledger.BudgetThrottleOf(ctx, account)
 	if err != nil {
 		return nil, fmt.Errorf("load budget of %q: %w", account, err)
@@ -237,7 +264,27 @@ func (b *ByteBudget) reservedLocked() int64 {
 }
 
 // Reserve implements Budget.
-func (b *ByteBudget) Reserve(n int64) (*Hold, Throttle) {
+func (b *ByteBudget) Reserve(ctx context.Context, n int64, fence Reserver) (*Hold, Throttle, error) {
+	h, th := b.reserveLocal(n)
+	if h != nil && b.ledger != nil {
+		var err error
+		if h, th, err = b.reserveShared(ctx, h, fence); err != nil {
+			return nil, Throttle{}, err
+		}
+	}
+	if h != nil {
+		b.mu.Lock()
+		if !b.throttle.Until.IsZero() {
+			b.throttle, b.thDirty = store.BudgetThrottle{}, true
+		}
+		b.mu.Unlock()
+	}
+	return h, th, nil
+}
+
+// reserveLocal decides a reservation of n bytes by what this process knows: its own charges
+// (written or not) and holds, and the other processes' charges as last merged.
+func (b *ByteBudget) reserveLocal(n int64) (*Hold, Throttle) {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -246,9 +293,6 @@ func (b *ByteBudget) Reserve(n int64) (*Hold, Throttle) {
 	if used+reserved+n <= limit {
 		h := &Hold{n: n, release: b.releaseHold}
 		b.holds[h] = struct{}{}
-		if !b.throttle.Until.IsZero() {
-			b.throttle, b.thDirty = store.BudgetThrottle{}, true
-		}
 		return h, Throttle{}
 	}
 	avail := max(0, limit-used-reserved)
@@ -274,18 +318,109 @@ func (b *ByteBudget) Reserve(n int64) (*Hold, Throttle) {
 			break
 		}
 	}
-	reason := fmt.Sprintf("download budget: %s of %s used in the last %s; the next fetch needs up to %s",
-		fmtBytes(used), fmtBytes(b.limit), fmtWindow(b.window), fmtBytes(n))
+	return nil, b.refuseLocked(until, used, n, avail, "")
+}
+
+// refuseLocked records and returns a refusal that pauses the account until until. Caller holds mu.
+func (b *ByteBudget) refuseLocked(until time.Time, used, n, avail int64, by string) Throttle {
+	reason := fmt.Sprintf("download budget: %s of %s used in the last %s%s; the next fetch needs up to %s",
+		fmtBytes(used), fmtBytes(b.limit), fmtWindow(b.window), by, fmtBytes(n))
 	if !b.throttle.Until.Equal(until) || b.throttle.Reason != reason {
 		b.throttle, b.thDirty = store.BudgetThrottle{Until: until, Reason: reason}, true
 	}
-	return nil, Throttle{Until: until, Reason: reason, Available: avail}
+	return Throttle{Until: until, Reason: reason, Available: avail}
+}
+
+// reserveShared makes the locally granted reservation h in the store too. The bytes this process
+// read but has not written yet are not in the store's sum, so they are asked for on top (until
+// the hold is released they count twice, on the safe side): one store write per reservation, not
+// two. A refusal releases h, reads the other processes' bytes into the local view and says until
+// when: only their reservations in the way (the bytes would fit otherwise) is a short Busy wait.
+func (b *ByteBudget) reserveShared(ctx context.Context, h *Hold, fence Reserver) (*Hold, Throttle, error) {
+	now := b.now()
+	ask := h.n
+	b.mu.Lock()
+	for _, n := range b.dirty {
+		ask += n
+	}
+	b.mu.Unlock()
+	lim := store.BudgetLimit{Bytes: b.limit - b.headroom, Window: b.window, Bucket: b.bucket}
+	var g store.BudgetGrant
+	var err error
+	if fence != nil {
+		g, err = fence.ReserveBudget(ctx, ask, lim, now)
+	} else {
+		g, err = b.ledger.ReserveBudget(ctx, b.account, ask, lim, now)
+	}
+	if err != nil || !g.Granted {
+		h.Release()
+	}
+	if err != nil {
+		return nil, Throttle{}, err
+	}
+	if g.Granted {
+		h.id = g.ID
+		return h, Throttle{}, nil
+	}
+	if err := b.merge(ctx); err != nil {
+		return nil, Throttle{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	used := b.usedLocked(now)
+	if used+h.n <= lim.Bytes {
+		return nil, Throttle{Until: now.Add(busyRetry), Busy: true, Available: max(0, lim.Bytes-g.Used),
+			Reason: "other processes sharing the account's budget are fetching"}, nil
+	}
+	until := g.Until
+	if until.IsZero() {
+		until = now.Add(b.window)
+	}
+	return nil, b.refuseLocked(until, used, h.n, max(0, lim.Bytes-g.Used),
+		" (by every process sharing the account's state)"), nil
 }
 
 func (b *ByteBudget) releaseHold(h *Hold) {
 	b.mu.Lock()
 	delete(b.holds, h)
 	b.mu.Unlock()
+	if h.id == "" {
+		return
+	}
+	// Not released (store down), the reservation lapses after store.DefaultBudgetHold.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.ledger.ReleaseBudget(ctx, b.account, h.id); err != nil {
+		b.log.Warn("download budget reservation not released; it lapses by itself", "account", b.account, "err", err)
+	}
+}
+
+// merge reads the account's buckets back from the ledger, so the local view includes what other
+// processes sharing it charged; the bytes this process has not written yet are added on top.
+func (b *ByteBudget) merge(ctx context.Context) error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	return b.mergeLocked(ctx)
+}
+
+// mergeLocked is merge; the caller holds flushMu.
+func (b *ByteBudget) mergeLocked(ctx context.Context) error {
+	now := b.now()
+	rows, err := b.ledger.BudgetBuckets(ctx, b.account, now.Add(-b.window-b.bucket))
+	if err != nil {
+		return fmt.Errorf("read budget of %q: %w", b.account, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.buckets)
+	for _, r := range rows {
+		b.buckets[r.Start.UnixNano()] += r.Bytes
+	}
+	for k, n := range b.dirty {
+		b.buckets[k] += n
+	}
+	b.merged = now
+	return nil
 }
 
 // Usage implements Budget.
@@ -302,8 +437,11 @@ func (b *ByteBudget) Usage() BudgetUsage {
 }
 
 // Flush writes the bytes charged since the last flush and the throttle decision to the ledger,
-// and forgets buckets that left the window. On error nothing is lost: the next Flush retries.
+// and forgets buckets that left the window; every budgetMerge (30 s) it also reads back what the
+// other processes sharing the ledger charged. On error nothing is lost: the next Flush retries.
 func (b *ByteBudget) Flush(ctx context.Context) error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	now := b.now()
 	cut := b.bucketOf(now.Add(-b.window - b.bucket))
 	b.mu.Lock()
@@ -312,10 +450,18 @@ func (b *ByteBudget) Flush(ctx context.Context) error {
 			delete(b.buckets, k)
 		}
 	}
-	if b.ledger == nil || (len(b.dirty) == 0 && !b.thDirty && now.Sub(b.written) < time.Hour) {
+	if b.ledger == nil {
 		clear(b.dirty)
 		b.thDirty = false
 		b.mu.Unlock()
+		return nil
+	}
+	stale := now.Sub(b.merged) >= budgetMerge
+	if len(b.dirty) == 0 && !b.thDirty && now.Sub(b.written) < time.Hour {
+		b.mu.Unlock()
+		if stale {
+			return b.mergeLocked(ctx)
+		}
 		return nil
 	}
 	add := make([]store.BudgetBucket, 0, len(b.dirty))
@@ -327,20 +473,22 @@ func (b *ByteBudget) Flush(ctx context.Context) error {
 	b.thDirty = false
 	b.mu.Unlock()
 
-	err := b.ledger.ChargeBudget(ctx, b.account, add, th, time.Unix(0, cut))
-	if err == nil {
-		b.mu.Lock()
-		b.written = now
-		b.mu.Unlock()
-	} else {
+	if err := b.ledger.ChargeBudget(ctx, b.account, add, th, time.Unix(0, cut)); err != nil {
 		b.mu.Lock()
 		for _, a := range add {
 			b.dirty[a.Start.UnixNano()] += a.Bytes
 		}
 		b.thDirty = true
 		b.mu.Unlock()
+		return err
 	}
-	return err
+	b.mu.Lock()
+	b.written = now
+	b.mu.Unlock()
+	if stale {
+		return b.mergeLocked(ctx)
+	}
+	return nil
 }
 
 // Run writes the budget behind every FlushEvery until ctx is done, then flushes once more (with

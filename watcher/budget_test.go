@@ -2,7 +2,9 @@ package watcher
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +54,7 @@ func TestBudgetRollingWindow(t *testing.T) {
 	if u := b.Usage(); u.Used != 700 || u.Remaining != 300 || u.Limit != 1000 {
 		t.Fatalf("usage = %+v", u)
 	}
-	h, th := b.Reserve(290) // 700 + 290 = 990 = limit − headroom
+	h, th := reserve(t, b, 290) // 700 + 290 = 990 = limit − headroom
 	if h == nil {
 		t.Fatalf("Reserve(290) refused: %+v", th)
 	}
@@ -66,18 +68,18 @@ func TestBudgetRollingWindow(t *testing.T) {
 		t.Errorf("usage mid-fetch = %+v", u)
 	}
 	// Someone else's fetch holds the rest: a short busy refusal, not a budget pause.
-	if h2, th := b.Reserve(150); h2 != nil || !th.Busy || th.Available != 0 {
+	if h2, th := reserve(t, b, 150); h2 != nil || !th.Busy || th.Available != 0 {
 		t.Errorf("Reserve(150) during a fetch = %v, %+v; want a busy refusal", h2, th)
 	}
 	h.Release()
 	h.Release() // idempotent
-	if h2, _ := b.Reserve(190); h2 == nil {
+	if h2, _ := reserve(t, b, 190); h2 == nil {
 		t.Error("Reserve(190) refused after release")
 	} else {
 		h2.Release()
 	}
 	// A fetch that does not fit: refused until the 10:00 bucket (400 bytes) has left the window.
-	h, th = b.Reserve(300)
+	h, th = reserve(t, b, 300)
 	if h != nil || th.Busy {
 		t.Fatalf("Reserve(300) = %v, %+v; want a budget refusal", h, th)
 	}
@@ -89,11 +91,11 @@ func TestBudgetRollingWindow(t *testing.T) {
 		t.Errorf("usage while throttled = %+v", u)
 	}
 	clk.Add(wantUntil.Sub(clk.Now()) - time.Nanosecond)
-	if h, _ := b.Reserve(300); h != nil {
+	if h, _ := reserve(t, b, 300); h != nil {
 		t.Error("granted a nanosecond before the window allows it")
 	}
 	clk.Add(time.Nanosecond)
-	h, th = b.Reserve(300)
+	h, th = reserve(t, b, 300)
 	if h == nil {
 		t.Fatalf("refused once the window moved: %+v", th)
 	}
@@ -117,7 +119,7 @@ func TestBudgetRestartKeepsBudget(t *testing.T) {
 	b.Charge(600)
 	clk.Add(3 * time.Minute)
 	b.Charge(300)
-	if h, _ := b.Reserve(200); h != nil {
+	if h, _ := reserve(t, b, 200); h != nil {
 		t.Fatal("Reserve(200) granted over the limit")
 	}
 	if err := b.Flush(ctx); err != nil {
@@ -188,4 +190,141 @@ func TestNewBudgetValidates(t *testing.T) {
 			t.Errorf("NewBudget(limit %d, headroom %d) accepted", tc.limit, tc.headroom)
 		}
 	}
+}
+
+// TestBudgetSharedThroughStore: two processes on one state (the daemon, and a tool such as
+// `mailhook test --last` run beside it) share the account's budget through the store: the bytes
+// one wrote and the reservations one holds refuse the other's fetches, so together they stay
+// within the limit; a reservation never released (its process was killed) lapses.
+func TestBudgetSharedThroughStore(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: budgetT0}
+	st := openState(t, clk)
+	daemon := newTestBudget(t, 1000, clk, st) // limit − headroom = 990
+	tool := newTestBudget(t, 1000, clk, st)
+
+	// The tool reads 900 bytes after the daemon loaded its budget.
+	h, _ := reserve(t, tool, 900)
+	if h == nil {
+		t.Fatal("tool's first reservation refused")
+	}
+	tool.Charge(900)
+	h.Read(900)
+	h.Release()
+	if err := tool.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := daemon.Usage(); u.Used != 0 {
+		t.Fatalf("daemon sees %d bytes used before any reservation", u.Used)
+	}
+	h, th := reserve(t, daemon, 200)
+	if h != nil || th.Busy || !th.Until.Equal(budgetT0.Truncate(time.Minute).Add(time.Minute+24*time.Hour)) ||
+		!strings.Contains(th.Reason, "every process") || th.Available != 90 {
+		t.Fatalf("daemon's reservation beside the tool's 900 bytes = %v, %+v; want refused until the bytes leave the window", h, th)
+	}
+	if u := daemon.Usage(); u.Used != 900 || !u.ThrottledUntil.Equal(th.Until) {
+		t.Errorf("daemon's usage after the refusal = %+v; want the tool's 900 bytes and the throttle", u)
+	}
+
+	// Reservations in flight are shared: the daemon's 80 leave the tool no room for 50 (a short,
+	// busy wait: the bytes fit once the fetch ends).
+	hd, _ := reserve(t, daemon, 80)
+	if hd == nil {
+		t.Fatal("daemon's reservation of 80 of the 90 left refused")
+	}
+	if u := daemon.Usage(); !u.ThrottledUntil.IsZero() {
+		t.Errorf("throttle kept after a grant: %+v", u)
+	}
+	if h, th := reserve(t, tool, 50); h != nil || !th.Busy {
+		t.Fatalf("tool's reservation beside the daemon's fetch = %v, %+v; want a busy refusal", h, th)
+	}
+	hd.Release()
+	ht, _ := reserve(t, tool, 50)
+	if ht == nil {
+		t.Fatal("tool's reservation refused after the daemon's fetch ended")
+	}
+	// The tool is killed: its reservation is never released, and counts until it lapses.
+	if h, th := reserve(t, daemon, 80); h != nil || !th.Busy {
+		t.Fatalf("daemon's reservation beside the killed tool's = %v, %+v; want a busy refusal", h, th)
+	}
+	clk.Add(store.DefaultBudgetHold)
+	if h, _ := reserve(t, daemon, 80); h == nil {
+		t.Error("daemon's reservation refused after the killed tool's lapsed")
+	}
+}
+
+// TestBudgetSharedCountsUnwrittenBytes: bytes read but not yet written behind (Run writes every
+// 5 s) count in the store from the process's next reservation on.
+func TestBudgetSharedCountsUnwrittenBytes(t *testing.T) {
+	clk := &fakeClock{t: budgetT0}
+	st := openState(t, clk)
+	daemon := newTestBudget(t, 1000, clk, st)
+	tool := newTestBudget(t, 1000, clk, st)
+	daemon.Charge(500) // not written yet
+	if h, _ := reserve(t, daemon, 100); h == nil {
+		t.Fatal("daemon's reservation refused")
+	}
+	if h, th := reserve(t, tool, 400); h != nil {
+		t.Fatalf("tool granted 400 beside the daemon's 500 unwritten and 100 reserved: %+v", th)
+	}
+	if h, _ := reserve(t, tool, 390); h == nil {
+		t.Error("tool refused the 390 that fit")
+	}
+}
+
+// TestBudgetReservesThroughFence: a watcher's reservations go through its mailbox's writer (the
+// lease's fence), and a lost lease is an error that leaves nothing reserved.
+func TestBudgetReservesThroughFence(t *testing.T) {
+	clk := &fakeClock{t: budgetT0}
+	st := openState(t, clk)
+	b := newTestBudget(t, 1000, clk, st)
+	f := &fence{}
+	h, _, err := b.Reserve(context.Background(), 100, f)
+	if err != nil || h == nil || f.calls != 1 {
+		t.Fatalf("Reserve through the fence = %v, %v after %d calls; want granted by one call", h, err, f.calls)
+	}
+	h.Release()
+	f.err = store.ErrLeaseLost
+	h, _, err = b.Reserve(context.Background(), 100, f)
+	if !errors.Is(err, store.ErrLeaseLost) || h != nil {
+		t.Fatalf("Reserve after the lease was lost = %v, %v; want ErrLeaseLost", h, err)
+	}
+	if u := b.Usage(); u.Reserved != 0 {
+		t.Errorf("a failed reservation holds %d bytes", u.Reserved)
+	}
+}
+
+// fence is a Reserver that grants everything, or fails with err.
+type fence struct {
+	calls int
+	err   error
+}
+
+func (f *fence) ReserveBudget(_ context.Context, n int64, _ store.BudgetLimit, _ time.Time) (store.BudgetGrant, error) {
+	f.calls++
+	if f.err != nil {
+		return store.BudgetGrant{}, f.err
+	}
+	return store.BudgetGrant{Granted: true}, nil
+}
+
+// reserve is b.Reserve with no fence, failing t on a store error.
+func reserve(t *testing.T, b *ByteBudget, n int64) (*Hold, Throttle) {
+	t.Helper()
+	h, th, err := b.Reserve(context.Background(), n, nil)
+	if err != nil {
+		t.Fatalf("Reserve(%d): %v", n, err)
+	}
+	return h, th
+}
+
+// openState opens a fresh SQLite state on clk's time, closed when t ends.
+func openState(t *testing.T, clk *fakeClock) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "state"), store.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

@@ -169,7 +169,7 @@ func (s *session) planAhead(ctx context.Context, lo uint32, uids []uint32) *firs
 		w.failures[uids[0]] >= maxFetchFailures {
 		return nil
 	}
-	n, h := s.reserveAhead(s.batchLen(uids))
+	n, h := s.reserveAhead(ctx, s.batchLen(uids))
 	if n == 0 {
 		return nil
 	}

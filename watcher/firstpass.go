@@ -60,8 +60,9 @@ func (s *session) waitFirstPass(ctx context.Context, fp *firstPass) (got map[uin
 // reserveAhead reserves the first pass of up to n messages sent ahead of the batch being handled,
 // without waiting and without throttling: it asks for at most half of what the budget has left,
 // and a refusal only means the next batch goes unpipelined. It returns how many messages were
-// granted (0: none) and the hold.
-func (s *session) reserveAhead(n int) (int, *Hold) {
+// granted (0: none) and the hold. A store error also means none: the loop's own reservation
+// reports it.
+func (s *session) reserveAhead(ctx context.Context, n int) (int, *Hold) {
 	b := s.w.cfg.Budget
 	if b == nil {
 		return n, nil
@@ -70,8 +71,8 @@ func (s *session) reserveAhead(n int) (int, *Hold) {
 	if n <= 0 {
 		return 0, nil
 	}
-	h, _ := b.Reserve(s.w.firstPassCost(n))
-	if h == nil {
+	h, _, err := b.Reserve(ctx, s.w.firstPassCost(n), s.w.fence)
+	if h == nil || err != nil {
 		return 0, nil
 	}
 	return n, h

@@ -542,7 +542,7 @@ func (s *session) idle(ctx context.Context) (refreshed bool, pushed *pushedFetch
 	if why == "exists" {
 		// DONE is sent; the FETCH follows without waiting for IDLE's tagged OK (RFC 3501
 		// allows it: IDLE's end is the client's DONE, not the server's answer).
-		pushed = s.sendPushedFetch()
+		pushed = s.sendPushedFetch(ctx)
 	}
 	if err := cmd.Wait(); err != nil {
 		pushed.abandon(s)
@@ -567,7 +567,7 @@ type pushedFetch struct {
 // (at most half a batch by the EXISTS count) and the budget grants them at once; otherwise it
 // returns nil and catchUp searches as usual. Up to twice the announced count (at least 4) is
 // reserved and kept: more than that arriving meanwhile is left to the next catch-up.
-func (s *session) sendPushedFetch() *pushedFetch {
+func (s *session) sendPushedFetch(ctx context.Context) *pushedFetch {
 	w := s.w
 	now := s.exists.Load()
 	if now < s.seenExists || int(now-s.seenExists) > w.cfg.BatchSize/2 {
@@ -575,8 +575,8 @@ func (s *session) sendPushedFetch() *pushedFetch {
 	}
 	keep := min(max(2*int(now-s.seenExists), 4), w.cfg.BatchSize)
 	if w.cfg.Budget != nil {
-		h, _ := w.cfg.Budget.Reserve(w.firstPassCost(keep))
-		if h == nil {
+		h, _, err := w.cfg.Budget.Reserve(ctx, w.firstPassCost(keep), w.fence)
+		if h == nil || err != nil { // catchUp's own reservation reports the error
 			return nil
 		}
 		s.hold.Store(h)

@@ -71,7 +71,10 @@ func (s *session) admitPrefix(ctx context.Context, n int, cost func(int) int64) 
 		return n, nil
 	}
 	for {
-		h, th := w.cfg.Budget.Reserve(cost(n))
+		h, th, err := w.cfg.Budget.Reserve(ctx, cost(n), w.fence)
+		if err != nil {
+			return 0, err
+		}
 		if h != nil {
 			s.hold.Store(h)
 			w.resumed()
@@ -103,7 +106,10 @@ func (s *session) admit(ctx context.Context, cost int64) (bool, error) {
 		return true, nil
 	}
 	for {
-		h, th := w.cfg.Budget.Reserve(cost)
+		h, th, err := w.cfg.Budget.Reserve(ctx, cost, w.fence)
+		if err != nil {
+			return false, err
+		}
 		if h != nil {
 			s.hold.Store(h)
 			w.resumed()

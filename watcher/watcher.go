@@ -196,6 +196,10 @@ type Config struct {
 // the path of new mail), and counts a failure of one message with StrikeFetch. A process that finds a
 // record of its predecessor fetches that range one message at a time, so a message that kills
 // or wedges the process is found and, after three strikes, delivered degraded.
+//
+// A State that also implements Reserver (store.MailboxWriter does) makes the budget's
+// reservations in the store through it, fenced by the mailbox's lease; otherwise they go through
+// the budget's ledger unfenced.
 type State interface {
 	Checkpoint(ctx context.Context) (store.Checkpoint, bool, error)
 	ResetCheckpoint(ctx context.Context, cp store.Checkpoint) error
@@ -297,12 +301,15 @@ type Status struct {
 
 // Watcher watches one mailbox. Create it with New; Run it once.
 type Watcher struct {
-	cfg  Config
-	st   State
-	h    Handler
-	log  *slog.Logger
-	rand func(n int64) int64
-	date time.Time // parsed Config.Start when it is a date
+	cfg Config
+	st  State
+	// fence is st when it also reserves budget (store.MailboxWriter does): the budget's store
+	// reservations then go through the mailbox's lease.
+	fence Reserver
+	h     Handler
+	log   *slog.Logger
+	rand  func(n int64) int64
+	date  time.Time // parsed Config.Start when it is a date
 
 	// failures counts failed fetches per UID (within the current UIDVALIDITY), as recorded in
 	// State (StrikeFetch, FetchStrikes); touched only by the Run goroutine.
@@ -357,6 +364,7 @@ func New(cfg Config, st State, h Handler) (*Watcher, error) {
 		return nil, fmt.Errorf("watcher %s/%s: security %q: want tls, starttls or plain", cfg.Account, cfg.Mailbox, cfg.Security)
 	}
 	w := &Watcher{cfg: cfg, st: st, h: h, failures: map[uint32]int{}}
+	w.fence, _ = st.(Reserver)
 	switch cfg.Start {
 	case "":
 		w.cfg.Start = StartNew

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,7 +34,7 @@ func statusOutput(t *testing.T, cfg string, env []string) string {
 	return string(out)
 }
 
-var budgetUsedRE = regexp.MustCompile(`download budget ([0-9.]+)(MB|kB|B) used of 2000\.0MB`)
+var budgetUsedRE = regexp.MustCompile(`download budget ([0-9.]+)(MB|kB|B) used of [0-9.]+(MB|kB|B)`)
 
 // budgetUsed parses the bytes used from a status report (to the precision it prints).
 func budgetUsed(t *testing.T, out string) float64 {
@@ -75,6 +77,77 @@ func TestDovecotStatusBesideRun(t *testing.T) {
 		t.Errorf("budget used %v bytes before the restart, %v after", before, after)
 	}
 	d.terminate()
+}
+
+// TestDovecotBudgetSharedWithTool: `mailhook test --last` run beside the daemon shares the
+// account's download budget with it through the state: after the tool read most of the day's
+// limit, the daemon fetches only what is left and is throttled, and the two together stay within
+// the limit. (Before, the daemon read the budget only at start and granted the whole limit again.)
+func TestDovecotBudgetSharedWithTool(t *testing.T) {
+	const limit = 400_000
+	dc, led, cfg, env := startStack(t, testmail.DovecotOptions{}, testmail.ReceiverOptions{}, func(p *cfgParams) {
+		p.Limits = "{download_per_day: 400kB, max_message_size: 100kB}"
+	})
+	// ~34 kB each, nearly all text; matched by ci-failures, whose webhook (body: text) ships the text.
+	big := func(i int) []byte {
+		var b strings.Builder
+		fmt.Fprintf(&b, "From: GitHub <notifications@github.com>\r\nTo: test@example.com\r\n"+
+			"Subject: [acme/app] Run failed: CI #%d\r\nMessage-ID: <budget-%d@example.com>\r\n"+
+			"Date: %s\r\nAuthentication-Results: mx.google.com; dkim=pass header.d=github.com; "+
+			"spf=pass smtp.mailfrom=github.com; dmarc=pass (p=REJECT) header.from=github.com\r\n"+
+			"Content-Type: text/plain; charset=utf-8\r\n\r\n", i, i, time.Now().Format(time.RFC1123Z))
+		for l := range 500 {
+			fmt.Fprintf(&b, "step %03d of run %d: the build log goes on and on, line after line.\r\n", l, i)
+		}
+		return []byte(b.String())
+	}
+	for i := range 8 {
+		if _, err := dc.Append("INBOX", big(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDaemon(t, cfg, env...) // start: new: the 8 are the tool's alone
+	waitReady(t, d)
+
+	tool := exec.Command(binPath, "test", "-c", cfg, "--account", "test", "--last", "8", "--json")
+	tool.Env = append(tool.Environ(), env...)
+	var stderr bytes.Buffer
+	tool.Stderr = &stderr
+	if err := tool.Run(); err != nil {
+		t.Fatalf("mailhook test --last 8: %v\n%s", err, stderr.String())
+	}
+	afterTool := budgetUsed(t, statusOutput(t, cfg, env))
+	if afterTool < 250_000 {
+		t.Fatalf("the tool's 8 messages charged %v bytes, want ≥ 250 kB", afterTool)
+	}
+
+	var ids []string
+	for i := 8; i < 14; i++ {
+		if _, err := dc.Append("INBOX", big(i)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprintf("<budget-%d@example.com>", i))
+	}
+	var out string
+	eventually(t, 30*time.Second, "the daemon to be throttled", func() bool {
+		out = statusOutput(t, cfg, env)
+		return strings.Contains(out, "throttled until")
+	})
+	d.terminate()
+	out = statusOutput(t, cfg, env)
+	if used := budgetUsed(t, out); used > limit {
+		t.Errorf("daemon and tool together used %v bytes of a %d-byte budget:\n%s", used, limit, out)
+	}
+	delivered := 0
+	for _, dl := range led.deliveries(t) {
+		if slices.Contains(ids, dl.MessageID) {
+			delivered++
+		}
+	}
+	if delivered == len(ids) {
+		t.Errorf("the daemon delivered all %d messages (~34 kB each) beside the tool's %v bytes", len(ids), afterTool)
+	}
+	t.Logf("tool %v bytes; daemon delivered %d of %d before the budget ran out\n%s", afterTool, delivered, len(ids), out)
 }
 
 // TestConnectionCap checks one connection per watched mailbox in the whole program: three watched mailboxes hold exactly three

@@ -147,6 +147,9 @@ accounts:
       command_timeout: {{or .CommandTimeout "10s"}}
       trusted_authserv_id: mx.google.com
       backoff: {min: 100ms, max: 1s, auth_min: 1s, quota_min: 1s}
+{{- with .Limits}}
+    limits: {{.}}
+{{- end}}
 webhooks:
   - name: receiver
     url: {{.URL}}
@@ -172,6 +175,7 @@ type cfgParams struct {
 	StateDir, Host, Port, User, URL, Mailbox, Start, IdleRefresh, CommandTimeout string
 	Body                                                                         string // the webhook's body:, "" means text
 	HTTPListen                                                                   string // "" disables; "127.0.0.1:0" picks a port (see adminAddr)
+	Limits                                                                       string // the account's limits: as flow YAML, "" for the defaults
 }
 
 // writeConfig writes a config for the IMAP server at addr and the receiver at url; it returns the

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/dispatch"
@@ -199,8 +198,9 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 
 // fetchLive fetches the selected messages of (acct, mb) once, as the watcher would (same
 // connection settings, p's fetch plan and match, attachment content spooled into sp when it is
-// not nil), charging the account's download budget, which it loads from and writes back to the
-// state directory (opened Shared, so a running daemon is no obstacle). fn runs for each message.
+// not nil), charging the account's download budget, which it shares through the state with a
+// daemon running beside it (opened Shared, so a running daemon is no obstacle): reservations are
+// made in the store, and the bytes read are written as they are read. fn runs for each message.
 func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, sel watcher.Selection, p *pipeline.Pipeline,
 	sp *spool.Spool, logger *slog.Logger, fn func(ctx context.Context, ev *watcher.Event, d watcher.Matched) error) error {
 	wc, err := watcherConfig(l, acct, mb, logger)
@@ -222,14 +222,12 @@ func fetchLive(ctx context.Context, l *loaded, acct config.Account, mb string, s
 			return err
 		}
 		wc.Budget = b
-		defer func() {
-			// Written even when the fetch failed or ctx ended: the bytes were read either way.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := b.Flush(fctx); err != nil {
-				logger.Warn("could not record the bytes downloaded in the budget", "err", err)
-			}
-		}()
+		// The bytes are written as they are read (every 5 s, and once more at the end, also when
+		// the fetch failed or ctx ended), so that a daemon beside this tool sees them.
+		runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); _ = b.Run(runCtx) }()
+		defer func() { stop(); <-done }()
 	}
 	if err := watcher.FetchMessages(ctx, wc, sel, p, fn); err != nil {
 		return fmt.Errorf("fetch from %s/%s: %w", acct.Name, mb, err)

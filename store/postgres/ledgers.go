@@ -103,55 +103,70 @@ func (s *Store) BudgetThrottleOf(ctx context.Context, account string) (th store.
 	return th, true, nil
 }
 
-// reserveBudget implements MailboxWriter.ReserveBudget in one transaction fenced on the writer's
-// lease, holding the account's budget lock between the sum and the insert: replicas watching
-// mailboxes of one account cannot overrun its budget together.
+// reserveBudget implements MailboxWriter.ReserveBudget in w's fenced transaction.
 func (s *Store) reserveBudget(ctx context.Context, w *writer, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error) {
-	account := w.account
-	hold, err := store.BudgetHold(account, n, lim)
-	if err != nil {
-		return store.BudgetGrant{}, err
-	}
 	var g store.BudgetGrant
-	err = w.fenced(ctx, func(tx pgx.Tx) error {
-		g = store.BudgetGrant{}
-		if err := lockRow(ctx, tx, lockBudget, account); err != nil {
-			return err
-		}
-		at := dbTime(now)
-		if _, err := tx.Exec(ctx, `DELETE FROM budget_holds WHERE account = $1 AND expires_at <= $2`, account, at); err != nil {
-			return err
-		}
-		var uses []store.BudgetUse
-		span := int64(lim.Bucket + lim.Window)
-		rows, err := tx.Query(ctx, `SELECT start + $1, bytes FROM budget_buckets WHERE account = $2 AND start + $1 > $3
-UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = $2`, span, account, at)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var ends, bytes int64
-			if err := rows.Scan(&ends, &bytes); err != nil {
-				rows.Close()
-				return err
-			}
-			uses = append(uses, store.BudgetUse{Ends: goTime(ends), Bytes: bytes})
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if g = store.DecideBudget(uses, n, lim); !g.Granted {
-			return nil
-		}
-		g.ID = newHoldID()
-		_, err = tx.Exec(ctx, `INSERT INTO budget_holds (id, account, bytes, expires_at) VALUES ($1, $2, $3, $4)`,
-			g.ID, account, n, dbTime(now.Add(hold)))
+	err := w.fenced(ctx, func(tx pgx.Tx) error {
+		var err error
+		g, err = reserveIn(ctx, tx, w.account, n, lim, now)
+		return err
+	})
+	if err != nil {
+		return store.BudgetGrant{}, fmt.Errorf("reserve download budget of %q: %w", w.account, err)
+	}
+	return g, nil
+}
+
+// ReserveBudget implements store.Budget: the reservation of a process that holds no lease.
+func (s *Store) ReserveBudget(ctx context.Context, account string, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error) {
+	var g store.BudgetGrant
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		g, err = reserveIn(ctx, tx, account, n, lim, now)
 		return err
 	})
 	if err != nil {
 		return store.BudgetGrant{}, fmt.Errorf("reserve download budget of %q: %w", account, err)
 	}
 	return g, nil
+}
+
+// reserveIn decides and records a reservation of n bytes of account's budget in tx, serialised
+// with every other reservation of the account by a row lock.
+func reserveIn(ctx context.Context, tx pgx.Tx, account string, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error) {
+	hold, err := store.BudgetHold(account, n, lim)
+	if err != nil {
+		return store.BudgetGrant{}, err
+	}
+	if err := lockRow(ctx, tx, lockBudget, account); err != nil {
+		return store.BudgetGrant{}, err
+	}
+	at := dbTime(now)
+	if _, err := tx.Exec(ctx, `DELETE FROM budget_holds WHERE account = $1 AND expires_at <= $2`, account, at); err != nil {
+		return store.BudgetGrant{}, err
+	}
+	span := int64(lim.Bucket + lim.Window)
+	rows, err := tx.Query(ctx, `SELECT start + $1, bytes FROM budget_buckets WHERE account = $2 AND start + $1 > $3
+UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = $2`, span, account, at)
+	if err != nil {
+		return store.BudgetGrant{}, err
+	}
+	uses, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.BudgetUse, error) {
+		var ends, bytes int64
+		err := r.Scan(&ends, &bytes)
+		return store.BudgetUse{Ends: goTime(ends), Bytes: bytes}, err
+	})
+	if err != nil {
+		return store.BudgetGrant{}, err
+	}
+	g := store.DecideBudget(uses, n, lim)
+	if !g.Granted {
+		return g, nil
+	}
+	g.ID = newHoldID()
+	_, err = tx.Exec(ctx, `INSERT INTO budget_holds (id, account, bytes, expires_at) VALUES ($1, $2, $3, $4)`,
+		g.ID, account, n, dbTime(now.Add(hold)))
+	return g, err
 }
 
 // ReleaseBudget implements store.Budget.

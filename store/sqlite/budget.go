@@ -154,6 +154,11 @@ UNION ALL SELECT expires_at, bytes FROM budget_holds WHERE account = ?`, span, a
 	return g, nil
 }
 
+// ReserveBudget implements store.Budget (SQLite has no leases: the same as a writer's).
+func (s *Store) ReserveBudget(ctx context.Context, account string, n int64, lim store.BudgetLimit, now time.Time) (store.BudgetGrant, error) {
+	return s.reserveBudget(ctx, account, n, lim, now)
+}
+
 // ReleaseBudget implements store.Budget.
 func (s *Store) ReleaseBudget(ctx context.Context, account, id string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM budget_holds WHERE account = ? AND id = ?`, account, id); err != nil {

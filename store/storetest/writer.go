@@ -273,6 +273,17 @@ func testBudgetReserve(t *testing.T, h harness) {
 	if want := now.Add(lim.Hold); !g2.Until.Equal(want) {
 		t.Errorf("refusal until %v, want %v (the reservation lapses)", g2.Until, want)
 	}
+	// A process that holds no lease (a tool beside the daemon) reserves against the same uses.
+	gt, err := s.ReserveBudget(ctx, "acct", 200, lim, now)
+	if err != nil || !gt.Granted || gt.ID == "" || gt.Used != 800 {
+		t.Fatalf("tool's reservation = %+v, %v; want granted with 800 used", gt, err)
+	}
+	if g, err := w2.ReserveBudget(ctx, 1, lim, now); err != nil || g.Granted || g.Used != 1000 {
+		t.Errorf("reservation beside the tool's = %+v, %v; want refused with 1000 used", g, err)
+	}
+	if err := s.ReleaseBudget(ctx, "acct", gt.ID); err != nil {
+		t.Fatal(err)
+	}
 	if g, err := writer(ctx, t, s, "other", "INBOX").ReserveBudget(ctx, 900, lim, now); err != nil || !g.Granted || g.Used != 0 {
 		t.Errorf("another account's reservation = %+v, %v; want granted, nothing used", g, err)
 	}
