@@ -133,6 +133,43 @@ func TestFetchMessagesBudget(t *testing.T) {
 	}
 }
 
+// TestFetchMessagesBatchesGrow: the one-shot fetch's first-pass batches grow like the daemon's
+// catch-up (2, 4, 8, then the 6 left of 20 with BatchSize 2 and MaxBatchSize 8), seen in the
+// budget reservations of its first passes (a first pass of n messages reserves n times one's).
+func TestFetchMessagesBatchesGrow(t *testing.T) {
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	appendN(t, srv, 0, 20)
+	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), &syncBuffer{})
+	cfg.BatchSize, cfg.MaxBatchSize = 2, 8 // no Plan: first passes only
+	b, err := watcher.NewBudget(context.Background(), "acct", 100_000_000, nil, watcher.BudgetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := &reservations{Budget: b}
+	cfg.Budget = rb
+	if evs, err := fetchAll(t, cfg, watcher.Selection{}); err != nil || len(evs) != 20 {
+		t.Fatalf("%v, %d events", err, len(evs))
+	}
+	var sizes []int64
+	for _, n := range rb.sizes {
+		sizes = append(sizes, n/(rb.sizes[0]/2))
+	}
+	if want := []int64{2, 4, 8, 6}; !slices.Equal(sizes, want) {
+		t.Errorf("first-pass batches %v, want %v", sizes, want)
+	}
+}
+
+// reservations records the size of every reservation made of its Budget.
+type reservations struct {
+	watcher.Budget
+	sizes []int64
+}
+
+func (r *reservations) Reserve(ctx context.Context, n int64, fence watcher.Reserver) (*watcher.Hold, watcher.Throttle, error) {
+	r.sizes = append(r.sizes, n)
+	return r.Budget.Reserve(ctx, n, fence)
+}
+
 // TestDovecotFetchMessagesPeek: on a real server the one-shot fetch changes no flag (EXAMINE and
 // BODY.PEEK), and the messages equal what the watcher builds.
 func TestDovecotFetchMessagesPeek(t *testing.T) {
