@@ -194,6 +194,7 @@ func TestLanesIndependent(t *testing.T) {
 	}, Options{Stopped: func() { stopped.Store(true) }})
 	stop := runConsumer(c)
 	st.add(store.Job{ID: "msg_slow", Kind: store.KindWebhook, Target: "slow"})
+	waitUntil(t, "the slow lane's job in flight", func() bool { j, _ := st.job("msg_slow"); return j.State == store.StateInFlight })
 	st.add(store.Job{ID: "msg_fast", Kind: store.KindWebhook, Target: "fast"})
 	waitUntil(t, "the fast lane's job done", func() bool { j, _ := st.job("msg_fast"); return j.State == store.StateDone })
 	if j, _ := st.job("msg_slow"); j.State != store.StateInFlight {

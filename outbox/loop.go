@@ -71,13 +71,13 @@ func (c *Consumer) loop(ctx context.Context, l Lane) {
 		for _, j := range jobs {
 			if l.Parallel {
 				workers.Go(func() {
-					c.work(ctx, l, j, func() {
-						release(l.Gate, 1)
-						select {
-						case worked <- struct{}{}:
-						default:
-						}
-					})
+					c.work(ctx, l, j, func() { release(l.Gate, 1) })
+					// After the record, also when the unit went back before it
+					// (FreeBeforeRecord): a retry recorded pending is what the loop must see.
+					select {
+					case worked <- struct{}{}:
+					default:
+					}
 				})
 			} else {
 				c.work(ctx, l, j, func() { release(l.Gate, 1) })
