@@ -396,7 +396,15 @@ expires_at = clock_timestamp() + interval '1 hour'`); err != nil {
 		close(taken)
 		select {
 		case err := <-ended:
-			if !errors.Is(err, store.ErrLeaseLost) {
+			// A lease round running between the takeover and the write (rounds run on a timer,
+			// on wake-ups and on runner exits, not only every TTL/3) renews, finds the lease lost
+			// and cancels the runner, whose write then fails with context.Canceled: seen once
+			// under load. Either way the loss is settled and counted once, as checked below.
+			switch {
+			case errors.Is(err, store.ErrLeaseLost):
+			case errors.Is(err, context.Canceled):
+				t.Log("the renewal round noticed the takeover before the runner's write")
+			default:
 				t.Fatalf("fenced write after the takeover: %v, want ErrLeaseLost", err)
 			}
 		case <-time.After(5 * time.Second):
