@@ -100,3 +100,15 @@ func statusUIDValidity(c *imapclient.Client, mailbox string) (uint32, error) {
 	}
 	return data.UIDValidity, nil
 }
+
+// searchMessageID reports whether mailbox holds a message whose Message-ID header contains id.
+func searchMessageID(c *imapclient.Client, mailbox, id string) (bool, error) {
+	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return false, fmt.Errorf("examine %q: %w", mailbox, err)
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-Id", Value: id}}}, nil).Wait()
+	if err != nil {
+		return false, fmt.Errorf("search %q for %s: %w", mailbox, id, err)
+	}
+	return len(data.AllUIDs()) > 0, nil
+}

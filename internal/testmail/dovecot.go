@@ -565,6 +565,18 @@ func (d *Dovecot) UIDValidity(mailbox string) (uint32, error) {
 	return v, err
 }
 
+// HasMessage reports whether mailbox holds a message with the given Message-ID (angle brackets
+// included or not), looked up without changing any flag.
+func (d *Dovecot) HasMessage(mailbox, messageID string) (bool, error) {
+	var found bool
+	err := d.adminSession(func(c *imapclient.Client) error {
+		var err error
+		found, err = searchMessageID(c, mailbox, strings.Trim(messageID, "<>"))
+		return err
+	})
+	return found, err
+}
+
 // Flags returns the sorted flags of the message with the given UID, read without changing them.
 func (d *Dovecot) Flags(mailbox string, uid uint32) ([]string, error) {
 	var flags []string
