@@ -22,19 +22,7 @@ func Build(p Pieces, lim Limits) *Message {
 	dec := newDecoder(&d)
 
 	h := &headerReader{limit: lim.HeaderBytes, keepRaw: true}
-	lr := newLineReader(bytes.NewReader(p.Header), lim.LineBytes)
-	for {
-		l, ok := lr.next()
-		if !ok || (len(l.b) == 0 && l.full == 0) {
-			break
-		}
-		if l.cut() {
-			d.add("line_too_long")
-			d.truncated = true
-		}
-		h.add(l)
-	}
-	fields := h.finish()
+	fields := readHeader(h, p.Header, lim, &d)
 	h.defects(&d)
 
 	m := &Message{
@@ -67,7 +55,30 @@ func Build(p Pieces, lim Limits) *Message {
 			return text, truncated, true
 		}
 		m.applyBodies(t, src, lim, &d)
+		m.applyReports(t, fields, piecesSource{p: p, lim: lim}, lim, &d)
 	}
 	m.finish(fields, h.raw, &d)
 	return m
+}
+
+// piecesSource gives the report analysis the fetched sections.
+type piecesSource struct {
+	p   Pieces
+	lim Limits
+}
+
+func (s piecesSource) raw(n *node) ([]byte, bool) {
+	b, ok := s.p.Parts[n.section]
+	return b, ok
+}
+
+func (s piecesSource) innerMessageID(n *node) (string, bool) {
+	b, ok := s.p.Parts[n.section+".HEADER"]
+	if !ok {
+		return "", false
+	}
+	if v, ok := get(headerFields(b, s.lim), "Message-Id"); ok {
+		return messageID(v), true
+	}
+	return "", true
 }

@@ -115,10 +115,15 @@ func fetchPieces(t *testing.T, c *imapclient.Client, uid imap.UID) Pieces {
 	for _, f := range b.Flags {
 		p.Flags = append(p.Flags, string(f))
 	}
-	text, html := BodySections(b.BodyStructure)
 	var items []*imap.FetchItemBodySection
-	for _, sec := range append(text, html...) {
-		items = append(items, &imap.FetchItemBodySection{Part: sectionPath(t, sec), Peek: true})
+	for _, sec := range Sections(p.Header, b.BodyStructure, Limits{}, Wanted{Text: true, HTML: true, Reports: true, Calendar: true}) {
+		item := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Size: sec.Max}}
+		name, isHeader := strings.CutSuffix(sec.Name, ".HEADER")
+		item.Part = sectionPath(t, name)
+		if isHeader {
+			item.Specifier = imap.PartSpecifierHeader
+		}
+		items = append(items, item)
 	}
 	if len(items) == 0 {
 		return p
@@ -128,7 +133,11 @@ func fetchPieces(t *testing.T, c *imapclient.Client, uid imap.UID) Pieces {
 		t.Fatalf("fetch parts of uid %d: %v", uid, err)
 	}
 	for _, s := range bufs[0].BodySection {
-		p.Parts[sectionString(s.Section.Part)] = s.Bytes
+		name := sectionString(s.Section.Part)
+		if s.Section.Specifier == imap.PartSpecifierHeader {
+			name += ".HEADER"
+		}
+		p.Parts[name] = s.Bytes
 	}
 	return p
 }

@@ -89,10 +89,21 @@ type Message struct {
 	// feedback reports).
 	Automated bool
 	ListID    string // List-Id value, decoded
+	// Bounce is the delivery failure or delay report this message is, nil when it is none (or
+	// its report part was not fetched: see Sections).
+	Bounce *Bounce
+	// Complaint is the abuse feedback report (RFC 5965) this message is, nil when none.
+	Complaint *Complaint
+	// Calendar is the first event of the message's calendar part, nil when it has none (or it
+	// was not fetched: see Sections).
+	Calendar *Calendar
 	// Defects name what was broken or cut: "unknown_charset", "bad_date", "missing_boundary",
 	// "depth_exceeded", "too_many_parts", "header_too_large", "line_too_long", "body_truncated",
 	// "bad_encoding", "duplicate_header", "fetch_failed", "bad_address", "bad_header",
-	// "bad_content_type", "unknown_encoding", "missing_close_boundary"; sorted, unique.
+	// "bad_content_type", "unknown_encoding", "missing_close_boundary", "bad_dsn" (a delivery
+	// report that does not parse), "bad_arf" (a feedback report without Feedback-Type),
+	// "bad_calendar" (a calendar part that does not parse, or an event without a readable
+	// start); sorted, unique.
 	Defects []string
 	// Truncated is true when any size cap cut something the message carried.
 	Truncated bool
@@ -139,8 +150,9 @@ type Pieces struct {
 	Size         int64              // RFC822.SIZE
 	Flags        []string
 	InternalDate time.Time
-	// Parts maps an IMAP section ("1", "1.2") to the raw, still transfer-encoded content of that
-	// part as fetched with BODY.PEEK[section]. Only the parts the fetch plan asked for are present.
+	// Parts maps an IMAP section ("1", "1.2", "3.HEADER") to the raw, still transfer-encoded
+	// content of that part as fetched with BODY.PEEK[section]. Only the parts the fetch plan asked
+	// for are present (Sections).
 	Parts map[string][]byte
 	// PartialParts lists sections in Parts that were fetched only partially (cut at a size cap).
 	PartialParts map[string]bool

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strings"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -26,7 +25,8 @@ import (
 // a boundary is read as one text part here, while servers disagree on its structure.
 func Parse(r io.Reader, lim Limits) (*Message, error) {
 	lim = lim.withDefaults()
-	p := &parser{lim: lim, lr: newLineReader(r, lim.LineBytes), texts: make(map[*imap.BodyStructureSinglePart]*parsedText)}
+	p := &parser{lim: lim, lr: newLineReader(r, lim.LineBytes), texts: make(map[*imap.BodyStructureSinglePart]*parsedText),
+		raws: map[*imap.BodyStructureSinglePart][]byte{}, innerIDs: map[*imap.BodyStructureSinglePart]string{}}
 	p.dec = newDecoder(&p.d)
 	p.run()
 	if err := p.lr.ioErr(); err != nil {
@@ -38,6 +38,7 @@ func Parse(r io.Reader, lim Limits) (*Message, error) {
 	t := flatten(p.root, lim, p.dec, &p.d)
 	m.applyBodies(t, p.bodySource, lim, &p.d)
 	m.TextFetched, m.HTMLFetched = true, true
+	m.applyReports(t, p.rootFields, p, lim, &p.d)
 	m.finish(p.rootFields, p.rootRaw, &p.d)
 	return m, nil
 }
@@ -61,6 +62,7 @@ type frame struct {
 
 	msg   *imap.BodyStructureSinglePart // a message/rfc822 part, or nil
 	start int64
+	outer bool // msg is not inside another encapsulated message: its Message-ID is kept
 
 	depth int // depth of the container entity
 }
@@ -70,6 +72,7 @@ type openLeaf struct {
 	part  *imap.BodyStructureSinglePart
 	start int64
 	text  *capture // non-nil for a text body candidate
+	raw   *capture // non-nil for a report or calendar part (reportSource)
 }
 
 // parsedText is a decoded text body candidate, kept until the bodies are chosen.
@@ -106,6 +109,25 @@ type parser struct {
 	kept      int64
 	capBuf    []byte // reused raw buffer of text candidates
 	texts     map[*imap.BodyStructureSinglePart]*parsedText
+	// raws and innerIDs are what applyReports reads: the raw content of report and calendar
+	// parts (at most maxRawParts of them), and the Message-ID of each message/rfc822 part,
+	// both outside encapsulated messages.
+	raws     map[*imap.BodyStructureSinglePart][]byte
+	innerIDs map[*imap.BodyStructureSinglePart]string
+}
+
+// maxRawParts bounds the report and calendar parts Parse keeps (each at most CalendarBytes).
+const maxRawParts = 8
+
+// raw and innerMessageID make the parser the reportSource of Parse.
+func (p *parser) raw(n *node) ([]byte, bool) {
+	b, ok := p.raws[n.single]
+	return b, ok
+}
+
+func (p *parser) innerMessageID(n *node) (string, bool) {
+	id, ok := p.innerIDs[n.single]
+	return id, ok
 }
 
 func (p *parser) run() {
@@ -157,6 +179,9 @@ func (p *parser) line(l line, start int64) {
 	case modeLeaf:
 		if p.leaf.text != nil {
 			p.leaf.text.add(l)
+		}
+		if p.leaf.raw != nil {
+			p.leaf.raw.add(l)
 		}
 	}
 }
@@ -247,6 +272,10 @@ func (p *parser) closeLeaf(end int64, withEOL bool) {
 	}
 	p.leaf = nil
 	lf.part.Size = size32(end - lf.start)
+	if lf.raw != nil {
+		lf.raw.end(withEOL)
+		p.raws[lf.part] = lf.raw.buf
+	}
 	if lf.text == nil {
 		return
 	}
@@ -296,6 +325,10 @@ func (p *parser) endHeader() {
 		parent.multi.Children = append(parent.multi.Children, bs)
 	case parent.msg != nil:
 		parent.msg.MessageRFC822.BodyStructure = bs
+		if parent.outer {
+			id, _ := get(fields, "Message-Id")
+			p.innerIDs[parent.msg] = messageID(id)
+		}
 	}
 }
 
@@ -360,7 +393,7 @@ func (p *parser) entity(fields []rawField, depth int, digest bool, parent *frame
 			p.mode = modeLeaf
 			return sp
 		}
-		p.frames = append(p.frames, &frame{msg: sp, start: bodyStart, depth: depth})
+		p.frames = append(p.frames, &frame{msg: sp, start: bodyStart, depth: depth, outer: !p.inMessage()})
 		p.mode = modeHeader
 		p.hdr = &headerReader{limit: p.lim.HeaderBytes}
 		p.hdrFor = p.frames[len(p.frames)-1]
@@ -372,11 +405,19 @@ func (p *parser) entity(fields []rawField, depth int, digest bool, parent *frame
 	p.mode = modeLeaf
 	// Capture what node.bodyCandidate will consider a body (it cannot be known yet which
 	// alternative wins); the text of an attached message never is one.
-	named := strings.TrimSpace(params["name"]) != "" || strings.TrimSpace(dispParams["filename"]) != ""
+	leaf := node{mediaType: mediaType, filename: filenameOf(dispParams, params)}
 	if (mediaType == "text/plain" || mediaType == "text/html") && !p.inMessage() &&
-		disp != "attachment" && (disp == "inline" || !named) {
+		disp != "attachment" && (disp == "inline" || leaf.filename == "") {
 		p.leaf.text = &capture{buf: p.capBuf, limit: int(p.lim.TextPartBytes())}
 		p.capBuf = nil
+	}
+	if len(p.raws) < maxRawParts && !p.inMessage() {
+		switch {
+		case isCalendar(&leaf):
+			p.leaf.raw = &capture{limit: CalendarBytes}
+		case isDSN(&leaf), isARF(&leaf), isHeadersType(mediaType):
+			p.leaf.raw = &capture{limit: ReportBytes}
+		}
 	}
 	return sp
 }

@@ -109,10 +109,7 @@ func flatten(bs imap.BodyStructure, lim Limits, dec *decoder, d *defects) *tree 
 					}
 				}
 			}
-			n.filename = strings.TrimSpace(dispParams["filename"])
-			if n.filename == "" {
-				n.filename = strings.TrimSpace(n.params["name"])
-			}
+			n.filename = filenameOf(dispParams, n.params)
 			if isMessageType(n.mediaType) && b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil &&
 				identityEncoding(n.encoding) {
 				if p.depth+1 > lim.Depth {
@@ -131,6 +128,14 @@ func flatten(bs imap.BodyStructure, lim Limits, dec *decoder, d *defects) *tree 
 	}
 	t.selectBodies()
 	return t
+}
+
+// filenameOf is a part's file name: Content-Disposition's filename, else Content-Type's name.
+func filenameOf(dispParams, params map[string]string) string {
+	if f := strings.TrimSpace(dispParams["filename"]); f != "" {
+		return f
+	}
+	return strings.TrimSpace(params["name"])
 }
 
 // join appends a part number to a section.

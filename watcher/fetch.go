@@ -439,7 +439,11 @@ func readMessage(md *imapclient.FetchMessageData, capBytes int64) (*fetched, err
 			if f.parts == nil {
 				f.parts = map[string][]byte{}
 			}
-			f.parts[sectionName(it.Section.Part)] = b
+			name := sectionName(it.Section.Part)
+			if it.Section.Specifier == imap.PartSpecifierHeader {
+				name += ".HEADER" // the header of a returned message (message.Sections)
+			}
+			f.parts[name] = b
 		}
 	}
 }
@@ -496,7 +500,7 @@ func (s *session) build(ctx context.Context, f *fetched) (*message.Message, erro
 	}
 	if f.partsDone {
 		p.Parts, p.PartialParts = f.parts, f.partial
-	} else if (w.cfg.Plan.Text || w.cfg.Plan.HTML) && f.structure != nil {
+	} else if w.cfg.Plan.parts() && f.structure != nil {
 		if err := s.fetchParts(ctx, f, &p); err != nil {
 			if !errors.Is(err, errThrottled) {
 				s.strike(ctx, f.uid, "body parts fetch failed")
@@ -509,9 +513,8 @@ func (s *session) build(ctx context.Context, f *fetched) (*message.Message, erro
 	return m, nil
 }
 
-// fetchParts fetches the text/plain and/or text/html sections the plan needs with BODY.PEEK,
-// each capped at Limits.TextPartBytes of encoded content (all that Build would use); a cut part
-// is listed in PartialParts.
+// fetchParts fetches the sections the plan needs with BODY.PEEK (planParts), each capped at what
+// Build would use; a cut part is listed in PartialParts.
 //
 // The sections together read at most MaxMessageSize minus the header (a message is never read
 // beyond the size cap), and the fetch is sent only when the budget grants its cost; otherwise it
@@ -544,7 +547,8 @@ type partsPlan struct {
 	opts     *imap.FetchOptions
 	key      string // the section list, for sending equal lists as one command
 	cost     int64  // budget reservation
-	capBytes int64
+	capBytes int64  // the largest cap of a section: no literal in the answer may be longer
+	caps     map[string]int64
 	sizes    map[string]int64
 	partial  map[string]bool
 }
@@ -562,36 +566,36 @@ func (pp partsPlan) need() int64 {
 	return n
 }
 
-// planParts chooses the text/plain and/or text/html sections of f the plan needs.
+// planParts chooses the sections of f the plan needs (message.Sections: the bodies, a report's
+// parts, the calendar part), each capped at what the message package reads of it.
 func (s *session) planParts(f *fetched) partsPlan {
 	w := s.w
-	pp := partsPlan{partial: map[string]bool{}}
-	if !(w.cfg.Plan.Text || w.cfg.Plan.HTML) || f.structure == nil {
+	plan := w.cfg.Plan
+	pp := partsPlan{partial: map[string]bool{}, caps: map[string]int64{}}
+	if !plan.parts() || f.structure == nil {
 		return pp
 	}
-	text, html := message.BodySections(f.structure)
-	var sections []string
-	if w.cfg.Plan.Text {
-		sections = append(sections, text...)
-	}
-	if w.cfg.Plan.HTML {
-		sections = append(sections, html...)
-	}
+	sections := message.Sections(f.header, f.structure, w.cfg.Limits,
+		message.Wanted{Text: plan.Text, HTML: plan.HTML, Reports: plan.Reports, Calendar: plan.Calendar})
 	if len(sections) == 0 {
 		return pp
 	}
-	pp.capBytes = w.cfg.Limits.TextPartBytes()
+	for _, sec := range sections {
+		pp.caps[sec.Name] = sec.Max
+		pp.capBytes = max(pp.capBytes, sec.Max)
+	}
 	left := w.cfg.MaxMessageSize - int64(len(f.header)) // what the size cap leaves for the parts
 	pp.sizes = partSizes(f.structure)
 	opts := &imap.FetchOptions{UID: true}
 	var key strings.Builder
-	for _, sec := range slices.Compact(sections) {
-		part, ok := parseSection(sec)
+	for _, section := range sections {
+		sec := section.Name
+		part, specifier, ok := parseSection(sec)
 		if !ok || left <= 0 {
 			continue
 		}
-		item := &imap.FetchItemBodySection{Part: part, Peek: true}
-		partCap := min(pp.capBytes, left)
+		item := &imap.FetchItemBodySection{Part: part, Specifier: specifier, Peek: true}
+		partCap := min(section.Max, left)
 		size, known := pp.sizes[sec]
 		if !known || size > partCap {
 			item.Partial = &imap.SectionPartial{Offset: 0, Size: partCap}
@@ -622,7 +626,7 @@ func (pp partsPlan) apply(f *fetched, g *fetched) {
 	}
 	f.parts = g.parts // what the size cap has left for attachments (spool) is counted from these
 	for sec, b := range g.parts {
-		if _, known := pp.sizes[sec]; !known && int64(len(b)) >= pp.capBytes {
+		if _, known := pp.sizes[sec]; !known && int64(len(b)) >= pp.caps[sec] {
 			f.partial[sec] = true
 		}
 	}
@@ -872,17 +876,22 @@ func sectionName(part []int) string {
 	return b.String()
 }
 
-// parseSection parses "1.2" into a part path.
-func parseSection(sec string) ([]int, bool) {
+// parseSection parses "1.2" into a part path, and "3.HEADER" into a part path and the HEADER
+// specifier.
+func parseSection(sec string) ([]int, imap.PartSpecifier, bool) {
+	var specifier imap.PartSpecifier
+	if name, ok := strings.CutSuffix(sec, ".HEADER"); ok {
+		sec, specifier = name, imap.PartSpecifierHeader
+	}
 	var part []int
 	for f := range strings.SplitSeq(sec, ".") {
 		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 {
-			return nil, false
+			return nil, "", false
 		}
 		part = append(part, n)
 	}
-	return part, len(part) > 0
+	return part, specifier, len(part) > 0
 }
 
 // partSizes maps each single-part section of a BODYSTRUCTURE to its encoded size.

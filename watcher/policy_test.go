@@ -187,13 +187,16 @@ func TestWatchdogLimits(t *testing.T) {
 
 func TestSections(t *testing.T) {
 	for _, sec := range []string{"1", "1.2", "2.10.3"} {
-		part, ok := parseSection(sec)
-		if !ok || sectionName(part) != sec {
+		part, specifier, ok := parseSection(sec)
+		if !ok || specifier != "" || sectionName(part) != sec {
 			t.Errorf("round trip %q: %v %v", sec, part, ok)
 		}
 	}
-	for _, bad := range []string{"", "0", "1.", "a", "1.TEXT"} {
-		if _, ok := parseSection(bad); ok {
+	if part, specifier, ok := parseSection("3.2.HEADER"); !ok || specifier != imap.PartSpecifierHeader || sectionName(part) != "3.2" {
+		t.Errorf("3.2.HEADER: %v %q %v", part, specifier, ok)
+	}
+	for _, bad := range []string{"", "0", "1.", "a", "1.TEXT", "HEADER", ".HEADER"} {
+		if _, _, ok := parseSection(bad); ok {
 			t.Errorf("parseSection(%q) accepted", bad)
 		}
 	}

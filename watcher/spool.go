@@ -57,8 +57,8 @@ func (s *session) spool(ctx context.Context, f *fetched, m *message.Message, cho
 	want := map[string]message.Attachment{}
 	opts := &imap.FetchOptions{UID: true}
 	for _, a := range chosen {
-		part, ok := parseSection(a.Section)
-		if !ok || a.Size < 0 || a.Size > left {
+		part, specifier, ok := parseSection(a.Section)
+		if !ok || specifier != "" || a.Size < 0 || a.Size > left {
 			continue
 		}
 		if _, dup := want[a.Section]; dup {

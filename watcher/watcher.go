@@ -107,12 +107,22 @@ type Backoff struct {
 type Plan struct {
 	Text bool // text/plain parts
 	HTML bool // text/html parts
+	// Reports: a delivery or feedback report's report part and the returned message's header,
+	// and the text of a plain-text bounce notice (message.Wanted.Reports), for Message.Bounce and
+	// Message.Complaint. Nothing more is fetched for other mail.
+	Reports bool
+	// Calendar: the first calendar part, for Message.Calendar.
+	Calendar bool
 	// Inline, together with Config.Incoming, lets the Handler ship attachment content (webhooks
 	// with `attachments: inline`): the watcher streams the attachments Matched.Inline chooses,
 	// decoded from their transfer encoding, into files under Incoming (spool.go) and hands them
 	// to Matched.Jobs in Event.Spooled. false: no attachment content is ever fetched.
 	Inline bool
 }
+
+// parts reports whether the plan fetches anything beyond the header and BODYSTRUCTURE (attachment
+// content, chosen per message, aside).
+func (p Plan) parts() bool { return p.Text || p.HTML || p.Reports || p.Calendar }
 
 // Config configures one Watcher. Account, Mailbox, Addr and Username are required.
 type Config struct {
