@@ -33,15 +33,20 @@ type Rule struct {
 	Reads Reads
 
 	program *vm.Program
-	explain explainer // top-level clauses, compiled on first use by Explain
+	// derived: the rule's when or extract reads reply_text or urls (Env.Understand).
+	derived bool
+	extract []extractField // sorted by name
+	explain explainer      // top-level clauses, compiled on first use by Explain
 }
 
 // Set is a compiled rule list. It is safe for concurrent use.
 type Set struct {
 	rules  []*Rule
 	byName map[string]*Rule
-	re     *reCache  // compiled patterns for re() and dynamic `matches`, shared by the Set's rules
-	vms    sync.Pool // of *vm.VM; a VM is not safe for concurrent use
+	re     *reCache // compiled patterns for re() and dynamic `matches`, shared by the Set's rules
+	// derived: some rule reads reply_text or urls, so Match fills them first (Env.Understand).
+	derived bool
+	vms     sync.Pool // of *vm.VM; a VM is not safe for concurrent use
 }
 
 // Compile type-checks and compiles every rule's `when` against Env, once. It reports every
@@ -63,6 +68,7 @@ func Compile(specs []Spec) (*Set, error) {
 	}
 	s.vms.New = func() any { return &vm.VM{MemoryBudget: memoryBudget} }
 	opts := s.options()
+	whenOptions := s.whenOptions()
 
 	var errs []error
 	for i, sp := range specs {
@@ -80,12 +86,16 @@ func Compile(specs []Spec) (*Set, error) {
 		r := &Rule{Spec: sp, Index: i}
 		if strings.TrimSpace(sp.When) == "" {
 			errs = append(errs, fmt.Errorf("%s: when is empty", label))
-		} else if p, err := expr.Compile(sp.When, opts...); err != nil {
+		} else if p, err := expr.Compile(sp.When, whenOptions...); err != nil {
+			errs = append(errs, fmt.Errorf("%s: when: %w", label, err))
+		} else if err := s.constantPatterns(p.Node()); err != nil {
 			errs = append(errs, fmt.Errorf("%s: when: %w", label, err))
 		} else {
 			r.program = p
-			r.Reads = readsOf(p.Node())
+			r.Reads, r.derived = readsOf(p.Node())
 		}
+		errs = append(errs, s.compileExtract(r, label, opts)...)
+		s.derived = s.derived || r.derived
 		if sp.Name != "" {
 			if _, ok := s.byName[sp.Name]; !ok {
 				s.byName[sp.Name] = r
@@ -99,12 +109,14 @@ func Compile(specs []Spec) (*Set, error) {
 	return s, nil
 }
 
-// options returns the expr options every rule is compiled with. The helpers close over s, so
-// the re() cache belongs to this Set.
+// whenOptions are the options of a `when` and of its clauses: options, and a boolean result.
+func (s *Set) whenOptions() []expr.Option { return append(s.options(), expr.AsBool()) }
+
+// options returns the expr options every expression is compiled with (`when` adds AsBool, see
+// whenOptions). The helpers close over s, so the pattern cache belongs to this Set.
 func (s *Set) options() []expr.Option {
-	return []expr.Option{
+	return append([]expr.Option{
 		expr.Env(Env{}),
-		expr.AsBool(),
 		expr.MaxNodes(maxNodes),
 		expr.Function("domain", func(params ...any) (any, error) {
 			addr, err := stringArg("domain", params, 0)
@@ -129,7 +141,8 @@ func (s *Set) options() []expr.Option {
 			return ok, nil
 		}, new(func(pattern, s string) bool)),
 		expr.Patch(dynamicMatches{}),
-	}
+		expr.Patch(&nilSafe{}),
+	}, s.patternFunctions()...)
 }
 
 // stringArg returns params[i] as a string. The checker enforces the helpers' typed signatures,
@@ -182,20 +195,23 @@ func (a Action) fieldsSet() int {
 }
 
 // readsOf reports which costly environment fields the expression tree reads. It looks for the
-// identifiers `text` and `html` anywhere (closures and let bindings included) and for `$env.text`
-// or `$env["html"]`; any other use of `$env` (passed whole to a function, indexed by a computed
-// key) could read anything, so it counts as reading both bodies.
-func readsOf(root ast.Node) Reads {
+// identifiers `text`, `html`, `bounce`, `calendar`, … anywhere (closures and let bindings
+// included) and for `$env.text` or `$env["html"]`; any other use of `$env` (passed whole to a
+// function, indexed by a computed key) could read anything, so it counts as reading them all.
+// derived reports whether it reads reply_text or urls, which Env.Understand computes.
+func readsOf(root ast.Node) (reads Reads, derived bool) {
 	v := &readsVisitor{}
 	ast.Walk(&root, v)
 	if v.envUses > v.envFieldUses {
-		v.reads.Text, v.reads.HTML, v.reads.AttachmentList = true, true, true
+		v.reads = Reads{Text: true, HTML: true, AttachmentList: true, Reports: true, Calendar: true}
+		v.derived = true
 	}
-	return v.reads
+	return v.reads, v.derived
 }
 
 type readsVisitor struct {
 	reads        Reads
+	derived      bool
 	envUses      int // identifiers `$env`
 	envFieldUses int // of which the base of `$env.<constant>`
 }
@@ -204,10 +220,18 @@ func (v *readsVisitor) field(name string) {
 	switch name {
 	case "text":
 		v.reads.Text = true
+	case "reply_text":
+		v.reads.Text, v.derived = true, true
 	case "html":
 		v.reads.HTML = true
+	case "urls": // links are in both bodies, in html mostly as hrefs
+		v.reads.Text, v.reads.HTML, v.derived = true, true, true
 	case "attachments":
 		v.reads.AttachmentList = true
+	case "bounce", "complaint":
+		v.reads.Reports = true
+	case "calendar":
+		v.reads.Calendar = true
 	}
 }
 

@@ -165,6 +165,8 @@ func TestRuleReads(t *testing.T) {
 		{`any(attachments, {.filename endsWith ".pdf" && text contains .filename})`, Reads{Text: true, AttachmentList: true}},
 		{`any(attachments, .size > 1000 && .content_type == "application/pdf")`, Reads{AttachmentList: true}},
 		{`$env.attachments == nil`, Reads{AttachmentList: true}},
+		{`bounce.kind == "hard" && $env.complaint == nil`, Reads{Reports: true}},
+		{`calendar?.method == "CANCEL"`, Reads{Calendar: true}},
 		{`let body = html; body != ""`, Reads{HTML: true}},
 		{`subject != "" ? false : text == ""`, Reads{Text: true}},
 		{`re(text, "x")`, Reads{Text: true}},
@@ -174,8 +176,8 @@ func TestRuleReads(t *testing.T) {
 		{`$env["html"] == ""`, Reads{HTML: true}},
 		{`$env.subject == ""`, Reads{}},
 		// $env used whole could read anything.
-		{`toJSON($env) contains "x"`, Reads{Text: true, HTML: true, AttachmentList: true}},
-		{`$env[subject] == ""`, Reads{Text: true, HTML: true, AttachmentList: true}},
+		{`toJSON($env) contains "x"`, Reads{Text: true, HTML: true, AttachmentList: true, Reports: true, Calendar: true}},
+		{`$env[subject] == ""`, Reads{Text: true, HTML: true, AttachmentList: true, Reports: true, Calendar: true}},
 	}
 	for _, tc := range tests {
 		s, err := Compile([]Spec{{Name: "r", When: tc.when}})

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailhook/mailhook/message"
@@ -15,6 +16,9 @@ import (
 //
 //	domain(addr string) string    // lower-cased domain of an address, "" when there is none
 //	re(pattern, s string) bool    // like `s matches pattern`, with the compiled pattern cached
+//	find(pattern, s string) string          // the first match, "" when none
+//	find_all(pattern, s string) []string    // up to 100 matches
+//	groups(pattern, s string) map[string]any // named groups of the first match; empty when none
 //
 // An Env is read-only once built; one Env may be evaluated by several goroutines at once.
 type Env struct {
@@ -34,12 +38,26 @@ type Env struct {
 	// Text and HTML are the bodies, decoded and already capped by the message package, so that
 	// no expression runs over unbounded input. They are empty unless a rule reads them (see
 	// Set.Reads): the watcher fetches the body parts only then.
-	Text        string               `expr:"text"`
-	HTML        string               `expr:"html"`
+	Text string `expr:"text"`
+	HTML string `expr:"html"`
+	// ReplyText is what the sender wrote: Text without the quoted history and the signature
+	// (message.ReplyText; from HTML for a message without a text part, when HTML was fetched).
+	// It and URLs are filled by Understand, which Match and Explain call when a rule reads them.
+	ReplyText string `expr:"reply_text"`
+	// URLs are the distinct http(s) URLs of Text and of HTML's links, in order, at most 100.
+	URLs        []string `expr:"urls"`
+	understood  sync.Once
 	Attachments []message.Attachment `expr:"attachments"` // metadata only: filename, content_type, size
 	Automated   bool                 `expr:"automated"`
 	ListID      string               `expr:"list_id"`
-	Defects     []string             `expr:"defects"`
+	// Bounce, Complaint and Calendar are nil unless the message is a delivery report, an abuse
+	// report or an invitation (message.Bounce, message.Complaint, message.Calendar); the watcher
+	// fetches their parts when a rule reads them (Set.Reads) or a webhook ships a body. Reading a
+	// field of a nil one gives the field's zero value, not an error (nilsafe.go).
+	Bounce    *message.Bounce    `expr:"bounce"`
+	Complaint *message.Complaint `expr:"complaint"`
+	Calendar  *message.Calendar  `expr:"calendar"`
+	Defects   []string           `expr:"defects"`
 	// Auth holds the verdicts of the first Authentication-Results header whose authserv-id is the
 	// account's trusted one (RFC 8601 §5: only a trusted authserv-id's results may be believed).
 	Auth message.Auth `expr:"auth"`
@@ -77,11 +95,22 @@ func NewEnv(account, mailbox string, uid uint32, m *message.Message, trustedAuth
 		Attachments: m.Attachments,
 		Automated:   m.Automated,
 		ListID:      m.ListID,
+		Bounce:      m.Bounce,
+		Complaint:   m.Complaint,
+		Calendar:    m.Calendar,
 		Defects:     m.Defects,
 		Auth:        m.Auth(trustedAuthservID),
 		Header:      m.Header,
 		Headers:     m.HeaderValues,
 	}
+}
+
+// Understand fills ReplyText and URLs from Text and HTML, once: they cost a pass over both bodies,
+// which only messages that a rule reading them sees pay. Safe for concurrent use.
+func (e *Env) Understand() {
+	e.understood.Do(func() {
+		e.ReplyText, e.URLs = message.ReplyText(e.Text, e.HTML), message.URLs(e.Text, e.HTML)
+	})
 }
 
 // domainOf returns the lower-cased domain of an address such as "a@Example.COM" or

@@ -69,6 +69,7 @@ func (s *Set) Explain(env *Env) []Explanation {
 	if env == nil {
 		env = NewEnv("", "", 0, nil, "")
 	}
+	env.Understand() // `mailhook test` shows them whether or not a rule reads them
 	m := s.vms.Get().(*vm.VM)
 	defer s.vms.Put(m)
 	out := make([]Explanation, 0, len(s.rules))
@@ -149,7 +150,7 @@ func joinSources(x *explainer) string {
 // should: it type-checked as part of the whole), the whole expression is the only clause.
 func (s *Set) splitClauses(when string) (string, []explainClause) {
 	whole := func() (string, []explainClause) {
-		p, err := expr.Compile(when, s.options()...)
+		p, err := expr.Compile(when, s.whenOptions()...)
 		if err != nil {
 			return "", nil
 		}
@@ -165,7 +166,7 @@ func (s *Set) splitClauses(when string) (string, []explainClause) {
 	}
 	var nodes []ast.Node
 	flatten(tree.Node, op, &nodes)
-	opts := s.options()
+	opts := s.whenOptions()
 	clauses := make([]explainClause, 0, len(nodes))
 	for _, n := range nodes {
 		src := n.String()

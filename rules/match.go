@@ -19,6 +19,9 @@ func (s *Set) Match(env *Env) (matched []*Rule, errs []error) {
 	if env == nil {
 		return nil, nil
 	}
+	if s.derived {
+		env.Understand()
+	}
 	m := s.vms.Get().(*vm.VM)
 	defer s.vms.Put(m)
 	for _, r := range s.rules {
@@ -95,10 +98,7 @@ func (s *Set) Reads(account, mailbox string) Reads {
 	var u Reads
 	for _, r := range s.rules {
 		if r.AppliesTo(account, mailbox) {
-			u.Text = u.Text || r.Reads.Text
-			u.HTML = u.HTML || r.Reads.HTML
-			u.Attachments = u.Attachments || r.Reads.Attachments
-			u.AttachmentList = u.AttachmentList || r.Reads.AttachmentList
+			u = u.union(r.Reads)
 		}
 	}
 	return u

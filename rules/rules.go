@@ -4,7 +4,9 @@
 //
 // A rule's `when` is evaluated against an Env (see its fields for the names expressions use) and
 // must be boolean. Besides expr's operators and builtins (`contains`, `startsWith`, `matches`,
-// `any`, `filter`, `len`, …) expressions may call domain(addr) and re(pattern, s); a `matches`
+// `any`, `filter`, `len`, …) expressions may call domain(addr), re(pattern, s), and find,
+// find_all and groups (find.go); a rule's extract expressions (extract.go) compute the payload's
+// fields once the rule matched. A `matches`
 // whose pattern is computed at run time is rewritten to re(), whose compiled patterns are cached
 // per Set. The field `date` shadows expr's date() builtin: compare with methods (`date.Year()`),
 // now() and duration() instead.
@@ -27,6 +29,9 @@ type Spec struct {
 	When    string // expression; must be boolean
 	Actions []Action
 	Stop    bool
+	// Extract maps a field name to an expression evaluated when the rule matches; the results
+	// go into the webhook payload's `fields` and the templates' .Fields (see Set.Extract).
+	Extract map[string]string
 }
 
 // Action is one action of a rule; exactly one field is set.
@@ -47,6 +52,19 @@ type Reads struct {
 	// AttachmentList: the rule reads `attachments` (filename, content_type, size), which costs no
 	// extra bytes: the metadata comes with BODYSTRUCTURE. Reported by `mailhook check`.
 	AttachmentList bool
+	// Reports: the rule reads `bounce` or `complaint`, so the watcher fetches a message's small
+	// report part and the returned message's header (message.Wanted.Reports).
+	Reports bool
+	// Calendar: the rule reads `calendar`, so the watcher fetches the calendar part
+	// (message.Wanted.Calendar).
+	Calendar bool
+}
+
+// union returns what r or o read.
+func (r Reads) union(o Reads) Reads {
+	return Reads{Text: r.Text || o.Text, HTML: r.HTML || o.HTML, Attachments: r.Attachments || o.Attachments,
+		AttachmentList: r.AttachmentList || o.AttachmentList, Reports: r.Reports || o.Reports,
+		Calendar: r.Calendar || o.Calendar}
 }
 
 // The rest of the package: Compile, Set and Rule in compile.go; Set.Match and Set.Reads in
