@@ -25,6 +25,7 @@ package config
 
 import (
 	"os"
+	"slices"
 )
 
 // Config is the whole configuration file.
@@ -128,7 +129,36 @@ func (c *Config) ApplyDefaults() (warnings []string) {
 	for i := range c.Rules {
 		c.Rules[i].applyDefaults()
 	}
+	c.linkFields()
 	return append(warnings, c.ruleWarnings()...)
+}
+
+// linkFields gives each webhook and reply the extract names of the rules that use it, so their
+// templates are checked with .Fields as the rules fill it.
+func (c *Config) linkFields() {
+	webhooks, replies := map[string][]string{}, map[string][]string{}
+	for _, r := range c.Rules {
+		for name := range r.Extract {
+			for _, a := range r.Actions {
+				if a.Webhook != "" {
+					webhooks[a.Webhook] = append(webhooks[a.Webhook], name)
+				}
+				if a.Reply != "" {
+					replies[a.Reply] = append(replies[a.Reply], name)
+				}
+			}
+		}
+	}
+	sorted := func(names []string) []string {
+		slices.Sort(names)
+		return slices.Compact(names)
+	}
+	for i := range c.Webhooks {
+		c.Webhooks[i].Fields = sorted(webhooks[c.Webhooks[i].Name])
+	}
+	for i := range c.Replies {
+		c.Replies[i].Fields = sorted(replies[c.Replies[i].Name])
+	}
 }
 
 // Validate reports every problem in c, joined, each a *FieldError naming its field. It does no I/O

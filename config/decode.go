@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // parse reads the YAML file at path over Default. Nothing is expanded, read or defaulted yet.
@@ -31,7 +33,55 @@ func parse(path string) (*Config, error) {
 	if err := v.UnmarshalExact(cfg, viper.DecodeHook(configDecodeHook())); err != nil {
 		return nil, decodeProblems(err)
 	}
+	if err := restoreExtractNames(path, cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// restoreExtractNames gives the rules' extract names back the case the file wrote them in:
+// they are names a receiver reads in the payload's `fields`, and viper lower-cases every map key.
+// Two names that differ only in case are refused.
+func restoreExtractNames(path string, cfg *Config) error {
+	var raw struct {
+		Rules []struct {
+			Extract yaml.Node `yaml:"extract"`
+		} `yaml:"rules"`
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if yaml.Unmarshal(text, &raw) != nil {
+		return nil // viper read it; a shape this cannot read has no extract maps to restore
+	}
+	var p problems
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		if i >= len(raw.Rules) || len(r.Extract) == 0 || raw.Rules[i].Extract.Kind != yaml.MappingNode {
+			continue
+		}
+		written := map[string]string{} // lower case → as written
+		nodes := raw.Rules[i].Extract.Content
+		for k := 0; k+1 < len(nodes); k += 2 {
+			name := nodes[k].Value
+			lower := strings.ToLower(name)
+			if prev, ok := written[lower]; ok && prev != name {
+				p.add(ItemPath("rules", i, r.Name)+".extract", "names %q and %q differ only in case", prev, name)
+				continue
+			}
+			written[lower] = name
+		}
+		restored := make(map[string]string, len(r.Extract))
+		for k, expr := range r.Extract {
+			if name, ok := written[k]; ok {
+				k = name
+			}
+			restored[k] = expr
+		}
+		r.Extract = restored
+	}
+	return p.err()
 }
 
 // decodeProblems turns mapstructure's decoding errors into FieldErrors, one per unknown key.

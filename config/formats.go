@@ -47,7 +47,7 @@ func readTemplateFile(p *problems, path string, w *Webhook) {
 // formatter from it, so the daemon's formatter is the one checked.
 func (w *Webhook) FormatOptions() payload.FormatOptions {
 	return payload.FormatOptions{Format: payload.Format(w.Format), Template: w.Template,
-		ContentType: w.ContentType, EventType: w.EventType, Body: payload.BodyMode(w.Body)}
+		ContentType: w.ContentType, EventType: w.EventType, Body: payload.BodyMode(w.Body), Fields: w.Fields}
 }
 
 // validateFormat checks format and its options by building the formatter: a template is parsed and

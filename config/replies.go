@@ -13,7 +13,10 @@ import (
 
 // Reply is an auto-reply template (sent through the account's SMTP server).
 type Reply struct {
-	Name    string        `mapstructure:"name"`
+	Name string `mapstructure:"name"`
+	// Fields are the extract names of the rules that send this reply, sorted, for the template
+	// check (ApplyDefaults sets them; not a configuration key).
+	Fields  []string      `mapstructure:"-"`
 	Subject string        `mapstructure:"subject"`  // text/template over the message
 	Body    string        `mapstructure:"body"`     // text/template over the message
 	OncePer time.Duration `mapstructure:"once_per"` // one reply per (account, sender, reply); default 168h, ≥ 24h

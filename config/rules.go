@@ -16,6 +16,10 @@ type Rule struct {
 	When    string   `mapstructure:"when"`    // expr-lang expression (compiled by the rules package)
 	Actions []Action `mapstructure:"actions"`
 	Stop    bool     `mapstructure:"stop"` // no later rule runs when this one matched
+	// Extract maps a field name to an expression evaluated when the rule matches, into the
+	// payload's `fields` and the templates' .Fields. Names keep the case they were written in
+	// (parse restores it: viper lower-cases map keys).
+	Extract map[string]string `mapstructure:"extract"`
 }
 
 // Action is one action of a rule; exactly one field is set (see Kind).

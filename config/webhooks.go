@@ -17,7 +17,10 @@ import (
 // Webhook is one HTTP endpoint that receives signed Standard Webhooks deliveries.
 type Webhook struct {
 	Name string `mapstructure:"name"`
-	URL  string `mapstructure:"url"` // http(s); plain http to a non-loopback host needs Insecure
+	// Fields are the extract names of the rules that send to this webhook, sorted, for the
+	// template check (ApplyDefaults sets them; not a configuration key).
+	Fields []string `mapstructure:"-"`
+	URL    string   `mapstructure:"url"` // http(s); plain http to a non-loopback host needs Insecure
 	// Secret, Secrets and SecretFile are mutually exclusive ways to give the whsec_ signing
 	// secret(s). After Load, Secrets holds them all (secret and secret_file are folded into
 	// it and Secret is ""); on a Config built in code, SigningSecrets reads either form.

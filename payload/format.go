@@ -94,6 +94,10 @@ type FormatOptions struct {
 	// Body is the webhook's body mode: the template check at startup renders a sample message
 	// with it, so a template reading a body the webhook does not ship still renders.
 	Body BodyMode
+	// Fields are the names the extract: of the rules sending to this webhook defines: the
+	// sample carries each (a hostile string), so {{ .Fields.amount }} renders at startup and a
+	// misspelt name fails there.
+	Fields []string
 }
 
 // FormatError is a problem with one option of a format; Field is "format", "template",
@@ -175,8 +179,23 @@ func NewFormatter(o FormatOptions) (*Formatter, error) {
 		}
 	}
 	if len(errs) == 0 && f.tpl != nil {
-		if _, err := f.Render(Sample(o.Body)); err != nil {
-			fail("template", "on a sample message: %v", errors.Unwrap(err))
+		// Once over plain mail and once over a bounce, complaint and invitation in one: a template
+		// must cope with both (.Bounce is nil for most mail: {{with .Bounce}}…{{end}}).
+		for _, sample := range []*Payload{Sample(o.Body), SampleReports(o.Body)} {
+			if len(o.Fields) > 0 {
+				sample.Fields = map[string]any{}
+				for _, name := range o.Fields {
+					sample.Fields[name] = "sample " + name + hostileText
+				}
+			}
+			if _, err := f.Render(sample); err != nil {
+				hint := ""
+				if strings.Contains(err.Error(), "nil pointer") {
+					hint = " (bounce, complaint and calendar are absent from most mail: write {{with .Bounce}}…{{end}})"
+				}
+				fail("template", "on a sample message: %v%s", errors.Unwrap(err), hint)
+				break
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -267,6 +286,24 @@ func Sample(body BodyMode) *Payload {
 	return p
 }
 
+// SampleReports is Sample with a bounce, a complaint and an invitation, their strings hostile too.
+func SampleReports(body BodyMode) *Payload {
+	p := sample(body)
+	p.Bounce = &message.Bounce{Kind: "hard", ReportingMTA: "mx.example.invalid",
+		OriginalMessageID: "<sent-1@mailhook.invalid>", Recipients: []message.BounceRecipient{{
+			Address: "gone@example.invalid", Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 user unknown"}}}
+	p.Complaint = &message.Complaint{FeedbackType: "abuse", UserAgent: "SampleFBL/1.0",
+		OriginalMailFrom: "bounces@example.invalid", OriginalRcptTo: "reader@example.invalid",
+		ArrivalDate: "2026-01-02T03:04:05Z", ReportedDomain: "example.invalid", OriginalMessageID: "<sent-2@mailhook.invalid>"}
+	p.Calendar = &message.Calendar{Method: "REQUEST", UID: "sample-event@mailhook.invalid", Summary: "Sample event",
+		Location: "Room 1", Start: "2026-01-05T09:00:00Z", End: "2026-01-05T10:00:00Z",
+		Organizer: message.Address{Name: "Organizer", Address: "organizer@example.invalid"},
+		Attendees: []message.CalendarAttendee{{Name: "Recipient", Address: "to@example.invalid", Status: "needs-action", Role: "req-participant"}},
+		Status:    "confirmed"}
+	makeHostile(reflect.ValueOf(p).Elem())
+	return p
+}
+
 // hostileText is appended to every string of the sample payload that comes from the message.
 const hostileText = ` "q" 'q' \ </script>` + "\n\u2028 Grüße"
 
@@ -323,7 +360,7 @@ func sample(body BodyMode) *Payload {
 			{Name: "Subject", Value: `Sample "subject" <b>&</b> \ Grüße`},
 			{Name: "List-Id", Value: "<list.example.invalid>"},
 		},
-		Text:        "Line one with \"quotes\", <tags> & a \\ backslash.\nLine two: Grüße, 日本語.\n",
+		Text:        "Line one with \"quotes\", <tags> & a \\ backslash.\nLine two: Grüße, 日本語, https://example.invalid/run?id=1.\n",
 		HTML:        `<p>Line one with "quotes" &amp; a \ backslash.</p>`,
 		TextFetched: true, HTMLFetched: true,
 		Attachments: []message.Attachment{{Filename: `report "final".pdf`, ContentType: "application/pdf", Size: 1234}},
@@ -438,12 +475,62 @@ func dateText(p *Payload) string {
 	return p.Date.UTC().Format("2006-01-02 15:04 UTC")
 }
 
-// bodyText returns the text body to show in a chat message, or "" (not shipped, or blank).
+// bodyText returns the text body to show in a chat message, or "" (not shipped, or blank): the
+// reply without its quoted history when that is shorter, so a reply in a long thread shows what
+// its sender wrote.
 func bodyText(p *Payload) string {
 	if p.Text == nil {
 		return ""
 	}
+	if p.ReplyText != nil && strings.TrimSpace(*p.ReplyText) != "" && len(*p.ReplyText) < len(*p.Text) {
+		return strings.TrimSpace(*p.ReplyText)
+	}
 	return strings.TrimSpace(*p.Text)
+}
+
+// reportLine sums up a bounce, a complaint or an invitation for the chat formats, as a label and
+// one line: ("Bounce", "hard · jane@example.org · 5.1.1 · 550 5.1.1 user unknown"); "" when the
+// message is none of them.
+func reportLine(p *Payload) (label, value string) {
+	join := func(parts ...string) string {
+		var kept []string
+		for _, s := range parts {
+			if s = oneLineText(s); s != "" {
+				kept = append(kept, s)
+			}
+		}
+		return truncateRunes(strings.Join(kept, " · "), 500)
+	}
+	switch {
+	case p.Bounce != nil:
+		b := p.Bounce
+		var r message.BounceRecipient
+		more := ""
+		if len(b.Recipients) > 0 {
+			r = b.Recipients[0]
+			for _, o := range b.Recipients { // the first that failed or was delayed
+				if o.Action == "failed" || o.Action == "delayed" {
+					r = o
+					break
+				}
+			}
+			if n := len(b.Recipients) - 1; n > 0 {
+				more = "+" + strconv.Itoa(n) + " more"
+			}
+		}
+		return "Bounce", join(b.Kind, r.Address, r.Status, r.Diagnostic, more)
+	case p.Complaint != nil:
+		c := p.Complaint
+		return "Complaint", join(c.FeedbackType, c.ReportedDomain, c.OriginalRcptTo)
+	case p.Calendar != nil:
+		c := p.Calendar
+		when := c.Start
+		if c.End != "" {
+			when += " – " + c.End
+		}
+		return "Event", join(c.Method, c.Summary, when, c.Location)
+	}
+	return "", ""
 }
 
 // attachmentsText lists the attachments by name: "2 attachments: a.pdf, b.png".
@@ -488,6 +575,9 @@ func slackBody(p *Payload) slackMessage {
 	}
 	if d := dateText(p); d != "" {
 		fields = append(fields, slackText{Type: "mrkdwn", Text: "*Date*\n" + d})
+	}
+	if label, line := reportLine(p); line != "" {
+		fields = append(fields, slackText{Type: "mrkdwn", Text: "*" + label + "*\n" + slackEscape(line, slackFieldMax)})
 	}
 	m.Blocks = append(m.Blocks, slackBlock{Type: "section", Fields: fields})
 	if t := bodyText(p); t != "" {
@@ -556,6 +646,9 @@ func discordBody(p *Payload) discordMessage {
 	}
 	if t := bodyText(p); t != "" {
 		e.Description = discordEscape(t, discordDescriptionMax)
+	}
+	if label, line := reportLine(p); line != "" {
+		e.Fields = append(e.Fields, discordField{Name: label, Value: discordEscape(line, discordFieldMax)})
 	}
 	if a := attachmentsText(p); a != "" {
 		e.Fields = append(e.Fields, discordField{Name: "Attachments", Value: discordEscape(a, discordFieldMax)})
@@ -664,6 +757,9 @@ func teamsMessage(p *Payload, textMax int) teamsEnvelope {
 	}
 	if d := dateText(p); d != "" {
 		body = append(body, line("Date", d))
+	}
+	if label, l := reportLine(p); l != "" {
+		body = append(body, line(label, l))
 	}
 	if a := attachmentsText(p); a != "" {
 		body = append(body, line("Attachments", a))

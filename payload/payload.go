@@ -112,6 +112,12 @@ type Payload struct {
 	// HTML is the text/html body decoded to UTF-8, present only when the body mode is "html" or
 	// "both"; cut like Text.
 	HTML *string `json:"html,omitempty"`
+	// ReplyText is what the sender wrote, without the quoted history and the signature
+	// (message.ReplyText of the bodies shipped), present when the body mode is not "none".
+	ReplyText *string `json:"reply_text,omitempty"`
+	// URLs are the distinct http(s) URLs of the bodies shipped (text, and html's links), in
+	// order, at most 100; present when the body mode is not "none".
+	URLs *[]string `json:"urls,omitempty"`
 	// Size is the size of the whole message in octets (RFC822.SIZE).
 	Size int64 `json:"size"`
 	// Automated is true for mail sent by a machine rather than a person: Auto-Submitted other than
@@ -132,6 +138,22 @@ type Payload struct {
 	// Defects names what was broken in the message or cut on the way, e.g. "bad_date",
 	// "unknown_charset", "body_truncated", "fetch_failed"; sorted and unique.
 	Defects []string `json:"defects"`
+	// Bounce is the delivery failure or delay report this message is: kind ("hard", "soft",
+	// "delayed"), reporting_mta, original_message_id and recipients (address, action, status,
+	// diagnostic). Present only for a bounce.
+	Bounce *message.Bounce `json:"bounce,omitempty"`
+	// Complaint is the abuse feedback report (RFC 5965) this message is: feedback_type,
+	// user_agent, original_mail_from, original_rcpt_to, arrival_date, reported_domain,
+	// original_message_id. Present only for a complaint.
+	Complaint *message.Complaint `json:"complaint,omitempty"`
+	// Calendar is the first event of the message's invitation: method, uid, summary, location,
+	// start and end (RFC 3339 UTC, or dates for all_day events), organizer, attendees, status,
+	// rrule. Present only for a message with a calendar part.
+	Calendar *message.Calendar `json:"calendar,omitempty"`
+	// Fields are the values the rule's `extract:` expressions computed on the message, by name:
+	// strings, numbers, booleans, lists, maps, or null for a field whose expression failed (then
+	// Defects holds "extract_failed:NAME"). Present only when the rule has extract.
+	Fields map[string]any `json:"fields,omitempty"`
 }
 
 // Address is a mailbox: display name (decoded) and address (addr-spec).
@@ -200,6 +222,10 @@ func New(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.
 		Headers:     make(map[string][]string),
 		Truncated:   m.Truncated,
 		Defects:     make([]string, 0, len(m.Defects)+2),
+		// The message package gives these valid UTF-8 without NULs, like every string it makes.
+		Bounce:    m.Bounce,
+		Complaint: m.Complaint,
+		Calendar:  m.Calendar,
 	}
 	if !m.Date.IsZero() {
 		d := m.Date.UTC()
@@ -229,6 +255,20 @@ func New(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.
 		p.Truncated = true
 		p.Defects = append(p.Defects, DefectBodyTruncated)
 	}
+	if body != BodyNone {
+		var text, html string
+		if p.Text != nil {
+			text = *p.Text
+		}
+		if p.HTML != nil {
+			html = *p.HTML
+		}
+		reply, urls := clean(message.ReplyText(text, html)), message.URLs(text, html)
+		for i := range urls {
+			urls[i] = clean(urls[i])
+		}
+		p.ReplyText, p.URLs = &reply, &urls
+	}
 
 	used := 0
 	for _, h := range m.Headers {
@@ -245,6 +285,16 @@ func New(id, rule, account, mailbox string, uidvalidity, uid uint32, m *message.
 	slices.Sort(p.Defects)
 	p.Defects = slices.Compact(p.Defects)
 	return p
+}
+
+// SetFields records the rule's extracted fields and the defects of those that failed.
+func (p *Payload) SetFields(fields map[string]any, defects []string) {
+	p.Fields = fields
+	if len(defects) > 0 {
+		p.Defects = append(p.Defects, defects...)
+		slices.Sort(p.Defects)
+		p.Defects = slices.Compact(p.Defects)
+	}
 }
 
 // OmitAttachments empties the attachment list, for a webhook with `attachments: none`.

@@ -77,13 +77,13 @@ func TestPayloadGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range strings.Fields("version type id rule account mailbox uid uidvalidity message_id date from to cc " +
-		"reply_to subject text html size automated auth attachments headers truncated defects") {
+		"reply_to subject text html reply_text urls size automated auth attachments headers truncated defects") {
 		if _, ok := m[k]; !ok {
 			t.Errorf("field %q missing", k)
 		}
 	}
-	if len(m) != 24 {
-		t.Errorf("%d fields, want 24", len(m))
+	if len(m) != 26 {
+		t.Errorf("%d fields, want 26", len(m))
 	}
 }
 

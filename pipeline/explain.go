@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,9 +48,14 @@ type ExplainedMessage struct {
 	Flags       []string             `json:"flags"`
 	Text        string               `json:"text"`
 	HTML        string               `json:"html"`
+	ReplyText   string               `json:"reply_text"`
+	URLs        []string             `json:"urls"`
 	Attachments []message.Attachment `json:"attachments"`
 	Automated   bool                 `json:"automated"`
 	ListID      string               `json:"list_id"`
+	Bounce      *message.Bounce      `json:"bounce"`
+	Complaint   *message.Complaint   `json:"complaint"`
+	Calendar    *message.Calendar    `json:"calendar"`
 	Defects     []string             `json:"defects"`
 	Auth        message.Auth         `json:"auth"`
 	Truncated   bool                 `json:"truncated"`
@@ -72,6 +79,10 @@ type ExplainedRule struct {
 	Clauses     []ExplainedClause `json:"clauses,omitempty"`
 	Error       string            `json:"error,omitempty"`
 	Actions     []string          `json:"actions,omitempty"` // of a firing rule, as written in YAML
+	// Fields are a firing rule's extracted fields as its payloads carry them; FieldErrors says
+	// why a field is null (its defect is extract_failed:NAME).
+	Fields      map[string]any    `json:"fields,omitempty"`
+	FieldErrors map[string]string `json:"field_errors,omitempty"`
 }
 
 // ExplainedClause is the value of one top-level clause of a rule's expression.
@@ -104,11 +115,23 @@ func (p *Pipeline) Explain(ctx context.Context, name string, ev *watcher.Event, 
 		trusted = a.TrustedAuthservID
 	}
 	env := rules.NewEnv(ev.Account, ev.Mailbox, ev.UID, ev.Message, trusted)
+	env.Understand() // shown whether or not a rule reads them
 	e := &Explanation{File: name, Account: ev.Account, Mailbox: ev.Mailbox, UIDValid: ev.UIDValidity, UID: ev.UID,
-		Message: explainMessage(ev.Message, env.Auth), Rules: []ExplainedRule{}, Deliveries: []ExplainedDelivery{},
+		Message: explainMessage(ev.Message, env), Rules: []ExplainedRule{}, Deliveries: []ExplainedDelivery{},
 		untrusted: trusted == ""}
 	for _, x := range p.rules.Explain(env) {
-		e.Rules = append(e.Rules, explainRule(x))
+		r := explainRule(x)
+		if x.Fires {
+			var errs []*rules.ExtractError
+			r.Fields, errs = p.rules.Extract(x.Rule, env)
+			for _, err := range errs {
+				if r.FieldErrors == nil {
+					r.FieldErrors = map[string]string{}
+				}
+				r.FieldErrors[err.Field] = err.Err.Error()
+			}
+		}
+		e.Rules = append(e.Rules, r)
 	}
 	jobs, err := m.Jobs(ctx, ev)
 	if err != nil {
@@ -152,11 +175,13 @@ func explainRule(x rules.Explanation) ExplainedRule {
 	return r
 }
 
-func explainMessage(m *message.Message, auth message.Auth) *ExplainedMessage {
-	em := &ExplainedMessage{
+func explainMessage(m *message.Message, env *rules.Env) *ExplainedMessage {
+	auth := env.Auth
+	em := &ExplainedMessage{ReplyText: env.ReplyText, URLs: orEmpty(env.URLs),
 		MessageID: m.MessageID, Subject: m.Subject, From: m.From, Sender: m.Sender, To: orEmpty(m.To),
 		Cc: orEmpty(m.Cc), ReplyTo: orEmpty(m.ReplyTo), Size: m.Size, Flags: orEmpty(m.Flags), Text: m.Text,
 		HTML: m.HTML, Attachments: orEmpty(m.Attachments), Automated: m.Automated, ListID: m.ListID,
+		Bounce: m.Bounce, Complaint: m.Complaint, Calendar: m.Calendar,
 		Defects: orEmpty(m.Defects), Auth: auth, Truncated: m.Truncated, Headers: []ExplainedHeader{},
 	}
 	if !m.Date.IsZero() {
@@ -166,6 +191,34 @@ func explainMessage(m *message.Message, auth message.Auth) *ExplainedMessage {
 		em.Headers = append(em.Headers, ExplainedHeader(h))
 	}
 	return em
+}
+
+// writeReports writes the bounce, complaint and calendar lines of `mailhook test`'s report.
+func writeReports(b *bytes.Buffer, m *ExplainedMessage) {
+	if x := m.Bounce; x != nil {
+		fmt.Fprintf(b, "   bounce %s, reporting_mta %s, original_message_id %s\n", x.Kind, orNone(x.ReportingMTA), orNone(x.OriginalMessageID))
+		for i, r := range x.Recipients {
+			if i == 10 {
+				fmt.Fprintf(b, "     … %d more recipients\n", len(x.Recipients)-i)
+				break
+			}
+			fmt.Fprintf(b, "     %s %s %s %q\n", r.Address, r.Action, orNone(r.Status), r.Diagnostic)
+		}
+	}
+	if x := m.Complaint; x != nil {
+		fmt.Fprintf(b, "   complaint %s about %s, original_rcpt_to %s, original_mail_from %s, arrival_date %s, user_agent %q, original_message_id %s\n",
+			x.FeedbackType, orNone(x.ReportedDomain), orNone(x.OriginalRcptTo), orNone(x.OriginalMailFrom),
+			orNone(x.ArrivalDate), x.UserAgent, orNone(x.OriginalMessageID))
+	}
+	if x := m.Calendar; x != nil {
+		fmt.Fprintf(b, "   calendar %s %q, start %s, end %s, all_day %v, location %q, status %s, organizer %s, %d attendees",
+			orNone(x.Method), x.Summary, orNone(x.Start), orNone(x.End), x.AllDay, x.Location, orNone(x.Status),
+			formatAddress(x.Organizer), len(x.Attendees))
+		if x.RRule != "" {
+			fmt.Fprintf(b, ", rrule %s", x.RRule)
+		}
+		b.WriteString("\n")
+	}
 }
 
 // describeAction renders an action as it is written in YAML.
@@ -214,6 +267,13 @@ func (e *Explanation) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, ", defects %s", strings.Join(m.Defects, " "))
 	}
 	b.WriteString("\n")
+	if m.ReplyText != m.Text && m.ReplyText != "" {
+		fmt.Fprintf(&b, "   reply_text (quoted history and signature cut): %q\n", m.ReplyText)
+	}
+	if len(m.URLs) > 0 {
+		fmt.Fprintf(&b, "   urls %s\n", strings.Join(m.URLs, " "))
+	}
+	writeReports(&b, m)
 	for _, r := range e.Rules {
 		b.WriteString(r.verdict())
 	}
@@ -249,7 +309,16 @@ func (r ExplainedRule) verdict() string {
 		line, _, _ := strings.Cut(r.Error, "\n")
 		return fmt.Sprintf("   rule %q: no match: evaluation failed: %s\n", r.Name, line)
 	case r.Fires:
-		return fmt.Sprintf("   rule %q: MATCH → %s\n", r.Name, strings.Join(r.Actions, ", "))
+		line := fmt.Sprintf("   rule %q: MATCH → %s\n", r.Name, strings.Join(r.Actions, ", "))
+		for _, name := range slices.Sorted(maps.Keys(r.Fields)) {
+			v, _ := json.Marshal(r.Fields[name])
+			if why, failed := r.FieldErrors[name]; failed {
+				line += fmt.Sprintf("     field %s = null (extract_failed: %s)\n", name, why)
+			} else {
+				line += fmt.Sprintf("     field %s = %s\n", name, v)
+			}
+		}
+		return line
 	case r.Matched:
 		return fmt.Sprintf("   rule %q: matched, but not run: rule %q before it has stop: true\n", r.Name, r.StoppedBy)
 	}

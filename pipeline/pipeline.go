@@ -249,6 +249,7 @@ func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error
 	}
 	var jobs []store.Job
 	for _, r := range m.matched {
+		ex := m.extract(r, ev)
 		var deps []string // this rule's webhook and reply jobs, which its post-actions wait for
 		var post []int    // indexes of its post-actions
 		for i, a := range r.Spec.Actions {
@@ -257,7 +258,7 @@ func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error
 					p.onSkip(ev.Account, a.Reply, reply.SkipOwnMessage)
 					continue
 				}
-				job, err := p.replyJob(ctx, ev, r.Spec.Name, i, a.Reply)
+				job, err := p.replyJob(ctx, ev, r.Spec.Name, i, a.Reply, ex.fields)
 				if err != nil {
 					return nil, err
 				}
@@ -271,7 +272,7 @@ func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error
 				post = append(post, i)
 				continue
 			}
-			job, err := p.webhookJob(ctx, ev, m.env, r.Spec.Name, i, a.Webhook)
+			job, err := p.webhookJob(ctx, ev, m.env, ex, r.Spec.Name, i, a.Webhook)
 			if err != nil {
 				return nil, err
 			}
@@ -286,4 +287,25 @@ func (m *Match) Jobs(ctx context.Context, ev *watcher.Event) ([]store.Job, error
 		p.log.Info("rule matched", "account", ev.Account, "mailbox", ev.Mailbox, "uid", ev.UID, "rule", r.Spec.Name)
 	}
 	return jobs, nil
+}
+
+// extracted is what a matched rule's extract: computed on a message: its payload's `fields`
+// and the defects of the fields that failed (nil for a rule without extract).
+type extracted struct {
+	fields  map[string]any
+	defects []string
+}
+
+// extract evaluates rule r's extract fields on the message of ev. A field that fails is null,
+// gets the defect extract_failed:NAME in this rule's payloads and one log line; the delivery
+// still goes out.
+func (m *Match) extract(r *rules.Rule, ev *watcher.Event) extracted {
+	fields, errs := m.p.rules.Extract(r, m.env)
+	ex := extracted{fields: fields}
+	for _, err := range errs {
+		m.p.log.Warn("extract field failed; sent as null", "account", ev.Account, "mailbox", ev.Mailbox,
+			"uid", ev.UID, "err", err)
+		ex.defects = append(ex.defects, err.Defect())
+	}
+	return ex
 }

@@ -57,7 +57,7 @@ func parse(t *testing.T, raw []byte) *message.Message {
 // that wait for both; a guarded reply yields no job and the post-actions wait for the webhook
 // alone; our own reply yields nothing at all, so two mailhooks cannot answer each other forever.
 func TestReplyAndPostActionJobs(t *testing.T) {
-	tpl, err := reply.ParseTemplate("ack", "Re: {{ .Subject }}", "ok", "")
+	tpl, err := reply.ParseTemplate("ack", "Re: {{ .Subject }}", "ok", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,5 +350,29 @@ func TestRuleFailedDefect(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "rule evaluation failed"); n != 1 || !strings.Contains(logs.String(), "match cost") {
 		t.Errorf("logged %d times, want once naming the bound:\n%s", n, logs.String())
+	}
+}
+
+// Plan fetches report and calendar parts for the rules that read them, and for webhooks that ship
+// a body (their payloads carry bounce, complaint and calendar); a webhook with body: none and
+// rules on headers fetch none.
+func TestPlanReports(t *testing.T) {
+	p := newPipeline(t, pipeline.Config{
+		Rules: compile(t,
+			rules.Spec{Name: "bounces", Mailbox: "Bounces", When: `bounce.kind == "hard"`, Actions: []rules.Action{{MarkSeen: true}}},
+			rules.Spec{Name: "invites", Mailbox: "Invites", When: `calendar != nil`, Actions: []rules.Action{{MarkSeen: true}}},
+			rules.Spec{Name: "bare", Mailbox: "Bare", When: `true`, Actions: []rules.Action{{Webhook: "bare"}}},
+			rules.Spec{Name: "shipped", Mailbox: "INBOX", When: `true`, Actions: []rules.Action{{Webhook: "text"}}}),
+		Webhooks: []pipeline.Webhook{{Name: "bare", Body: payload.BodyNone}, {Name: "text", Body: payload.BodyText}},
+	})
+	for mb, want := range map[string]watcher.Plan{
+		"Bounces": {Reports: true},
+		"Invites": {Calendar: true},
+		"Bare":    {},
+		"INBOX":   {Text: true, Reports: true, Calendar: true},
+	} {
+		if got := p.Plan("a", mb); got != want {
+			t.Errorf("%s: plan %+v, want %+v", mb, got, want)
+		}
 	}
 }

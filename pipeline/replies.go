@@ -66,7 +66,7 @@ func (p *Pipeline) ownMessage(ctx context.Context, ev *watcher.Event) (own, look
 
 // replyJob returns the reply job of action number i (reply name) of rule, or nil when a loop
 // guard says no reply may be sent (logged at debug with the reason, and counted).
-func (p *Pipeline) replyJob(ctx context.Context, ev *watcher.Event, rule string, i int, name string) (*store.Job, error) {
+func (p *Pipeline) replyJob(ctx context.Context, ev *watcher.Event, rule string, i int, name string, fields map[string]any) (*store.Job, error) {
 	r, acct := p.replies[name], p.accounts[ev.Account]
 	if r == nil || r.Template == nil {
 		return nil, fmt.Errorf("rule %q: no reply named %q", rule, name) // validation rules this out
@@ -96,7 +96,7 @@ func (p *Pipeline) replyJob(ctx context.Context, ev *watcher.Event, rule string,
 		}
 	}
 	rj, err := reply.NewJob(r.Template, ev.Message, to, reply.Params{Account: ev.Account,
-		From: acct.From, EnvelopeFrom: acct.EnvelopeFrom, OncePer: r.OncePer, Key: p.ownKey})
+		From: acct.From, EnvelopeFrom: acct.EnvelopeFrom, OncePer: r.OncePer, Fields: fields, Key: p.ownKey})
 	if err != nil {
 		// A template that fails on this message must not stall the mailbox.
 		log.Warn("auto-reply not rendered; skipped", "err", err)

@@ -16,7 +16,7 @@ const stateLookupTimeout = 5 * time.Second
 
 // webhookJob returns the job of action number i (webhook name) of rule: the payload, with its
 // attachments as the webhook ships them, rendered once in the webhook's format.
-func (p *Pipeline) webhookJob(ctx context.Context, ev *watcher.Event, env *rules.Env, rule string, i int, name string) (store.Job, error) {
+func (p *Pipeline) webhookJob(ctx context.Context, ev *watcher.Event, env *rules.Env, ex extracted, rule string, i int, name string) (store.Job, error) {
 	wh := p.webhooks[name]
 	if wh == nil {
 		return store.Job{}, fmt.Errorf("rule %q: no webhook named %q", rule, name) // validation rules this out
@@ -24,6 +24,7 @@ func (p *Pipeline) webhookJob(ctx context.Context, ev *watcher.Event, env *rules
 	id := p.jobID(ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, rule, i)
 	pl := payload.New(id, rule, ev.Account, ev.Mailbox, ev.UIDValidity, ev.UID, ev.Message,
 		env.Auth, wh.Body, wh.MaxBodyBytes) // auth parsed once, by rules.NewEnv
+	pl.SetFields(ex.fields, ex.defects)
 	if err := p.shipAttachments(ctx, ev, wh, pl, id); err != nil {
 		return store.Job{}, err
 	}

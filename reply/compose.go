@@ -66,8 +66,18 @@ var (
 // ParseTemplate parses the templates of reply name and executes each once against an empty
 // message, so a reference to a field that does not exist fails here, at startup, not on the first
 // message. Errors are *TemplateError naming the field. html may be "" (plain text only).
-func ParseTemplate(name, subject, text, html string) (*Template, error) {
+//
+// fields are the extract names of the rules that send this reply: templates may read them as
+// {{ .Fields.name }}; the check gives each a sample value, so a misspelt name fails here too.
+func ParseTemplate(name, subject, text, html string, fields []string) (*Template, error) {
 	t := &Template{Name: name}
+	check := templateData{Message: &message.Message{}}
+	if len(fields) > 0 {
+		check.Fields = map[string]any{}
+		for _, f := range fields {
+			check.Fields[f] = "sample " + f
+		}
+	}
 	var errs []error
 	parse := func(field, src string) executor {
 		var tpl executor
@@ -78,7 +88,7 @@ func ParseTemplate(name, subject, text, html string) (*Template, error) {
 			tpl, err = template.New(field).Option("missingkey=error").Parse(src)
 		}
 		if err == nil { // html/template reports a template it cannot escape here, at the first run
-			err = tpl.Execute(&limitedBuffer{max: maxReplyBodyBytes}, &message.Message{})
+			err = tpl.Execute(&limitedBuffer{max: maxReplyBodyBytes}, check)
 		}
 		if err != nil {
 			errs = append(errs, &TemplateError{Field: field, Err: err})
@@ -105,16 +115,24 @@ func ParseTemplate(name, subject, text, html string) (*Template, error) {
 	return t, nil
 }
 
-// Render executes the templates over m. The subject is made one line (CR, LF and other control
-// characters become spaces, so nothing from the message can start a header of its own) and cut at
-// 900 bytes; the bodies are cut at 1 MiB.
-func (t *Template) Render(m *message.Message) (subject, text, html string, err error) {
+// templateData is what reply templates execute on: the message's fields ({{ .Subject }},
+// {{ .From.Name }}, …) and the rule's extracted fields ({{ .Fields.number }}).
+type templateData struct {
+	*message.Message
+	Fields map[string]any
+}
+
+// Render executes the templates over m and the rule's extracted fields. The subject is made one
+// line (CR, LF and other control characters become spaces, so nothing from the message can start
+// a header of its own) and cut at 900 bytes; the bodies are cut at 1 MiB.
+func (t *Template) Render(m *message.Message, fields map[string]any) (subject, text, html string, err error) {
+	data := templateData{Message: m, Fields: fields}
 	run := func(tpl executor) (string, error) {
 		if tpl == nil {
 			return "", nil
 		}
 		b := &limitedBuffer{max: maxReplyBodyBytes}
-		if err := tpl.Execute(b, m); err != nil && !errors.Is(err, errBufferFull) {
+		if err := tpl.Execute(b, data); err != nil && !errors.Is(err, errBufferFull) {
 			return "", &TemplateError{Field: tpl.Name(), Err: err}
 		}
 		return strings.ToValidUTF8(b.String(), "\uFFFD"), nil
@@ -205,11 +223,13 @@ type Params struct {
 	From         string // From header, e.g. "Support <help@example.com>"
 	EnvelopeFrom string // "" = null sender
 	OncePer      time.Duration
-	// Key is the installation key that signs the reply (SignatureHeader); nil signs nothing.
-	Key []byte
 	// MessageID is the reply's Message-ID with angle brackets; "" generates a random one in the
 	// domain of From.
 	MessageID string
+	// Fields are the extracted fields of the rule that sends the reply ({{ .Fields.name }}).
+	Fields map[string]any
+	// Key is the installation key that signs the reply (SignatureHeader); nil signs nothing.
+	Key []byte
 }
 
 // NewJob renders t over the original m for a reply to the address to (from Check).
@@ -221,7 +241,7 @@ func NewJob(t *Template, m *message.Message, to string, p Params) (*Job, error) 
 	if !plausibleAddress(to) {
 		return nil, fmt.Errorf("reply %q: recipient is not a plain address", t.Name)
 	}
-	subject, text, html, err := t.Render(m)
+	subject, text, html, err := t.Render(m, p.Fields)
 	if err != nil {
 		return nil, fmt.Errorf("reply %q: %w", t.Name, err)
 	}

@@ -41,7 +41,7 @@ var replyDate = time.Date(2026, 3, 2, 10, 5, 0, 0, time.UTC)
 
 func mustTemplate(t *testing.T, subject, body, html string) *Template {
 	t.Helper()
-	tpl, err := ParseTemplate("ack", subject, body, html)
+	tpl, err := ParseTemplate("ack", subject, body, html, nil)
 	if err != nil {
 		t.Fatalf("parse templates: %v", err)
 	}
@@ -272,7 +272,7 @@ func TestParseReplyTemplateErrors(t *testing.T) {
 		{"", "ok", "", "subject: empty"},
 		{"Re", " ", "", "body: empty"},
 	} {
-		_, err := ParseTemplate("ack", tc.subject, tc.body, tc.html)
+		_, err := ParseTemplate("ack", tc.subject, tc.body, tc.html, nil)
 		var te *TemplateError
 		if err == nil || !errors.As(err, &te) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseTemplate(%q, %q, %q) = %v, want an error with %q", tc.subject, tc.body, tc.html, err, tc.want)
@@ -300,7 +300,7 @@ func TestReplyHTMLEscapes(t *testing.T) {
 		Subject: `<script>alert(1)</script><a href="https://evil.example">click</a>`,
 		From:    message.Address{Name: `"><img src=x onerror=alert(2)>`, Address: `"x\" onclick=alert(3)"@example.com`},
 	}
-	_, text, html, err := tpl.Render(m)
+	_, text, html, err := tpl.Render(m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,5 +316,28 @@ func TestReplyHTMLEscapes(t *testing.T) {
 	}
 	if !strings.Contains(text, "<script>alert(1)</script>") {
 		t.Errorf("the text body is escaped too: %q", text)
+	}
+}
+
+// TestReplyTemplateFields: a reply template reads the rule's extracted fields as .Fields.NAME; the
+// names the rules define pass the startup check, a name no rule defines fails it, and a field
+// from mail arrives escaped in the html alternative.
+func TestReplyTemplateFields(t *testing.T) {
+	tpl, err := ParseTemplate("ack", "Re: invoice {{ .Fields.number }}", "We booked {{ .Fields.number }} over {{ .Fields.amount }}.",
+		"<p>{{ .Fields.number }}</p>", []string{"amount", "number"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &message.Message{Subject: "Invoice", From: message.Address{Address: "billing@vendor.example"}}
+	subject, text, html, err := tpl.Render(m, map[string]any{"number": "INV-<1>", "amount": "120.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subject != "Re: invoice INV-<1>" || text != "We booked INV-<1> over 120.50." || html != "<p>INV-&lt;1&gt;</p>" {
+		t.Errorf("rendered %q / %q / %q", subject, text, html)
+	}
+	if _, err := ParseTemplate("ack", "Re", "{{ .Fields.numbr }}", "", []string{"number"}); err == nil ||
+		!strings.Contains(err.Error(), "body: ") || !strings.Contains(err.Error(), "numbr") {
+		t.Errorf("a name no rule extracts: %v; want an error naming the body and the key", err)
 	}
 }

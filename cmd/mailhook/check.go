@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/emersion/go-sasl"
 
@@ -43,20 +44,19 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	for _, r := range l.rules.Rules() {
-		reads := r.Reads
-		var parts []string
-		if reads.Text {
-			parts = append(parts, "text")
+		reads, what := r.Reads, ""
+		for _, part := range []struct {
+			on   bool
+			what string
+		}{{reads.Text && reads.HTML, "the text and html parts"}, {reads.Text && !reads.HTML, "the text part"},
+			{reads.HTML && !reads.Text, "the html part"}, {reads.Reports, "report parts (bounce, complaint)"},
+			{reads.Calendar, "the calendar part"}} {
+			if part.on {
+				what = strings.TrimPrefix(what+" + "+part.what, " + ")
+			}
 		}
-		if reads.HTML {
-			parts = append(parts, "html")
-		}
-		what := "headers and structure only (no body bytes)"
-		switch len(parts) {
-		case 1:
-			what = "the " + parts[0] + " part"
-		case 2:
-			what = "the text and html parts"
+		if what == "" {
+			what = "headers and structure only (no body bytes)"
 		}
 		if reads.AttachmentList {
 			// Attachment content is never read by a rule: filename, type and size come with BODYSTRUCTURE.

@@ -86,7 +86,7 @@ func TestDemoOnce(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
 	got := out.String()
-	for _, want := range []string{"rule=ci-failures", "rule=invoices", "signature verified", "all 2 sample deliveries received",
+	for _, want := range []string{"rule=ci-failures", "rule=invoices", `fields={"amount":"1.234,00","number":"2026-1234"}`, "signature verified", "all 2 sample deliveries received",
 		"  config       ", "mailhook status --config ", "mailhook outbox list --config ", "the personal note matches no rule", "Next steps:\n", "mailhook check --online"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, got)

@@ -52,6 +52,9 @@ rules:
       - webhook: receiver
   - name: invoices
     when: 'subject matches "(?i)invoice" && any(attachments, .content_type == "application/pdf")'
+    extract:                         # into the payload's "fields"
+      number: 'find("[0-9]{4}-[0-9]+", subject)'
+      amount: 'groups("Amount due: (?P<amount>[0-9.,]+)", text).amount'
     actions:
       - webhook: receiver
 `))
@@ -86,7 +89,7 @@ func demoVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	recv, err := demo.NewReceiver(demo.ReceiverOptions{
 		Secret: demoSecret,
 		OnRequest: func(r demo.Request) {
-			printDelivery(stdout, r)
+			r.Summarize(stdout)
 			shown.Do(func() { printPayload(stdout, r) })
 			select {
 			case delivered <- struct{}{}:
@@ -206,27 +209,6 @@ func exitCode(err error) int {
 		return exitFail
 	}
 	return exitOK
-}
-
-// printDelivery shows one received webhook the way a receiver would see it.
-func printDelivery(w io.Writer, r demo.Request) {
-	var p struct {
-		Rule    string `json:"rule"`
-		Subject string `json:"subject"`
-		From    struct {
-			Address string `json:"address"`
-		} `json:"from"`
-		Attachments []struct {
-			Filename string `json:"filename"`
-		} `json:"attachments"`
-	}
-	_ = json.Unmarshal(r.Body, &p)
-	sig := "signature verified"
-	if !r.Verified {
-		sig = fmt.Sprintf("signature NOT verified: %v", r.VerifyErr)
-	}
-	fmt.Fprintf(w, "webhook %s  rule=%s  from=%s  subject=%q  attachments=%d  %s\n",
-		r.ID(), p.Rule, p.From.Address, p.Subject, len(p.Attachments), sig)
 }
 
 // waitWatching waits until every watcher of a is idling or polling, that is, has selected its

@@ -25,7 +25,7 @@ func TestBinaryLinksNoTestScaffolding(t *testing.T) {
 		}
 		for dep := range strings.FieldsSeq(string(out)) {
 			if dep == "testing" || strings.HasPrefix(dep, "testing/") || dep == "net/http/httptest" ||
-				strings.HasSuffix(dep, "/internal/testmail") {
+				strings.HasSuffix(dep, "/internal/testmail") || strings.HasSuffix(dep, "/internal/fixture") {
 				t.Errorf("CGO_ENABLED=%s: the binary depends on %s", cgo, dep)
 			}
 		}
@@ -41,6 +41,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		"config":             {"dispatch", "internal/localhost", "oauth", "outbox", "payload", "reply", "rules", "watcher"},
 		"dispatch":           {"internal/failpoint", "internal/localhost", "outbox", "payload", "spool", "store"},
 		"internal/demo":      nil,
+		"internal/fixture":   {"message"},
 		"internal/localhost": nil,
 		"internal/ops":       {"dispatch", "reply", "store", "watcher"},
 		"message":            nil,

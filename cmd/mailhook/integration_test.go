@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/mail"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhook/mailhook/internal/fixture"
 	"github.com/mailhook/mailhook/internal/testmail"
 	"github.com/mailhook/mailhook/store"
 )
@@ -580,4 +582,51 @@ func openState(t *testing.T, cfg string) store.Backend {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// A bounce, a complaint and an invitation reach the daemon through Dovecot: the rule on
+// bounce.kind fires for the bounce only (nothing is sent for the other two), and its payload
+// carries the parsed report, read from the report part and the returned header.
+func TestDovecotReportsDelivered(t *testing.T) {
+	dc, led, cfg, env := startStack(t, testmail.DovecotOptions{}, testmail.ReceiverOptions{}, nil)
+	d := startDaemon(t, cfg, env...)
+	waitReady(t, d)
+	for _, name := range []string{"bounce-postfix.eml", "arf-complaint.eml", "invite-google.eml"} {
+		raw, err := os.ReadFile(fixture.Path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dc.Append("INBOX", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then a sample invoice, so that once it is delivered the three before it were handled.
+	m := newMail()
+	m.next = 2 // an invoice
+	m.add(t, dc.Append, 1)
+	want := append([]string{"<20261202081407.4QxY2Z1abc@mx1.example.net>"}, m.want()...)
+	led.waitDelivered(t, 30*time.Second, want)
+	d.terminate()
+	led.check(t, want, true)
+	var p struct {
+		Rule   string `json:"rule"`
+		Bounce *struct {
+			Kind              string `json:"kind"`
+			OriginalMessageID string `json:"original_message_id"`
+			Recipients        []struct{ Address, Status string }
+		} `json:"bounce"`
+	}
+	for _, r := range led.recv.Requests() {
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Rule == "hard-bounces" {
+			break
+		}
+	}
+	if b := p.Bounce; p.Rule != "hard-bounces" || b == nil || b.Kind != "hard" ||
+		b.OriginalMessageID != "<inv-2026-0042.1764663245@shop.example.com>" || len(b.Recipients) != 1 ||
+		b.Recipients[0].Address != "jane.doe@example.org" || b.Recipients[0].Status != "5.1.1" {
+		t.Errorf("bounce payload %+v", p)
+	}
 }

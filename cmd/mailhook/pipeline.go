@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/mailhook/mailhook/config"
 	"github.com/mailhook/mailhook/payload"
@@ -35,7 +36,7 @@ func (l *loaded) pipelineConfig(logger *slog.Logger) pipeline.Config {
 func ruleSpecs(cfg *config.Config) []rules.Spec {
 	specs := make([]rules.Spec, 0, len(cfg.Rules))
 	for _, r := range cfg.Rules {
-		s := rules.Spec{Name: r.Name, Account: r.Account, Mailbox: r.Mailbox, When: r.When, Stop: r.Stop}
+		s := rules.Spec{Name: r.Name, Account: r.Account, Mailbox: r.Mailbox, When: r.When, Stop: r.Stop, Extract: r.Extract}
 		for _, a := range r.Actions {
 			s.Actions = append(s.Actions, rules.Action{Webhook: a.Webhook, Reply: a.Reply, MarkSeen: a.MarkSeen,
 				Flag: a.Flag, Move: a.Move, Copy: a.Copy})
@@ -80,6 +81,17 @@ func cost(p watcher.Plan) string {
 	if p.Inline {
 		p.Inline = false
 		return cost(p) + "; attachment content when a matched rule's webhook ships it inline"
+	}
+	if p.Reports || p.Calendar {
+		var what []string
+		if p.Reports {
+			what = append(what, "a report's few-KB report part and returned header (bounces, complaints)")
+		}
+		if p.Calendar {
+			what = append(what, "the calendar part of an invitation")
+		}
+		p.Reports, p.Calendar = false, false
+		return cost(p) + "; " + strings.Join(what, " and ") + ", only for messages that have them"
 	}
 	switch {
 	case p.Text && p.HTML:

@@ -165,6 +165,10 @@ rules:
     when: 'subject matches "(?i)invoice" && any(attachments, .content_type == "application/pdf")'
     actions:
       - webhook: receiver
+  - name: hard-bounces
+    when: 'bounce.kind == "hard"'
+    actions:
+      - webhook: receiver
 `))
 
 // testSecret signs the process tests' webhooks.

@@ -18,7 +18,7 @@ func compileReplies(cfg *config.Config) (map[string]*reply.Template, error) {
 	out := make(map[string]*reply.Template, len(cfg.Replies))
 	var errs []error
 	for i, r := range cfg.Replies {
-		tpl, err := reply.ParseTemplate(r.Name, r.Subject, r.Body, r.HTML)
+		tpl, err := reply.ParseTemplate(r.Name, r.Subject, r.Body, r.HTML, r.Fields)
 		if err != nil {
 			path := config.ItemPath("replies", i, r.Name)
 			for _, e := range unjoin(err) {

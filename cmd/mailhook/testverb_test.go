@@ -101,7 +101,7 @@ func TestTestVerbFiles(t *testing.T) {
 	if r.Message == nil || r.Message.Subject == "" || r.Message.Auth.DMARC != "pass" || r.Account != "test" || r.Mailbox != "INBOX" {
 		t.Errorf("message %+v", r.Message)
 	}
-	if len(r.Rules) != 2 || !r.Rules[0].Matched || !r.Rules[0].Fires || r.Rules[1].Matched ||
+	if len(r.Rules) != 3 || !r.Rules[0].Matched || !r.Rules[0].Fires || r.Rules[1].Matched ||
 		r.Rules[1].FalseClause != `subject matches "(?i)invoice"` || len(r.Rules[1].Clauses) != 1 {
 		t.Errorf("rules %+v", r.Rules)
 	}
@@ -264,7 +264,8 @@ func TestCheckReportsAttachmentList(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
 	}
 	for _, want := range []string{
-		"config " + path + ": ok (1 account, 1 webhook, 3 rules)\n",
+		"config " + path + ": ok (1 account, 1 webhook, 4 rules)\n",
+		`rule "hard-bounces" reads report parts (bounce, complaint)` + "\n",
 		`rule "ci-failures" reads headers and structure only (no body bytes)` + "\n",
 		`rule "invoices" reads headers and structure only (no body bytes) + the attachment list (no attachment bytes)` + "\n",
 		`rule "body-rule" reads the text part + the attachment list (no attachment bytes)` + "\n",

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -202,3 +203,30 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer (Flush, deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Summarize writes one line about the delivery: its id, the payload's rule, sender, subject,
+// attachment count and extracted fields, and whether its signature verified.
+func (r Request) Summarize(w io.Writer) {
+	var p struct {
+		Rule    string `json:"rule"`
+		Subject string `json:"subject"`
+		From    struct {
+			Address string `json:"address"`
+		} `json:"from"`
+		Attachments []struct {
+			Filename string `json:"filename"`
+		} `json:"attachments"`
+		Fields json.RawMessage `json:"fields"`
+	}
+	_ = json.Unmarshal(r.Body, &p)
+	sig := "signature verified"
+	if !r.Verified {
+		sig = fmt.Sprintf("signature NOT verified: %v", r.VerifyErr)
+	}
+	fields := ""
+	if p.Fields != nil {
+		fields = "  fields=" + string(p.Fields)
+	}
+	fmt.Fprintf(w, "webhook %s  rule=%s  from=%s  subject=%q  attachments=%d%s  %s\n",
+		r.ID(), p.Rule, p.From.Address, p.Subject, len(p.Attachments), fields, sig)
+}
