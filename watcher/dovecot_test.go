@@ -30,6 +30,14 @@ func appendTo(t *testing.T, srv appender, mailbox string, from, n int) []uint32 
 	return uids
 }
 
+// recreated appends to a mailbox deleted and created again under a running watcher
+// (testmail.Dovecot.AppendRecreated).
+type recreated struct{ *testmail.Dovecot }
+
+func (r recreated) Append(mailbox string, raw []byte) (uint32, error) {
+	return r.AppendRecreated(mailbox, raw)
+}
+
 // TestDovecotHighestUIDQuirk on a real server: Dovecot answers "UID SEARCH UID n:*"
 // with the highest UID even when it is below n, and that must produce no event, across many
 // catch-ups.
@@ -120,8 +128,10 @@ func TestDovecotUIDValidityChange(t *testing.T) {
 	if err := srv.CreateMailbox(box); err != nil {
 		t.Fatal(err)
 	}
-	appendTo(t, srv, box, 0, 3)          // the same messages again
-	fresh := appendTo(t, srv, box, 3, 2) // and two new ones
+	// The watcher still has the old mailbox selected: recreated allows for Dovecot's "deleted
+	// under us" while it tears that down.
+	appendTo(t, recreated{srv}, box, 0, 3)          // the same messages again
+	fresh := appendTo(t, recreated{srv}, box, 3, 2) // and two new ones
 	eventually(t, "new UIDVALIDITY", func() bool {
 		s := w.Status()
 		return s.UIDValidity != validity && s.State == watcher.StateIdle

@@ -101,14 +101,18 @@ func statusUIDValidity(c *imapclient.Client, mailbox string) (uint32, error) {
 	return data.UIDValidity, nil
 }
 
-// searchMessageID reports whether mailbox holds a message whose Message-ID header contains id.
-func searchMessageID(c *imapclient.Client, mailbox, id string) (bool, error) {
+// searchMessageID returns the UID of a message in mailbox whose Message-ID header contains id,
+// 0 when there is none.
+func searchMessageID(c *imapclient.Client, mailbox, id string) (uint32, error) {
 	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		return false, fmt.Errorf("examine %q: %w", mailbox, err)
+		return 0, fmt.Errorf("examine %q: %w", mailbox, err)
 	}
 	data, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-Id", Value: id}}}, nil).Wait()
 	if err != nil {
-		return false, fmt.Errorf("search %q for %s: %w", mailbox, id, err)
+		return 0, fmt.Errorf("search %q for %s: %w", mailbox, id, err)
 	}
-	return len(data.AllUIDs()) > 0, nil
+	if uids := data.AllUIDs(); len(uids) > 0 {
+		return uint32(uids[0]), nil
+	}
+	return 0, nil
 }

@@ -2,11 +2,13 @@ package testmail
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -565,16 +567,33 @@ func (d *Dovecot) UIDValidity(mailbox string) (uint32, error) {
 	return v, err
 }
 
-// HasMessage reports whether mailbox holds a message with the given Message-ID (angle brackets
-// included or not), looked up without changing any flag.
-func (d *Dovecot) HasMessage(mailbox, messageID string) (bool, error) {
-	var found bool
-	err := d.adminSession(func(c *imapclient.Client) error {
-		var err error
-		found, err = searchMessageID(c, mailbox, strings.Trim(messageID, "<>"))
-		return err
-	})
-	return found, err
+// AppendRecreated appends raw to a mailbox that was just deleted and created again while a
+// session (the watcher's) still had the old one selected. Dovecot may then answer "NO Mailbox was
+// deleted under us" while it tears the old one down, having appended the message or not (both
+// were seen); a test is not about that race. So on that answer it looks for the message by its
+// Message-ID and appends again only when it is missing, within 10 s, and returns its UID.
+func (d *Dovecot) AppendRecreated(mailbox string, raw []byte) (uint32, error) {
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return 0, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	id := strings.Trim(m.Header.Get("Message-Id"), "<> ")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		uid, err := d.Append(mailbox, raw)
+		if err == nil || id == "" || !strings.Contains(err.Error(), "deleted under us") || time.Now().After(deadline) {
+			return uid, err
+		}
+		time.Sleep(50 * time.Millisecond)
+		var found uint32
+		if ferr := d.adminSession(func(c *imapclient.Client) error {
+			var err error
+			found, err = searchMessageID(c, mailbox, id)
+			return err
+		}); ferr == nil && found != 0 {
+			return found, nil
+		}
+	}
 }
 
 // Flags returns the sorted flags of the message with the given UID, read without changing them.
