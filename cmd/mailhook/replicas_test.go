@@ -48,11 +48,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	view, err := postgres.Open(ctx, dsn, store.Options{}, postgres.Options{}) // migrates if no replica has yet
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
+	view := storeView(t, dsn)
 	// settled: every lease live, held by a running replica (its id holds the process id), none
 	// holding more than ⌈mailboxes / replicas⌉ + 1, and every mailbox checkpointed.
 	settled := func(alive int, frozen ...*daemon) func() bool {
@@ -260,11 +256,7 @@ func TestReplicasShareLedgers(t *testing.T) {
 		ds = append(ds, startDaemon(t, cfg, "TEST_IMAP_PASSWORD="+testIMAPPassword, "TEST_WEBHOOK_SECRET="+testSecret, "MAILHOOK_DSN="+dsn))
 	}
 	ctx := context.Background()
-	view, err := postgres.Open(ctx, dsn, store.Options{}, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
+	view := storeView(t, dsn)
 	eventually(t, 60*time.Second, "three mailboxes leased and checkpointed", func() bool {
 		ls, err := view.LeaseStates(ctx)
 		if err != nil || len(ls) != len(boxes) {
@@ -529,11 +521,7 @@ func TestReplicasDatabaseOutage(t *testing.T) {
 	// A session is counted once logged in, before its watcher has recorded the first checkpoint
 	// (start: new); mail appended before that is rightly skipped. Seen once under load.
 	ctx := context.Background()
-	view, err := postgres.Open(ctx, dsn, store.Options{}, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
+	view := storeView(t, dsn)
 	eventually(t, 30*time.Second, "every mailbox checkpointed", func() bool {
 		cps, err := view.Checkpoints(ctx)
 		return err == nil && len(cps) == len(boxes)
@@ -558,6 +546,18 @@ func TestReplicasDatabaseOutage(t *testing.T) {
 	for _, d := range ds {
 		d.terminate()
 	}
+}
+
+// storeView opens the replicas' PostgreSQL store dsn beside them, to look at leases and
+// checkpoints (it migrates if no replica has yet); closed when the test ends.
+func storeView(t *testing.T, dsn string) *postgres.Store {
+	t.Helper()
+	view, err := postgres.Open(context.Background(), dsn, store.Options{}, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { view.Close() })
+	return view
 }
 
 // replicaConfig writes the configuration of one replica watching boxes on dc, delivering to url,
