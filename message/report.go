@@ -80,6 +80,9 @@ type Section struct {
 // Wanted says which parts of a message a fetch plan reads beyond its header and structure.
 type Wanted struct {
 	Text, HTML bool // the text/plain and text/html bodies (BodySections)
+	// ReplyText: what ReplyText is read from: the text/plain body, or the text/html body of a
+	// message without one (Gmail's and Apple Mail's quote markup tells the history apart there).
+	ReplyText bool
 	// Reports: what Bounce and Complaint are read from. That is the report part
 	// (message/delivery-status, message/global-delivery-status or message/feedback-report) and the
 	// header of the message it returns (`n.HEADER` of a returned message/rfc822, or a
@@ -114,7 +117,7 @@ func Sections(header []byte, bs imap.BodyStructure, lim Limits, w Wanted) []Sect
 	for _, part := range []struct {
 		want  bool
 		nodes []int
-	}{{w.Text, text}, {w.HTML, html}} {
+	}{{w.Text || (w.ReplyText && len(text) > 0), text}, {w.HTML || (w.ReplyText && len(text) == 0), html}} {
 		for _, i := range part.nodes {
 			if part.want {
 				add(t.nodes[i].section, lim.TextPartBytes())

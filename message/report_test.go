@@ -334,3 +334,36 @@ func TestSectionsOnce(t *testing.T) {
 		}
 	}
 }
+
+// For ReplyText, Sections fetches the text/plain body, or the text/html body of a message that has
+// no text/plain one (reply_text of html-only mail comes from its quote markup), never both.
+func TestSectionsReplyText(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		w    Wanted
+		want []Section
+	}{
+		{"alternative.eml", Wanted{ReplyText: true}, []Section{{"1", DefaultLimits().TextPartBytes()}}},
+		{"cp1252-html.eml", Wanted{ReplyText: true}, []Section{{"1", DefaultLimits().TextPartBytes()}}},
+		{"alternative.eml", Wanted{ReplyText: true, HTML: true}, []Section{{"1", DefaultLimits().TextPartBytes()}, {"2", DefaultLimits().TextPartBytes()}}},
+		{"attachment-only.eml", Wanted{ReplyText: true}, nil},
+	} {
+		raw, err := os.ReadFile("testdata/" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		header, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+		if got := Sections(header, structureOf(t, raw), Limits{}, c.w); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s %+v: %v, want %v", c.file, c.w, got, c.want)
+		}
+	}
+	// What they return is enough: the html-only reply's text comes from its markup.
+	raw, err := os.ReadFile("testdata/cp1252-html.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(bytes.NewReader(raw), Limits{})
+	if err != nil || m.Text != "" || ReplyText(m.Text, m.HTML) == "" {
+		t.Errorf("html-only message: text %q, reply text %q, %v", m.Text, ReplyText(m.Text, m.HTML), err)
+	}
+}

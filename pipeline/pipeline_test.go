@@ -353,23 +353,25 @@ func TestRuleFailedDefect(t *testing.T) {
 	}
 }
 
-// Plan fetches report and calendar parts for the rules that read them, and for webhooks that ship
-// a body (their payloads carry bounce, complaint and calendar); a webhook with body: none and
-// rules on headers fetch none.
+// Plan fetches report and calendar parts for the rules that read them (and for a rule on
+// reply_text its part), and for webhooks that ship a body (their payloads carry bounce,
+// complaint and calendar); a webhook with body: none and rules on headers fetch none.
 func TestPlanReports(t *testing.T) {
 	p := newPipeline(t, pipeline.Config{
 		Rules: compile(t,
 			rules.Spec{Name: "bounces", Mailbox: "Bounces", When: `bounce.kind == "hard"`, Actions: []rules.Action{{MarkSeen: true}}},
 			rules.Spec{Name: "invites", Mailbox: "Invites", When: `calendar != nil`, Actions: []rules.Action{{MarkSeen: true}}},
 			rules.Spec{Name: "bare", Mailbox: "Bare", When: `true`, Actions: []rules.Action{{Webhook: "bare"}}},
+			rules.Spec{Name: "approvals", Mailbox: "Approvals", When: `reply_text startsWith "Approved"`, Actions: []rules.Action{{MarkSeen: true}}},
 			rules.Spec{Name: "shipped", Mailbox: "INBOX", When: `true`, Actions: []rules.Action{{Webhook: "text"}}}),
 		Webhooks: []pipeline.Webhook{{Name: "bare", Body: payload.BodyNone}, {Name: "text", Body: payload.BodyText}},
 	})
 	for mb, want := range map[string]watcher.Plan{
-		"Bounces": {Reports: true},
-		"Invites": {Calendar: true},
-		"Bare":    {},
-		"INBOX":   {Text: true, Reports: true, Calendar: true},
+		"Bounces":   {Reports: true},
+		"Invites":   {Calendar: true},
+		"Bare":      {},
+		"Approvals": {ReplyText: true},
+		"INBOX":     {Text: true, Reports: true, Calendar: true},
 	} {
 		if got := p.Plan("a", mb); got != want {
 			t.Errorf("%s: plan %+v, want %+v", mb, got, want)

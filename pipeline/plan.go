@@ -12,7 +12,7 @@ import (
 // webhook with attachments: inline; Match.Inline then says, per message, which attachments.
 func (p *Pipeline) Plan(account, mailbox string) watcher.Plan {
 	reads := p.rules.Reads(account, mailbox)
-	pl := watcher.Plan{Text: reads.Text, HTML: reads.HTML, Reports: reads.Reports, Calendar: reads.Calendar}
+	pl := watcher.Plan{Text: reads.Text, HTML: reads.HTML, ReplyText: reads.ReplyText, Reports: reads.Reports, Calendar: reads.Calendar}
 	for _, r := range p.rules.Rules() {
 		if !r.AppliesTo(account, mailbox) {
 			continue

@@ -221,7 +221,7 @@ func (v *readsVisitor) field(name string) {
 	case "text":
 		v.reads.Text = true
 	case "reply_text":
-		v.reads.Text, v.derived = true, true
+		v.reads.ReplyText, v.derived = true, true
 	case "html":
 		v.reads.HTML = true
 	case "urls": // links are in both bodies, in html mostly as hrefs

@@ -167,6 +167,7 @@ func TestRuleReads(t *testing.T) {
 		{`$env.attachments == nil`, Reads{AttachmentList: true}},
 		{`bounce.kind == "hard" && $env.complaint == nil`, Reads{Reports: true}},
 		{`calendar?.method == "CANCEL"`, Reads{Calendar: true}},
+		{`$env.reply_text startsWith "ok" || text == ""`, Reads{Text: true, ReplyText: true}},
 		{`let body = html; body != ""`, Reads{HTML: true}},
 		{`subject != "" ? false : text == ""`, Reads{Text: true}},
 		{`re(text, "x")`, Reads{Text: true}},

@@ -41,7 +41,8 @@ type Env struct {
 	Text string `expr:"text"`
 	HTML string `expr:"html"`
 	// ReplyText is what the sender wrote: Text without the quoted history and the signature
-	// (message.ReplyText; from HTML for a message without a text part, when HTML was fetched).
+	// (message.ReplyText; from HTML for a message without a text part, which a rule reading it
+	// has fetched: Reads.ReplyText).
 	// It and URLs are filled by Understand, which Match and Explain call when a rule reads them.
 	ReplyText string `expr:"reply_text"`
 	// URLs are the distinct http(s) URLs of Text and of HTML's links, in order, at most 100.

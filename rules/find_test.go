@@ -133,7 +133,8 @@ func (s *Set) eval(src string, env *Env) (any, error) {
 }
 
 // TestReplyTextAndURLsEnv: reply_text and urls are in the environment, and what a rule reading
-// them reads is fetched: reply_text the text part, urls both bodies.
+// them reads is fetched: reply_text the text part (or the html one of mail without it), urls
+// both bodies.
 func TestReplyTextAndURLsEnv(t *testing.T) {
 	s, err := Compile([]Spec{
 		{Name: "approval", When: `reply_text matches "(?i)^approved"`},
@@ -148,8 +149,8 @@ func TestReplyTextAndURLsEnv(t *testing.T) {
 	if names(got) != "approval,links" || len(errs) != 0 {
 		t.Errorf("matched %q, errors %v", names(got), errs)
 	}
-	if r, _ := s.Rule("approval"); !r.Reads.Text || r.Reads.HTML {
-		t.Errorf("reply_text reads %+v, want text only", r.Reads)
+	if r, _ := s.Rule("approval"); r.Reads != (Reads{ReplyText: true}) {
+		t.Errorf("reply_text reads %+v, want the reply text only", r.Reads)
 	}
 	if r, _ := s.Rule("links"); !r.Reads.Text || !r.Reads.HTML {
 		t.Errorf("urls reads %+v, want both bodies", r.Reads)

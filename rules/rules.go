@@ -46,8 +46,11 @@ type Action struct {
 
 // Reads says which costly message fields something reads.
 type Reads struct {
-	Text        bool // the text/plain body
-	HTML        bool // the text/html body
+	Text bool // the text/plain body
+	HTML bool // the text/html body
+	// ReplyText: the rule reads `reply_text`, so the watcher fetches the text/plain body, or the
+	// text/html body of a message without one (message.Wanted.ReplyText).
+	ReplyText   bool
 	Attachments bool // attachment content (metadata is free: it comes with BODYSTRUCTURE)
 	// AttachmentList: the rule reads `attachments` (filename, content_type, size), which costs no
 	// extra bytes: the metadata comes with BODYSTRUCTURE. Reported by `mailhook check`.
@@ -62,7 +65,8 @@ type Reads struct {
 
 // union returns what r or o read.
 func (r Reads) union(o Reads) Reads {
-	return Reads{Text: r.Text || o.Text, HTML: r.HTML || o.HTML, Attachments: r.Attachments || o.Attachments,
+	return Reads{Text: r.Text || o.Text, HTML: r.HTML || o.HTML, ReplyText: r.ReplyText || o.ReplyText,
+		Attachments:    r.Attachments || o.Attachments,
 		AttachmentList: r.AttachmentList || o.AttachmentList, Reports: r.Reports || o.Reports,
 		Calendar: r.Calendar || o.Calendar}
 }

@@ -576,7 +576,7 @@ func (s *session) planParts(f *fetched) partsPlan {
 		return pp
 	}
 	sections := message.Sections(f.header, f.structure, w.cfg.Limits,
-		message.Wanted{Text: plan.Text, HTML: plan.HTML, Reports: plan.Reports, Calendar: plan.Calendar})
+		message.Wanted{Text: plan.Text, HTML: plan.HTML, ReplyText: plan.ReplyText, Reports: plan.Reports, Calendar: plan.Calendar})
 	if len(sections) == 0 {
 		return pp
 	}

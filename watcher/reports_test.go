@@ -79,3 +79,35 @@ func TestDovecotReportsPlan(t *testing.T) {
 	}
 	t.Logf("header-only %d bytes, with reports and calendar %d (+%d); the returned body alone is %d", none.served, full.served, extra, len(big))
 }
+
+// A rule reading reply_text fetches, per message, the text/plain body, or the text/html body of
+// a message without one (an html-only reply's text comes from its quote markup), never both, as
+// Dovecot serves them.
+func TestDovecotReplyTextPlan(t *testing.T) {
+	srv := testmail.StartDovecot(t, testmail.DovecotOptions{})
+	for _, name := range []string{"alternative.eml", "cp1252-html.eml"} {
+		raw, err := os.ReadFile(fixture.Path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Append("INBOX", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, rec := runPlan(t, srv, watcher.Plan{ReplyText: true}, 2)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, ev := range rec.events {
+		m := ev.Message
+		switch ev.UID {
+		case 1: // text and html: the text only
+			if !m.TextFetched || m.HTMLFetched || m.Text == "" {
+				t.Errorf("alternative: text fetched %v (%d bytes), html fetched %v", m.TextFetched, len(m.Text), m.HTMLFetched)
+			}
+		case 2: // html only: the html
+			if !m.HTMLFetched || message.ReplyText(m.Text, m.HTML) == "" {
+				t.Errorf("html-only: html fetched %v, reply text %q", m.HTMLFetched, message.ReplyText(m.Text, m.HTML))
+			}
+		}
+	}
+}

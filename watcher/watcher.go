@@ -107,6 +107,9 @@ type Backoff struct {
 type Plan struct {
 	Text bool // text/plain parts
 	HTML bool // text/html parts
+	// ReplyText: the text/plain parts, or the text/html parts of a message without any
+	// (message.Wanted.ReplyText): what a rule reading reply_text needs.
+	ReplyText bool
 	// Reports: a delivery or feedback report's report part and the returned message's header,
 	// and the text of a plain-text bounce notice (message.Wanted.Reports), for Message.Bounce and
 	// Message.Complaint. Nothing more is fetched for other mail.
@@ -122,7 +125,7 @@ type Plan struct {
 
 // parts reports whether the plan fetches anything beyond the header and BODYSTRUCTURE (attachment
 // content, chosen per message, aside).
-func (p Plan) parts() bool { return p.Text || p.HTML || p.Reports || p.Calendar }
+func (p Plan) parts() bool { return p.Text || p.HTML || p.ReplyText || p.Reports || p.Calendar }
 
 // Config configures one Watcher. Account, Mailbox, Addr and Username are required.
 type Config struct {

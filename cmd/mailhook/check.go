@@ -48,8 +48,10 @@ func checkVerb(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		for _, part := range []struct {
 			on   bool
 			what string
-		}{{reads.Text && reads.HTML, "the text and html parts"}, {reads.Text && !reads.HTML, "the text part"},
-			{reads.HTML && !reads.Text, "the html part"}, {reads.Reports, "report parts (bounce, complaint)"},
+		}{{(reads.Text || reads.ReplyText) && reads.HTML, "the text and html parts"},
+			{reads.ReplyText && !reads.HTML, "the text part (the html part of a message without one)"},
+			{reads.Text && !reads.ReplyText && !reads.HTML, "the text part"},
+			{reads.HTML && !reads.Text && !reads.ReplyText, "the html part"}, {reads.Reports, "report parts (bounce, complaint)"},
 			{reads.Calendar, "the calendar part"}} {
 			if part.on {
 				what = strings.TrimPrefix(what+" + "+part.what, " + ")

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailhook/mailhook/watcher"
 )
 
 // Every verb that reads a config exits 2 on a bad one, naming the field.
@@ -72,6 +74,24 @@ func TestCheckReportsCost(t *testing.T) {
 	for _, want := range []string{`rule "ci-failures" reads headers and structure only`, "test/INBOX fetches header + BODYSTRUCTURE, then the text/plain part"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// check's words for the plans a rule on reply_text makes: the text part, or the html part of a
+// message without one; with html fetched anyway, both.
+func TestCostReplyText(t *testing.T) {
+	for _, c := range []struct {
+		p    watcher.Plan
+		want string
+	}{
+		{watcher.Plan{ReplyText: true}, "header + BODYSTRUCTURE, then the text/plain part (the text/html part of a message without one)"},
+		{watcher.Plan{ReplyText: true, Text: true}, "header + BODYSTRUCTURE, then the text/plain part (the text/html part of a message without one)"},
+		{watcher.Plan{ReplyText: true, HTML: true}, "header + BODYSTRUCTURE, then the text/plain and text/html parts"},
+		{watcher.Plan{Text: true}, "header + BODYSTRUCTURE, then the text/plain part"},
+	} {
+		if got := cost(c.p); got != c.want {
+			t.Errorf("cost(%+v) = %q, want %q", c.p, got, c.want)
 		}
 	}
 }

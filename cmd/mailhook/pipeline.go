@@ -94,8 +94,10 @@ func cost(p watcher.Plan) string {
 		return cost(p) + "; " + strings.Join(what, " and ") + ", only for messages that have them"
 	}
 	switch {
-	case p.Text && p.HTML:
+	case (p.Text || p.ReplyText) && p.HTML:
 		return "header + BODYSTRUCTURE, then the text/plain and text/html parts"
+	case p.ReplyText:
+		return "header + BODYSTRUCTURE, then the text/plain part (the text/html part of a message without one)"
 	case p.Text:
 		return "header + BODYSTRUCTURE, then the text/plain part"
 	case p.HTML:

@@ -256,6 +256,7 @@ func TestCheckReportsAttachmentList(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw = append(raw, []byte("  - name: body-rule\n    when: 'text contains \"x\" && len(attachments) > 0'\n    actions: [{webhook: receiver}]\n")...)
+	raw = append(raw, []byte("  - name: approvals\n    when: 'reply_text startsWith \"Approved\"'\n    actions: [{webhook: receiver}]\n")...)
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +265,12 @@ func TestCheckReportsAttachmentList(t *testing.T) {
 		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())
 	}
 	for _, want := range []string{
-		"config " + path + ": ok (1 account, 1 webhook, 4 rules)\n",
+		"config " + path + ": ok (1 account, 1 webhook, 5 rules)\n",
 		`rule "hard-bounces" reads report parts (bounce, complaint)` + "\n",
 		`rule "ci-failures" reads headers and structure only (no body bytes)` + "\n",
 		`rule "invoices" reads headers and structure only (no body bytes) + the attachment list (no attachment bytes)` + "\n",
 		`rule "body-rule" reads the text part + the attachment list (no attachment bytes)` + "\n",
+		`rule "approvals" reads the text part (the html part of a message without one)` + "\n",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
