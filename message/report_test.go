@@ -311,7 +311,9 @@ func TestTextBounceCopyMarkerIndex(t *testing.T) {
 }
 
 // Sections asks for each section once, with the larger cap: a notice's text wanted for Text and
-// for Reports is one section; the calendar part only when wanted.
+// for Reports is one section; the calendar part only when wanted. For ReplyText it asks for the
+// text/plain body, or the text/html body of a message without one (reply_text of html-only mail
+// comes from its quote markup), never both.
 func TestSectionsOnce(t *testing.T) {
 	for _, c := range []struct {
 		file string
@@ -323,26 +325,6 @@ func TestSectionsOnce(t *testing.T) {
 		{"invite-google.eml", Wanted{HTML: true}, []Section{{"1.2", DefaultLimits().TextPartBytes()}}},
 		{"bounce-postfix.eml", Wanted{Text: true, Reports: true, Calendar: true},
 			[]Section{{"1", DefaultLimits().TextPartBytes()}, {"2", ReportBytes}, {"3.HEADER", ReportBytes}}},
-	} {
-		raw, err := os.ReadFile("testdata/" + c.file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		header, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
-		if got := Sections(header, structureOf(t, raw), Limits{}, c.w); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%s %+v: %v, want %v", c.file, c.w, got, c.want)
-		}
-	}
-}
-
-// For ReplyText, Sections fetches the text/plain body, or the text/html body of a message that has
-// no text/plain one (reply_text of html-only mail comes from its quote markup), never both.
-func TestSectionsReplyText(t *testing.T) {
-	for _, c := range []struct {
-		file string
-		w    Wanted
-		want []Section
-	}{
 		{"alternative.eml", Wanted{ReplyText: true}, []Section{{"1", DefaultLimits().TextPartBytes()}}},
 		{"cp1252-html.eml", Wanted{ReplyText: true}, []Section{{"1", DefaultLimits().TextPartBytes()}}},
 		{"alternative.eml", Wanted{ReplyText: true, HTML: true}, []Section{{"1", DefaultLimits().TextPartBytes()}, {"2", DefaultLimits().TextPartBytes()}}},
@@ -357,7 +339,11 @@ func TestSectionsReplyText(t *testing.T) {
 			t.Errorf("%s %+v: %v, want %v", c.file, c.w, got, c.want)
 		}
 	}
-	// What they return is enough: the html-only reply's text comes from its markup.
+}
+
+// What ReplyText's sections return is enough: the reply text of an html-only message comes from
+// its markup.
+func TestReplyTextOfHTMLOnly(t *testing.T) {
 	raw, err := os.ReadFile("testdata/cp1252-html.eml")
 	if err != nil {
 		t.Fatal(err)
