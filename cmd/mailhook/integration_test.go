@@ -398,6 +398,13 @@ func TestDovecotRetryAndDeadLetter(t *testing.T) {
 	want := m.want()
 	deliveredWant := []string{want[0], want[2]}
 	led.waitDelivered(t, 30*time.Second, deliveredWant)
+	// The receiver has answered; wait for the daemon to record the answers too, or SIGTERM may
+	// interrupt the retry between the receiver's 200 and its record, and the job is rightly
+	// requeued (at least once) instead of done. Seen once under load.
+	eventually(t, 10*time.Second, "both deliveries and the dead letter recorded", func() bool {
+		out := d.out.String()
+		return strings.Count(out, `msg="webhook delivered"`) == 2 && strings.Contains(out, "job dead-lettered")
+	})
 	d.terminate()
 
 	ok, ids := led.byMessage(t)
