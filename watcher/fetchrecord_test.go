@@ -54,28 +54,13 @@ func TestPanicBecomesFetchFailure(t *testing.T) {
 // second pass of the batch before it, has a record that spans both, so the batch being handled
 // stays recorded until committed.
 func TestFetchRecordPerBatch(t *testing.T) {
-	srv := testmail.StartMemServer(t, testmail.MemOptions{})
-	uids := appendN(t, srv, 0, 7)
-	logs := &syncBuffer{}
-	st, rec := newFakeState(), newRecorder()
-	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
-	cfg.Start = watcher.StartAll
-	cfg.BatchSize = 3
-	w := mustNew(t, cfg, st, rec)
-	runWatcher(t, w, logs)
-	rec.waitUIDs(t, uids...)
-	eventually(t, "all committed", func() bool { return len(st.committedUIDs()) == len(uids) })
-
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	var got [][2]uint32
-	for _, r := range st.begun {
-		got = append(got, [2]uint32{r.Lo, r.Hi})
-	}
+	uids, got, st := catchUpRecords(t, 7, 3, 0)
 	want := [][2]uint32{{uids[0], uids[2]}, {uids[0], uids[5]}, {uids[3], uids[6]}}
 	if !slices.Equal(got, want) {
 		t.Errorf("fetch records %v, want one per batch %v", got, want)
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.record != nil {
 		t.Errorf("fetch record %+v left after the batch committed", *st.record)
 	}
@@ -85,30 +70,38 @@ func TestFetchRecordPerBatch(t *testing.T) {
 // arrive whole (2, 4, 8, then capped at 8), so a long backlog costs fewer round trips; each fetch
 // record spans a batch and the next one sent ahead with it, as without growth.
 func TestBatchesGrow(t *testing.T) {
-	srv := testmail.StartMemServer(t, testmail.MemOptions{})
-	uids := appendN(t, srv, 0, 20)
-	logs := &syncBuffer{}
-	st, rec := newFakeState(), newRecorder()
-	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
-	cfg.Start = watcher.StartAll
-	cfg.BatchSize, cfg.MaxBatchSize = 2, 8
-	w := mustNew(t, cfg, st, rec)
-	runWatcher(t, w, logs)
-	rec.waitUIDs(t, uids...)
-	eventually(t, "all committed", func() bool { return len(st.committedUIDs()) == len(uids) })
-
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	var got [][2]uint32
-	for _, r := range st.begun {
-		got = append(got, [2]uint32{r.Lo, r.Hi})
-	}
+	uids, got, _ := catchUpRecords(t, 20, 2, 8)
 	// Batches: uids[0:2], [2:6], [6:14], [14:20]; each record runs from a batch's first UID to
 	// the last of the batch sent ahead with its second pass.
 	want := [][2]uint32{{uids[0], uids[1]}, {uids[0], uids[5]}, {uids[2], uids[13]}, {uids[6], uids[19]}}
 	if !slices.Equal(got, want) {
 		t.Errorf("fetch records %v, want batches of 2, 4, 8, 6 %v", got, want)
 	}
+}
+
+// catchUpRecords runs a watcher with start: all over n messages in batches of batch (growing up
+// to maxBatch; 0: the default) until every one is committed, and returns their UIDs, the fetch
+// records it began, as [Lo, Hi], and its state.
+func catchUpRecords(t *testing.T, n, batch, maxBatch int) ([]uint32, [][2]uint32, *fakeState) {
+	t.Helper()
+	srv := testmail.StartMemServer(t, testmail.MemOptions{})
+	uids := appendN(t, srv, 0, n)
+	logs := &syncBuffer{}
+	st, rec := newFakeState(), newRecorder()
+	cfg := baseConfig(srv.Addr(), srv.User(), srv.Password(), logs)
+	cfg.Start = watcher.StartAll
+	cfg.BatchSize, cfg.MaxBatchSize = batch, maxBatch
+	w := mustNew(t, cfg, st, rec)
+	runWatcher(t, w, logs)
+	rec.waitUIDs(t, uids...)
+	eventually(t, "all committed", func() bool { return len(st.committedUIDs()) == len(uids) })
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var got [][2]uint32
+	for _, r := range st.begun {
+		got = append(got, [2]uint32{r.Lo, r.Hi})
+	}
+	return uids, got, st
 }
 
 // TestUnfinishedFetchAfterRestart: a process that stops while handling a message (here: it is

@@ -23,13 +23,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 	for b.Loop() {
 		path, env := writeConfig(b, b.TempDir(), dc.Addr(), dc.User(), dc.Password(), recv.URL()+"/hook", nil)
 		d := startDaemon(b, path, env...)
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(d.out.String(), "session ready") {
-			if time.Now().After(deadline) {
-				b.Fatalf("no session within 30 s:\n%s", d.out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		eventually(b, 30*time.Second, "the session ready", func() bool { return strings.Contains(d.out.String(), "session ready") })
 		time.Sleep(5 * time.Second) // what is measured: the process after settling in IDLE
 		kb, err := vmRSS(d.cmd.Process.Pid)
 		if err != nil {
